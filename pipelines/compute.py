@@ -1,0 +1,35 @@
+"""Dask client for stages: a LocalCluster on this machine, or an existing scheduler from params."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from distributed import Client, LocalCluster
+
+from pipelines.params import ComputeParams
+
+
+@contextlib.contextmanager
+def dask_client(params: ComputeParams) -> Iterator[Client]:
+    """Yield a connected client; a LocalCluster is started (and stopped) only when no address is set."""
+    if params.scheduler_address:
+        try:
+            client = Client(params.scheduler_address, timeout="20s")
+        except OSError as err:
+            raise ConnectionError(
+                f"cannot reach the dask scheduler at {params.scheduler_address} ({err}); start it with "
+                "`dask scheduler` or set compute.scheduler_address: null to run locally"
+            ) from None
+        with client:
+            yield client
+        return
+    with LocalCluster(
+        n_workers=params.n_workers,
+        threads_per_worker=params.threads_per_worker,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.WARNING,
+    ) as cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,79 @@
+"""Symmetry levels E_i and the checks that the stored data keeps its promises.
+
+Level E_i has four directions. Direction k is simulation ``1 + k*i`` of the buoyancy ladder turned by
+k counter-clockwise quarter turns (grid and vector components), so E_0 is exactly C4-symmetric and larger
+i break the symmetry more. All rotations go through :mod:`models.groups`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.groups import c4_rotation, rotate_scalar, rotate_vector
+
+# Array layouts used here: velocity [..., time, component, y, x]; smoke [..., time, y, x].
+VELOCITY_COMPONENT_AXIS = -3
+
+
+def rotate_frames(velocity: np.ndarray, smoke: np.ndarray, quarter_turns: int) -> tuple[np.ndarray, np.ndarray]:
+    r = c4_rotation(quarter_turns)
+    return rotate_vector(velocity, r, VELOCITY_COMPONENT_AXIS), rotate_scalar(smoke, r)
+
+
+def undo_directions(velocity: np.ndarray) -> np.ndarray:
+    """Turn direction k of ``velocity[direction, ...]`` back by -k quarter turns (to direction 0's frame)."""
+    return np.stack([rotate_vector(velocity[k], c4_rotation(-k), VELOCITY_COMPONENT_AXIS) for k in range(4)])
+
+
+def equivariance_errors(velocity: np.ndarray) -> dict[str, float]:
+    """How far a four-direction set ``velocity[direction, time, component, y, x]`` is from C4-symmetric.
+
+    ``relative``: mean over k=1..3 of |R^-k x_k - x_0| / |x_0| (Frobenius norms over all frames) — the
+    error a C4-equivariant predictor trained on direction 0 would see on direction k. ``symmetric``:
+    the same difference normalised by (|x_k| + |x_0|) / 2, bounded by 2 and insensitive to which
+    direction is called the reference. ``orbit``: |x - P x| / |x| with P the group average over C4,
+    the distance to the nearest exactly symmetric set.
+    """
+    back = undo_directions(np.asarray(velocity, dtype=np.float64))
+    ref = back[0]
+    diffs = [np.linalg.norm(back[k] - ref) for k in range(1, 4)]
+    norms = [np.linalg.norm(back[k]) for k in range(4)]
+    mean = back.mean(axis=0)
+    return {
+        "relative": float(np.mean([d / norms[0] for d in diffs])),
+        "symmetric": float(np.mean([2 * d / (norms[k + 1] + norms[0]) for k, d in enumerate(diffs)])),
+        "orbit": float(np.linalg.norm(back - mean[None]) / np.linalg.norm(back)),
+    }
+
+
+def max_c4_violation(velocity: np.ndarray, smoke: np.ndarray) -> float:
+    """Largest absolute difference between direction k and direction 0 turned by k (0 when exact)."""
+    worst = 0.0
+    for k in range(1, 4):
+        v_rot, s_rot = rotate_frames(velocity[0], smoke[0], k)
+        worst = max(worst, float(np.max(np.abs(velocity[k] - v_rot))), float(np.max(np.abs(smoke[k] - s_rot))))
+    return worst
+
+
+def staggered_divergence_from_centres(velocity: np.ndarray, dx: float) -> tuple[np.ndarray, float]:
+    """Discrete divergence of the MAC field behind cell-centred velocities ``[..., 2, y, x]``.
+
+    In a closed box the wall faces carry zero normal velocity, and each centre value is the mean of
+    its two faces, so the faces follow exactly from f[i+1] = 2 u[i] - f[i] with f[0] = 0. Returns the
+    divergence per cell and the largest mismatch at the far wall (should be ~0: a consistency check).
+    """
+    v = np.asarray(velocity, dtype=np.float64)
+    u_x, u_y = v[..., 0, :, :], v[..., 1, :, :]
+
+    def faces(centre: np.ndarray, axis: int) -> np.ndarray:
+        c = np.moveaxis(centre, axis, -1)
+        f = np.zeros(c.shape[:-1] + (c.shape[-1] + 1,))
+        for i in range(c.shape[-1]):
+            f[..., i + 1] = 2 * c[..., i] - f[..., i]
+        return np.moveaxis(f, -1, axis)
+
+    fx = faces(u_x, -1)  # x faces along the last axis
+    fy = faces(u_y, -2)
+    div = (np.diff(fx, axis=-1) + np.diff(fy, axis=-2)) / dx
+    wall = max(float(np.max(np.abs(fx[..., -1]))), float(np.max(np.abs(fy[..., -1, :]))))
+    return div, wall

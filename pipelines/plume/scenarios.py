@@ -1,0 +1,139 @@
+"""Simulation scenarios: one small dataclass per experiment.
+
+A scenario's fields are its physical parameters. It says how to build its sources on a domain, how to
+advance a (batched) state by one step, and how it looks after a quarter turn. The batched runner in
+:mod:`pipelines.plume.simulate` stacks many scenarios of one class along a PhiFlow batch dimension, and
+the symmetry code rotates their outputs with :mod:`models.groups`; neither needs to know the physics.
+
+To add an experiment, subclass :class:`Scenario`, register it in :data:`SCENARIOS`, and add its name to
+the ``smoke.scenario`` choices in ``pipelines/params.py`` (see docs/adding-a-scenario.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import numpy as np
+from phi import math
+from phi.flow import (
+    Box,
+    CenteredGrid,
+    Sphere,
+    StaggeredGrid,
+    advect,
+    extrapolation,
+    resample,
+    vec,
+)
+
+from models.groups import c4_rotation, rotate_point, rotate_vector_value
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A square box of side ``size`` sampled on ``resolution`` x ``resolution`` cells."""
+
+    resolution: int = 64
+    size: float = 64.0
+
+    @property
+    def bounds(self) -> Box:
+        return Box(x=self.size, y=self.size)
+
+    @property
+    def dx(self) -> float:
+        return self.size / self.resolution
+
+    def centered(self, value: Any, boundary: Any) -> CenteredGrid:
+        return CenteredGrid(value, boundary, x=self.resolution, y=self.resolution, bounds=self.bounds)
+
+    def staggered(self, value: Any, boundary: Any) -> StaggeredGrid:
+        return StaggeredGrid(value, boundary, x=self.resolution, y=self.resolution, bounds=self.bounds)
+
+
+State = dict[str, Any]  # named PhiFlow fields, batched along the "sim" dimension
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Base class. Subclasses are frozen dataclasses of physical parameters."""
+
+    name: ClassVar[str] = "scenario"
+
+    def sources(self, domain: Domain) -> dict[str, Any]:
+        """Per-simulation constant inputs (fields or phiml tensors); stacked along ``sim`` by the runner."""
+        raise NotImplementedError
+
+    def rotated(self, quarter_turns: int, domain: Domain) -> Scenario:
+        """The same experiment turned counter-clockwise by ``quarter_turns`` about the box centre."""
+        raise NotImplementedError
+
+    @staticmethod
+    def initial_state(domain: Domain, n_sims: int) -> State:
+        raise NotImplementedError
+
+    @staticmethod
+    def step(state: State, sources: dict[str, Any], dt: float, project: Any) -> State:
+        """Advance a batched state by ``dt``; ``project`` makes a staggered velocity divergence-free."""
+        raise NotImplementedError
+
+    @staticmethod
+    def observe(state: State) -> dict[str, np.ndarray]:
+        """Arrays to save, as numpy ``[sim, (component,) y, x]``; vectors keep components (x, y)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BuoyantPlume(Scenario):
+    """Smoke from a spherical inflow rising under a constant buoyancy force in a closed box.
+
+    The physics of the study: MacCormack smoke advection, semi-Lagrangian velocity self-advection,
+    buoyancy proportional to the smoke density, and a pressure projection every step.
+    """
+
+    name: ClassVar[str] = "buoyant_plume"
+    inflow_center: tuple[float, float] = (32.0, 5.0)
+    inflow_radius: float = 5.0
+    buoyancy: tuple[float, float] = (0.0, 0.01)
+
+    def sources(self, domain: Domain) -> dict[str, Any]:
+        inflow = domain.centered(
+            Sphere(center=vec(x=self.inflow_center[0], y=self.inflow_center[1]), radius=self.inflow_radius),
+            extrapolation.BOUNDARY,
+        )
+        return {"inflow": inflow, "buoyancy": vec(x=self.buoyancy[0], y=self.buoyancy[1])}
+
+    def rotated(self, quarter_turns: int, domain: Domain) -> BuoyantPlume:
+        r = c4_rotation(quarter_turns)
+        return replace(
+            self,
+            inflow_center=rotate_point(self.inflow_center, r, domain.size),  # type: ignore[arg-type]
+            buoyancy=rotate_vector_value(self.buoyancy, r),  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def initial_state(domain: Domain, n_sims: int) -> State:
+        ones = math.ones(math.batch(sim=n_sims))
+        return {
+            "smoke": domain.centered(0, extrapolation.BOUNDARY) * ones,
+            "velocity": domain.staggered(0, extrapolation.ZERO) * ones,
+        }
+
+    @staticmethod
+    def step(state: State, sources: dict[str, Any], dt: float, project: Any) -> State:
+        smoke = advect.mac_cormack(state["smoke"], state["velocity"], dt=dt) + sources["inflow"]
+        buoyancy_force = resample(smoke * sources["buoyancy"], to=state["velocity"])
+        velocity = advect.semi_lagrangian(state["velocity"], state["velocity"], dt=0.5 * dt) + buoyancy_force
+        return {"smoke": smoke, "velocity": project(velocity)}
+
+    @staticmethod
+    def observe(state: State) -> dict[str, np.ndarray]:
+        centred = state["velocity"].at_centers().values
+        return {
+            "velocity": centred.numpy("sim,vector,y,x"),
+            "smoke": state["smoke"].values.numpy("sim,y,x"),
+        }
+
+
+SCENARIOS: dict[str, type[Scenario]] = {BuoyantPlume.name: BuoyantPlume}

@@ -1,0 +1,284 @@
+"""Stage: simulate buoyant smoke plumes, build the C4 symmetry levels, write and validate the zarr store.
+
+    python -m pipelines.smoke --params params.yaml --out data/smoke_plume.zarr
+
+Simulations run in batches along a PhiFlow batch dimension, one batch per dask task. Each finished
+batch is saved to a scratch folder keyed by the params, so an interrupted run resumes from the batches
+it already has. The final store is written atomically (see :mod:`pipelines.storage`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from distributed import as_completed
+from tqdm import tqdm
+
+from pipelines.compute import dask_client
+from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams, load_params
+from pipelines.plume.levels import (
+    equivariance_errors,
+    max_c4_violation,
+    undo_directions,
+    rotate_frames,
+    staggered_divergence_from_centres,
+)
+from pipelines.plume.scenarios import SCENARIOS, Domain, Scenario
+from pipelines.plume.simulate import simulate
+from pipelines.storage import (
+    ResumableBatches,
+    ensure_writable,
+    params_key,
+    provenance,
+    publish_store,
+    to_json,
+    write_json_atomic,
+)
+
+DIRECTIONS_DEG = (0, 90, 180, 270)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One simulation: rung ``index`` of the buoyancy ladder, set up turned by ``quarter_turns``."""
+
+    index: int
+    quarter_turns: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"b{self.index:03d}_r{self.quarter_turns}"
+
+
+def domain_of(p: SmokeParams) -> Domain:
+    return Domain(resolution=p.resolution, size=p.box_size)
+
+
+def scenario_for(p: SmokeParams, job: Job) -> Scenario:
+    base = SCENARIOS[p.scenario](
+        inflow_center=p.inflow_center,
+        inflow_radius=p.inflow_radius,
+        buoyancy=(0.0, p.buoyancy_unit * (job.index + 1)),
+    )
+    return base.rotated(job.quarter_turns, domain_of(p)) if job.quarter_turns else base
+
+
+def level_jobs(p: SmokeParams, level: int) -> list[Job]:
+    """The simulation behind each direction of a level (rotated afterwards in ``rotate`` mode)."""
+    turns = (0, 0, 0, 0) if p.symmetrisation == "rotate" else (0, 1, 2, 3)
+    return [Job(i, t) for i, t in zip(p.level_indices(level), turns, strict=True)]
+
+
+def plan_jobs(p: SmokeParams) -> list[Job]:
+    jobs = {job for level in p.levels for job in level_jobs(p, level)}
+    if p.solver_symmetry_check:
+        jobs |= {Job(p.level_indices(0)[0], k) for k in range(4)}
+    return sorted(jobs, key=lambda j: (j.quarter_turns, j.index))
+
+
+def batches_of(jobs: list[Job], size: int) -> list[list[Job]]:
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
+def run_batch(jobs: list[Job], params_json: str) -> dict[str, np.ndarray]:
+    """Dask task: simulate one batch; returns float64 arrays [sim, time, ...]."""
+    p = SmokeParams.model_validate_json(params_json)
+    scenarios = [scenario_for(p, job) for job in jobs]
+    return simulate(scenarios, domain_of(p), p.steps, p.dt, (p.keep_start, p.keep_stop), p.solver)
+
+
+def _batch_dataset(jobs: list[Job], arrays: dict[str, np.ndarray]) -> xr.Dataset:
+    return xr.Dataset(
+        {
+            "velocity": (("job", "time", "component", "y", "x"), arrays["velocity"]),
+            "smoke": (("job", "time", "y", "x"), arrays["smoke"]),
+        },
+        coords={"job": np.array([j.label for j in jobs], dtype=object)},
+    )
+
+
+def simulate_all(p: SmokeParams, compute: ComputeParams, scratch_root: Path) -> dict[str, xr.Dataset]:
+    """Run every planned simulation (resuming finished batches); returns one dataset per job label."""
+    jobs = plan_jobs(p)
+    batches = batches_of(jobs, p.batch_size)
+    scratch = ResumableBatches(scratch_root, "smoke-" + params_key(p.model_dump(mode="json")))
+    pending = [(i, b) for i, b in enumerate(batches) if not scratch.done(f"batch{i:04d}")]
+    total_steps = len(jobs) * p.steps
+    with tqdm(total=total_steps, unit="sim-step", desc="smoke simulations", disable=None) as bar:
+        bar.update(sum(len(b) for b in batches) * p.steps - sum(len(b) for _, b in pending) * p.steps)
+        if pending:
+            with dask_client(compute) as client:
+                params_json = p.model_dump_json()
+                futures = {client.submit(run_batch, b, params_json, pure=False): (i, b) for i, b in pending}
+                for future in as_completed(futures):
+                    i, b = futures[future]
+                    scratch.save(f"batch{i:04d}", _batch_dataset(b, future.result()))
+                    bar.update(len(b) * p.steps)
+    out: dict[str, xr.Dataset] = {}
+    for i, _ in enumerate(batches):
+        ds = scratch.load(f"batch{i:04d}")
+        for label in ds.job.values:
+            out[str(label)] = ds.sel(job=label)
+    return out
+
+
+def assemble_levels(p: SmokeParams, sims: dict[str, xr.Dataset]) -> xr.Dataset:
+    """Stack the four directions of every level, rotating grids and vector components."""
+    dtype = np.dtype(p.dtype)
+    velocity, smoke, buoyancy = [], [], []
+    for level in p.levels:
+        v_dirs, s_dirs, b_dirs = [], [], []
+        for k, job in enumerate(level_jobs(p, level)):
+            sim = sims[job.label]
+            v, s = sim.velocity.values, sim.smoke.values
+            if p.symmetrisation == "rotate" and k:
+                v, s = rotate_frames(v, s, k)
+            v_dirs.append(v.astype(dtype))
+            s_dirs.append(s.astype(dtype))
+            b_dirs.append(scenario_for(p, Job(job.index, k)).buoyancy)
+        velocity.append(np.stack(v_dirs))
+        smoke.append(np.stack(s_dirs))
+        buoyancy.append(b_dirs)
+    n, dx = p.resolution, p.box_size / p.resolution
+    centres = (np.arange(n) + 0.5) * dx
+    frames = np.arange(p.keep_start, p.keep_stop)
+    split_bounds = p.split_bounds()
+    split = np.empty(p.n_frames, dtype=object)  # variable-length strings have a zarr v3 spec
+    for name, (start, stop) in split_bounds.items():
+        split[start:stop] = name
+    ds = xr.Dataset(
+        {
+            "velocity": (
+                ("level", "direction", "time", "component", "y", "x"),
+                np.stack(velocity),
+                {"long_name": "fluid velocity at cell centres", "units": "length unit / time unit"},
+            ),
+            "smoke": (
+                ("level", "direction", "time", "y", "x"),
+                np.stack(smoke),
+                {"long_name": "smoke density at cell centres", "units": "1"},
+            ),
+        },
+        coords={
+            "level": ("level", np.array(p.levels), {"long_name": "symmetry-breaking level E_i"}),
+            "direction": ("direction", np.array(DIRECTIONS_DEG), {"units": "degree", "long_name": "CCW turn"}),
+            "time": ("time", frames * p.dt, {"units": "time unit", "long_name": "simulation time"}),
+            "frame": ("time", frames, {"long_name": "simulation step index"}),
+            "split": ("time", split, {"long_name": "train / valid / test assignment (time-ordered)"}),
+            "component": ("component", np.array(["u", "v"], dtype=object), {"long_name": "velocity component along x, y"}),
+            "y": ("y", centres, {"units": "length unit", "long_name": "cell-centre y (up)"}),
+            "x": ("x", centres, {"units": "length unit", "long_name": "cell-centre x"}),
+            "buoyancy": (("level", "direction", "axis"), np.array(buoyancy), {"long_name": "buoyancy (bx, by)"}),
+            "axis": ("axis", np.array(["x", "y"], dtype=object)),
+        },
+        attrs={
+            "title": "Buoyant smoke plumes with controlled C4 symmetry (PhiFlow)",
+            "grid_spacing": dx,
+            "dt": p.dt,
+            "simulator": "PhiFlow",
+            "pressure_solver": json.dumps(p.solver.model_dump()),
+            "splits": to_json({k: {"time_index": list(v)} for k, v in split_bounds.items()}),
+            "windows": to_json({"input_frames": p.input_frames, "output_frames": p.output_frames}),
+        },
+    )
+    return ds
+
+
+def validate_store(path: Path, p: SmokeParams) -> None:
+    """Checks run on the written store before it is published; raises ``ValueError`` with the reason."""
+    ds = xr.open_zarr(path, consolidated=True)
+    expected = (len(p.levels), 4, p.n_frames, 2, p.resolution, p.resolution)
+    if ds.velocity.shape != expected:
+        raise ValueError(f"velocity has shape {ds.velocity.shape}, params say {expected}")
+    if ds.smoke.shape != expected[:3] + expected[4:]:
+        raise ValueError(f"smoke has shape {ds.smoke.shape}, params say {expected[:3] + expected[4:]}")
+    dx = p.box_size / p.resolution
+    eps = float(np.finfo(np.dtype(p.dtype)).eps)
+    for level in p.levels:
+        v = ds.velocity.sel(level=level).values
+        s = ds.smoke.sel(level=level).values
+        if not (np.all(np.isfinite(v)) and np.all(np.isfinite(s))):
+            raise ValueError(f"level E_{level} holds NaN or inf")
+        div, wall = staggered_divergence_from_centres(v, dx)
+        vmax = float(np.max(np.abs(v)))
+        allowed = p.solver.abs_tol + p.solver.rel_tol * vmax / dx + 8 * np.sqrt(p.resolution) * eps * vmax / dx
+        if max(float(np.max(np.abs(div))), wall) > allowed:
+            raise ValueError(
+                f"level E_{level}: velocity is not divergence-free (max |div| {np.max(np.abs(div)):.3e}, "
+                f"wall flux {wall:.3e}, allowed {allowed:.3e})"
+            )
+        if level == 0 and p.symmetrisation == "rotate" and max_c4_violation(v, s) != 0.0:
+            raise ValueError(f"E_0 is not exactly C4-symmetric (max violation {max_c4_violation(v, s):.3e})")
+
+
+def build_smoke_dataset(
+    params: SmokeParams,
+    compute: ComputeParams,
+    out: Path,
+    metrics: Path | None = None,
+    scratch_root: Path = Path("data/.scratch"),
+    overwrite: bool = False,
+) -> dict:
+    """Simulate, symmetrise, write and validate the smoke-plume store; returns the metrics."""
+    out = Path(out)
+    ensure_writable(out, overwrite)
+    start = time.perf_counter()
+    sims = simulate_all(params, compute, scratch_root)
+    sim_seconds = time.perf_counter() - start
+    ds = assemble_levels(params, sims)
+    errors = {int(level): equivariance_errors(ds.velocity.sel(level=level).values) for level in params.levels}
+    result = {
+        "level_equivariance_error": {f"E{lv}": e["relative"] for lv, e in errors.items()},
+        "level_equivariance_error_all": {f"E{lv}": e for lv, e in errors.items()},
+        "published_level_equivariance_error": {f"E{lv}": PUBLISHED_LEVEL_ERRORS[lv] for lv in params.levels},
+        "simulations": len(plan_jobs(params)),
+        "sim_steps_per_second": len(plan_jobs(params)) * params.steps / max(sim_seconds, 1e-9),
+    }
+    if params.solver_symmetry_check:
+        i = params.level_indices(0)[0]
+        sep = np.stack(
+            [sims[Job(i, k).label].velocity.values for k in range(4)]  # four directions simulated separately
+        )
+        result["solver_only_c4_error"] = equivariance_errors(sep)["relative"]
+        result["solver_only_c4_max_abs"] = float(np.max(np.abs(undo_directions(sep) - sep[0][None])))
+    ds.attrs["provenance"] = to_json(provenance(params.model_dump(mode="json"), metrics=result))
+    chunks = {"level": 1, "direction": 1, "time": min(10, params.n_frames)}
+    encoding = {
+        "velocity": {"chunks": tuple(chunks.get(d, ds.sizes[d]) for d in ds.velocity.dims)},
+        "smoke": {"chunks": tuple(chunks.get(d, ds.sizes[d]) for d in ds.smoke.dims)},
+    }
+    publish_store(ds, out, encoding, overwrite=overwrite, validate=lambda path: validate_store(path, params))
+    result["wall_seconds"] = time.perf_counter() - start
+    if metrics is not None:
+        write_json_atomic(Path(metrics), result)
+    ResumableBatches(scratch_root, "smoke-" + params_key(params.model_dump(mode="json"))).clear()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", default="data/smoke_plume.zarr", type=Path)
+    parser.add_argument("--metrics", default="metrics/smoke.json", type=Path)
+    parser.add_argument("--scratch", default="data/.scratch", type=Path)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        result = build_smoke_dataset(params.smoke, params.compute, args.out, args.metrics, args.scratch, args.overwrite)
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"smoke stage failed: {err}", file=sys.stderr)
+        return 1
+    print(to_json({k: v for k, v in result.items() if k != "level_equivariance_error_all"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
