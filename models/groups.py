@@ -53,8 +53,11 @@ def _permute(a: Array, order: list[int]) -> Array:
 def _signed_permutation(matrix: np.ndarray) -> tuple[list[int], list[int]]:
     """For a signed permutation R return (source, sign) with (R v)_i = sign[i] * v[source[i]]."""
     m = np.asarray(matrix)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.all(np.abs(m).sum(axis=0) == 1) or not np.all(
-        np.abs(m).sum(axis=1) == 1
+    if (
+        m.ndim != 2
+        or m.shape[0] != m.shape[1]
+        or not np.all(np.abs(m).sum(axis=0) == 1)
+        or not np.all(np.abs(m).sum(axis=1) == 1)
     ):
         raise ValueError(f"expected a signed permutation matrix, got {m.tolist()}")
     source = [int(np.flatnonzero(row)[0]) for row in m]
@@ -143,7 +146,9 @@ class RotationGroup:
     def cayley(self) -> np.ndarray:
         """``cayley[a, b]`` is the index of ``g_a g_b``."""
         n = len(self)
-        return np.array([[self.index(self.matrices[a] @ self.matrices[b]) for b in range(n)] for a in range(n)])
+        return np.array(
+            [[self.index(self.matrices[a] @ self.matrices[b]) for b in range(n)] for a in range(n)]
+        )
 
     @cached_property
     def inverse(self) -> np.ndarray:
@@ -199,7 +204,7 @@ def kernel_index(group: RotationGroup, size: int) -> np.ndarray:
 
 
 def regular_permutation(group: RotationGroup) -> np.ndarray:
-    """``perm[g, h]`` is the index of ``g^-1 h``: the left regular action reads ``(g . f)(h) = f(perm[g, h])``."""
+    """``perm[g, h]`` is the index of ``g^-1 h``; the regular action is ``(g . f)(h) = f(perm[g, h])``."""
     return group.cayley[group.inverse]
 
 

@@ -25,11 +25,14 @@ def dask_client(params: ComputeParams) -> Iterator[Client]:
         with client:
             yield client
         return
-    with LocalCluster(
-        n_workers=params.n_workers,
-        threads_per_worker=params.threads_per_worker,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.WARNING,
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=params.n_workers,
+            threads_per_worker=params.threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client

@@ -105,8 +105,10 @@ class SmokeParams(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> SmokeParams:
-        if self.keep_stop > self.steps:
-            raise ValueError(f"keep_stop={self.keep_stop} is past the end of the simulation (steps={self.steps})")
+        if self.keep_stop > self.steps + 1:  # frame t is the state after t steps, t = 0..steps
+            raise ValueError(
+                f"keep_stop={self.keep_stop} is past the end of the simulation (frames 0..{self.steps})"
+            )
         if self.keep_start >= self.keep_stop:
             raise ValueError(f"keep_start={self.keep_start} must be < keep_stop={self.keep_stop}")
         for name, value in zip(("x", "y"), self.inflow_center, strict=True):
@@ -150,11 +152,208 @@ class SmokeParams(Strict):
         return {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, n)}
 
 
+HubRepoId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")]
+
+
+class PublishParams(Strict):
+    """Hub dataset repos built by the publish stage (docs/hub.md). ``target: local`` writes the repo layout
+    under ``--out`` only (offline, the embedded default); ``target: hub`` also uploads each repo to the
+    endpoint in ``HF_ENDPOINT`` with the token in ``HF_TOKEN``."""
+
+    target: Literal["local", "hub"] = "local"
+    datasets: list[Literal["smoke", "turbulence"]] = ["smoke", "turbulence"]
+    repos: dict[Literal["smoke", "turbulence"], HubRepoId] = {
+        "smoke": "symflow/smoke-plume-c4",
+        "turbulence": "symflow/isotropic-turbulence-sr",
+    }
+    revision: str = Field("main", min_length=1, description="branch to commit to (created if missing)")
+    private: bool = False
+    license: str = "cc-by-4.0"
+    parquet_rows_per_file: PositiveInt = Field(2048, description="rows per parquet file (shards a split)")
+    parquet_row_group: PositiveInt = Field(64, description="rows per parquet row group (read granularity)")
+    mini_frames: PositiveInt = Field(
+        8, description="frames (smoke) or samples (turbulence) per split in 'mini'"
+    )
+    timeout_seconds: PositiveFloat = Field(60.0, description="per-request timeout when talking to the Hub")
+    verify_store: bool = Field(True, description="check the input stores' sha256 manifests before publishing")
+
+    @field_validator("datasets")
+    @classmethod
+    def _unique_datasets(cls, datasets: list[str]) -> list[str]:
+        if not datasets or len(set(datasets)) != len(datasets):
+            raise ValueError(f"datasets must be a non-empty list without repeats, got {datasets}")
+        return datasets
+
+    @model_validator(mode="after")
+    def _repo_for_each(self) -> PublishParams:
+        missing = [name for name in self.datasets if name not in self.repos]
+        if missing:
+            raise ValueError(f"no repos.<name> entry for dataset(s) {missing}")
+        return self
+
+
+# --- isotropic turbulence super-resolution (study spec, section 2; docs/turbulence.md) -----------------
+
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+JHTDB_GRID_POINTS = 1024  # isotropic1024coarse: 1024^3 points on the periodic box [0, 2 pi)^3
+JHTDB_TIME_STEPS = 5024  # time indices 1..5024
+JHTDB_DT = 0.002
+JHTDB_VISCOSITY = 0.000185
+
+
+class TurbulenceSolverParams(Strict):
+    """``synthetic`` source: forced incompressible Navier-Stokes, pseudo-spectral, periodic box of side 2 pi."""
+
+    resolution: PositiveInt = Field(64, description="solver grid points per axis; a multiple of hr_resolution")
+    viscosity: PositiveFloat = 8e-3
+    dt: PositiveFloat = Field(0.015, description="solver time step")
+    save_every: PositiveInt = Field(1, description="solver steps between consecutive stored time steps")
+    spinup_time: NonNegativeFloat = Field(4.0, description="simulated time before the first stored step")
+    forcing_power: PositiveFloat = Field(0.0928, description="energy injected per unit time (JHTDB dissipation)")
+    forcing_wavenumber: PositiveFloat = Field(2.0, description="the shells 0 < |k| <= this are forced")
+    initial_energy: PositiveFloat = Field(0.695, description="kinetic energy of the random-phase initial field")
+    max_cfl: PositiveFloat = Field(1.0, description="fail if dt * max(|u_x|+|u_y|+|u_z|) / dx exceeds this")
+    fft_workers: PositiveInt = 2
+    seed: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _resolved(self) -> TurbulenceSolverParams:
+        if self.resolution < 8:
+            raise ValueError(f"synthetic.resolution={self.resolution} is too coarse (at least 8)")
+        if self.forcing_wavenumber >= self.resolution / 3:
+            raise ValueError(
+                f"synthetic.forcing_wavenumber={self.forcing_wavenumber} is not below the dealiasing cut-off "
+                f"resolution/3={self.resolution / 3:g}"
+            )
+        return self
+
+
+class JHTDBParams(Strict):
+    """``jhtdb`` source: cutouts of isotropic1024coarse from the JHTDB REST service (token from the env)."""
+
+    base_url: str = Field(
+        "https://web.idies.jhu.edu/turbulence-svc/cutout/api/local", pattern=r"^https?://", description="cutout endpoint"
+    )
+    dataset: Literal["isotropic1024coarse"] = "isotropic1024coarse"
+    token_env: str = Field("JHTDB_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var holding the token")
+    mode: Literal["stride", "box", "subcube"] = Field(
+        "stride", description="stride: server samples every factor-th point; box: block means of full-resolution "
+        "blocks; subcube: a contiguous native-resolution region (factor 1)"
+    )  # fmt: skip
+    factor: PositiveInt = Field(16, description="native points per stored point along an axis (stride or box)")
+    origin: tuple[int, int, int] = Field((1, 1, 1), description="1-based (x, y, z) index of the first native point")
+    time_range: tuple[int, int] = Field((1, 1024), description="time indices the sample windows are drawn from")
+    max_points_per_request: PositiveInt = Field(4096, description="points x times per request (testing token: 4096)")
+    max_request_mb: PositiveFloat = Field(3072.0, description="unstrided box x times x 12 B per request, in MiB")
+    timeout_s: PositiveFloat = 60.0
+    retries: NonNegativeInt = Field(5, description="retries per block after the first attempt")
+    backoff_s: NonNegativeFloat = Field(1.0, description="first retry delay; doubles per retry")
+    backoff_max_s: NonNegativeFloat = 60.0
+
+    @property
+    def grid_points(self) -> int:
+        return JHTDB_GRID_POINTS
+
+    @property
+    def domain_length(self) -> float:
+        return 2 * 3.141592653589793
+
+    @property
+    def dt(self) -> float:
+        return JHTDB_DT
+
+    @property
+    def viscosity(self) -> float:
+        return JHTDB_VISCOSITY
+
+    @model_validator(mode="after")
+    def _inside(self) -> JHTDBParams:
+        for name, value in zip("xyz", self.origin, strict=True):
+            if not 1 <= value <= JHTDB_GRID_POINTS:
+                raise ValueError(f"jhtdb.origin.{name}={value} lies outside the domain (grid indices 1..{JHTDB_GRID_POINTS})")
+        first, last = self.time_range
+        if not 1 <= first < last <= JHTDB_TIME_STEPS:
+            raise ValueError(f"jhtdb.time_range={list(self.time_range)} must satisfy 1 <= first < last <= {JHTDB_TIME_STEPS}")
+        if self.mode == "subcube" and self.factor != 1:
+            raise ValueError(f"jhtdb.factor={self.factor}: a subcube is native resolution, set factor: 1")
+        return self
+
+
+class TurbulenceSplitCounts(Strict):
+    """Samples per split (published large_50: 40 / 5 / 5)."""
+
+    train: PositiveInt = 8
+    valid: PositiveInt = 2
+    test: PositiveInt = 2
+
+
+class TurbulenceParams(Strict):
+    """3D velocity super-resolution data: lr = ``window`` steps at hr/lr_factor, hr = centre step (section 2)."""
+
+    source: Literal["synthetic", "jhtdb"] = "synthetic"
+    hr_resolution: PositiveInt = Field(64, description="points per axis of the high-resolution target")
+    lr_factor: PositiveInt = Field(4, description="block-mean factor from hr to the low-resolution input")
+    window: PositiveInt = Field(3, description="consecutive steps per sample (t-1, t, t+1); odd")
+    splits: TurbulenceSplitCounts = TurbulenceSplitCounts()
+    split_strategy: Literal["random", "time_blocks"] = "random"
+    seed: NonNegativeInt = Field(123, description="draws the JHTDB time windows and the split assignment")
+    spectrum_fit_range: tuple[PositiveFloat, PositiveFloat] = Field(
+        (2.0, 6.0), description="wavenumbers of the spectral-slope fit (inertial range)"
+    )
+    synthetic: TurbulenceSolverParams = TurbulenceSolverParams()
+    jhtdb: JHTDBParams = JHTDBParams()
+
+    @property
+    def n_samples(self) -> int:
+        return self.splits.train + self.splits.valid + self.splits.test
+
+    @property
+    def lr_resolution(self) -> int:
+        return self.hr_resolution // self.lr_factor
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TurbulenceParams:
+        if self.window % 2 == 0:
+            raise ValueError(f"window={self.window} must be odd (a centre step with equal context on each side)")
+        if self.hr_resolution % self.lr_factor:
+            raise ValueError(f"lr_factor={self.lr_factor} does not divide hr_resolution={self.hr_resolution}")
+        lo, hi = self.spectrum_fit_range
+        if lo >= hi:
+            raise ValueError(f"spectrum_fit_range={list(self.spectrum_fit_range)} must be increasing")
+        if self.source == "synthetic" and self.synthetic.resolution % self.hr_resolution:
+            raise ValueError(
+                f"hr_resolution={self.hr_resolution} does not divide synthetic.resolution="
+                f"{self.synthetic.resolution} (the hr field is a block mean of the solver field)"
+            )
+        if self.source == "jhtdb":
+            j = self.jhtdb
+            extent = self.hr_resolution * (1 if j.mode == "subcube" else j.factor)
+            if extent > JHTDB_GRID_POINTS:
+                raise ValueError(
+                    f"the box (hr_resolution {self.hr_resolution} x factor {j.factor} = {extent} points per axis) "
+                    f"is larger than the domain ({JHTDB_GRID_POINTS} points)"
+                )
+            if j.mode == "box" and j.factor**3 > j.max_points_per_request:
+                raise ValueError(
+                    f"jhtdb.factor={j.factor}: one box cell ({j.factor}^3 points) exceeds "
+                    f"jhtdb.max_points_per_request={j.max_points_per_request}"
+                )
+            first, last = j.time_range
+            if (last - first + 1) // self.window < self.n_samples:
+                raise ValueError(
+                    f"jhtdb.time_range={list(j.time_range)} has {last - first + 1} steps: too few for "
+                    f"{self.n_samples} samples of window {self.window} that share no step"
+                )
+        return self
+
+
 class StudyParams(Strict):
     """Root of params.yaml. Sections not yet used by any stage are optional."""
 
     compute: ComputeParams = ComputeParams()
     smoke: SmokeParams = SmokeParams()
+    publish: PublishParams = PublishParams()
+    turbulence: TurbulenceParams = TurbulenceParams()
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -194,5 +393,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None)
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out

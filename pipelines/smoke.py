@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,9 @@ from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams,
 from pipelines.plume.levels import (
     equivariance_errors,
     max_c4_violation,
-    undo_directions,
     rotate_frames,
     staggered_divergence_from_centres,
+    undo_directions,
 )
 from pipelines.plume.scenarios import SCENARIOS, Domain, Scenario
 from pipelines.plume.simulate import simulate
@@ -104,23 +105,33 @@ def _batch_dataset(jobs: list[Job], arrays: dict[str, np.ndarray]) -> xr.Dataset
     )
 
 
+def run_batches(
+    p: SmokeParams, compute: ComputeParams, batches: dict[int, list[Job]]
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Run batches as dask tasks; yield ``(batch id, arrays)`` as each one finishes."""
+    params_json = p.model_dump_json()
+    with dask_client(compute) as client:
+        futures = {client.submit(run_batch, jobs, params_json, pure=False): i for i, jobs in batches.items()}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
 def simulate_all(p: SmokeParams, compute: ComputeParams, scratch_root: Path) -> dict[str, xr.Dataset]:
     """Run every planned simulation (resuming finished batches); returns one dataset per job label."""
     jobs = plan_jobs(p)
     batches = batches_of(jobs, p.batch_size)
     scratch = ResumableBatches(scratch_root, "smoke-" + params_key(p.model_dump(mode="json")))
-    pending = [(i, b) for i, b in enumerate(batches) if not scratch.done(f"batch{i:04d}")]
-    total_steps = len(jobs) * p.steps
-    with tqdm(total=total_steps, unit="sim-step", desc="smoke simulations", disable=None) as bar:
-        bar.update(sum(len(b) for b in batches) * p.steps - sum(len(b) for _, b in pending) * p.steps)
+    pending = {i: b for i, b in enumerate(batches) if not scratch.done(f"batch{i:04d}")}
+    if len(pending) < len(batches):
+        print(
+            f"resuming: {len(batches) - len(pending)} of {len(batches)} batches already done", file=sys.stderr
+        )
+    with tqdm(total=len(jobs) * p.steps, unit="sim-step", desc="smoke simulations", disable=None) as bar:
+        bar.update((len(jobs) - sum(len(b) for b in pending.values())) * p.steps)
         if pending:
-            with dask_client(compute) as client:
-                params_json = p.model_dump_json()
-                futures = {client.submit(run_batch, b, params_json, pure=False): (i, b) for i, b in pending}
-                for future in as_completed(futures):
-                    i, b = futures[future]
-                    scratch.save(f"batch{i:04d}", _batch_dataset(b, future.result()))
-                    bar.update(len(b) * p.steps)
+            for i, arrays in run_batches(p, compute, pending):
+                scratch.save(f"batch{i:04d}", _batch_dataset(batches[i], arrays))
+                bar.update(len(batches[i]) * p.steps)
     out: dict[str, xr.Dataset] = {}
     for i, _ in enumerate(batches):
         ds = scratch.load(f"batch{i:04d}")
@@ -168,14 +179,26 @@ def assemble_levels(p: SmokeParams, sims: dict[str, xr.Dataset]) -> xr.Dataset:
         },
         coords={
             "level": ("level", np.array(p.levels), {"long_name": "symmetry-breaking level E_i"}),
-            "direction": ("direction", np.array(DIRECTIONS_DEG), {"units": "degree", "long_name": "CCW turn"}),
+            "direction": (
+                "direction",
+                np.array(DIRECTIONS_DEG),
+                {"units": "degree", "long_name": "CCW turn"},
+            ),
             "time": ("time", frames * p.dt, {"units": "time unit", "long_name": "simulation time"}),
             "frame": ("time", frames, {"long_name": "simulation step index"}),
             "split": ("time", split, {"long_name": "train / valid / test assignment (time-ordered)"}),
-            "component": ("component", np.array(["u", "v"], dtype=object), {"long_name": "velocity component along x, y"}),
+            "component": (
+                "component",
+                np.array(["u", "v"], dtype=object),
+                {"long_name": "velocity component along x, y"},
+            ),
             "y": ("y", centres, {"units": "length unit", "long_name": "cell-centre y (up)"}),
             "x": ("x", centres, {"units": "length unit", "long_name": "cell-centre x"}),
-            "buoyancy": (("level", "direction", "axis"), np.array(buoyancy), {"long_name": "buoyancy (bx, by)"}),
+            "buoyancy": (
+                ("level", "direction", "axis"),
+                np.array(buoyancy),
+                {"long_name": "buoyancy (bx, by)"},
+            ),
             "axis": ("axis", np.array(["x", "y"], dtype=object)),
         },
         attrs={
@@ -208,7 +231,9 @@ def validate_store(path: Path, p: SmokeParams) -> None:
             raise ValueError(f"level E_{level} holds NaN or inf")
         div, wall = staggered_divergence_from_centres(v, dx)
         vmax = float(np.max(np.abs(v)))
-        allowed = p.solver.abs_tol + p.solver.rel_tol * vmax / dx + 8 * np.sqrt(p.resolution) * eps * vmax / dx
+        allowed = (
+            p.solver.abs_tol + p.solver.rel_tol * vmax / dx + 8 * np.sqrt(p.resolution) * eps * vmax / dx
+        )
         if max(float(np.max(np.abs(div))), wall) > allowed:
             raise ValueError(
                 f"level E_{level}: velocity is not divergence-free (max |div| {np.max(np.abs(div)):.3e}, "
@@ -272,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
-        result = build_smoke_dataset(params.smoke, params.compute, args.out, args.metrics, args.scratch, args.overwrite)
+        result = build_smoke_dataset(
+            params.smoke, params.compute, args.out, args.metrics, args.scratch, args.overwrite
+        )
     except (ValueError, OSError, RuntimeError) as err:
         print(f"smoke stage failed: {err}", file=sys.stderr)
         return 1

@@ -164,7 +164,7 @@ def publish_store(
     return manifest
 
 
-def open_store(path: str | Path, verify: bool = False, chunks: Any = "auto") -> xr.Dataset:
+def open_store(path: str | Path, verify: bool = False, chunks: Any = None) -> xr.Dataset:
     """Open a completed store lazily (dask-backed); refuse incomplete ones.
 
     With ``verify=True`` every file's sha256 is checked against the manifest first.
@@ -183,8 +183,10 @@ def open_store(path: str | Path, verify: bool = False, chunks: Any = "auto") -> 
         actual = file_manifest(path)
         bad = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
         if bad:
-            raise StoreError(f"{path} is corrupt: {len(bad)} file(s) differ from the manifest, e.g. {bad[:3]}")
-    return xr.open_zarr(path, consolidated=True, chunks=chunks)
+            raise StoreError(
+                f"{path} is corrupt: {len(bad)} file(s) differ from the manifest, e.g. {bad[:3]}"
+            )
+    return xr.open_zarr(path, consolidated=True, chunks={} if chunks is None else chunks)  # on-disk chunks
 
 
 def read_provenance(ds: xr.Dataset) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from models.groups import c4_rotation, rotate_scalar, rotate_vector
 VELOCITY_COMPONENT_AXIS = -3
 
 
-def rotate_frames(velocity: np.ndarray, smoke: np.ndarray, quarter_turns: int) -> tuple[np.ndarray, np.ndarray]:
+def rotate_frames(
+    velocity: np.ndarray, smoke: np.ndarray, quarter_turns: int
+) -> tuple[np.ndarray, np.ndarray]:
     r = c4_rotation(quarter_turns)
     return rotate_vector(velocity, r, VELOCITY_COMPONENT_AXIS), rotate_scalar(smoke, r)
 
@@ -51,7 +53,9 @@ def max_c4_violation(velocity: np.ndarray, smoke: np.ndarray) -> float:
     worst = 0.0
     for k in range(1, 4):
         v_rot, s_rot = rotate_frames(velocity[0], smoke[0], k)
-        worst = max(worst, float(np.max(np.abs(velocity[k] - v_rot))), float(np.max(np.abs(smoke[k] - s_rot))))
+        worst = max(
+            worst, float(np.max(np.abs(velocity[k] - v_rot))), float(np.max(np.abs(smoke[k] - s_rot)))
+        )
     return worst
 
 

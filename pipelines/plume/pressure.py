@@ -20,8 +20,8 @@ import scipy.sparse as sp
 from phi import field, math
 from phi.flow import Solve, StaggeredGrid, extrapolation, fluid
 
-from pipelines.plume.scenarios import Domain
 from pipelines.params import PressureSolverParams
+from pipelines.plume.scenarios import Domain
 
 
 class PressureSolveError(RuntimeError):
@@ -85,10 +85,13 @@ class SpectralProjection:
         if not np.all(np.isfinite(residual)) or np.any(residual > allowed):
             worst = int(np.argmax(residual / allowed))
             raise PressureSolveError(
-                f"pressure solve missed its tolerance in simulation {worst}: |residual|={residual[worst]:.3e} > "
-                f"{allowed[worst]:.3e}; the flow may have blown up (check buoyancy and dt)"
+                f"pressure solve missed its tolerance in simulation {worst}: "
+                f"|residual|={residual[worst]:.3e} > {allowed[worst]:.3e}; "
+                "the flow may have blown up (check buoyancy and dt)"
             )
-        self.max_relative_residual = max(self.max_relative_residual, float(np.max(residual / np.maximum(scale, 1e-300))))
+        self.max_relative_residual = max(
+            self.max_relative_residual, float(np.max(residual / np.maximum(scale, 1e-300)))
+        )
 
 
 class PhiFlowProjection:

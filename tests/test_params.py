@@ -1,0 +1,65 @@
+"""params.yaml validation: every bad value fails at once and names its key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.params import ParamsError, SmokeParams, load_params, parse_params
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_embedded_default_is_valid() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert params.smoke.levels == [0, 5, 9]
+    assert params.smoke.buoyancy_indices == [1, 6, 10, 11, 16, 19, 28]
+
+
+@pytest.mark.parametrize(
+    ("section", "key_path", "bad"),
+    [
+        ("smoke", {"resolution": -64}, "smoke.resolution"),
+        ("smoke", {"keep_stop": 80}, "keep_stop=80 is past the end"),
+        ("smoke", {"solver": {"method": "multigrid"}}, "smoke.solver.method"),
+        ("smoke", {"levels": [0, 10]}, "smoke.levels.1"),
+        ("smoke", {"levels": [0, 0]}, "levels must be unique"),
+        ("smoke", {"n_simulations": 10, "levels": [9]}, "need buoyancy index 28"),
+        ("smoke", {"inflow_center": [80, 5]}, "inflow_center.x=80"),
+        ("smoke", {"splits": {"train": 0.9, "valid": 0.05, "test": 0.05}}, "splits.valid gets 2 frames"),
+        ("smoke", {"splits": {"train": 0.5, "valid": 0.2, "test": 0.2}}, "must sum to 1"),
+        ("smoke", {"resoluton": 64}, "smoke.resoluton"),
+        ("compute", {"n_workers": 0}, "compute.n_workers"),
+    ],
+)
+def test_bad_values_name_their_key(section: str, key_path: dict, bad: str) -> None:
+    with pytest.raises(ParamsError) as info:
+        parse_params({section: key_path})
+    assert bad in str(info.value)
+
+
+def test_all_errors_are_reported_together() -> None:
+    with pytest.raises(ParamsError) as info:
+        parse_params({"smoke": {"resolution": 0, "dt": -1}})
+    text = str(info.value)
+    assert "smoke.resolution" in text and "smoke.dt" in text
+
+
+def test_load_params_merges_overrides_and_reports_file_problems(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"smoke": {"levels": [0]}}))
+    params = load_params(path, overrides={"smoke": {"steps": 70, "keep_stop": 70}})
+    assert params.smoke.levels == [0] and params.smoke.steps == 70
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
+    path.write_text("smoke: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
+
+
+def test_split_bounds_are_disjoint_and_cover_the_kept_frames() -> None:
+    p = SmokeParams()
+    bounds = p.split_bounds()
+    assert bounds["train"][0] == 0 and bounds["test"][1] == p.n_frames
+    assert bounds["train"][1] == bounds["valid"][0] and bounds["valid"][1] == bounds["test"][0]
+    assert p.level_indices(5) == (1, 6, 11, 16)
