@@ -1,0 +1,126 @@
+"""Curvature and sharpness code against explicit Hessians and known quadratics."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from train.landscape import (
+    FlatLoss,
+    hutchinson_trace,
+    lanczos,
+    power_iteration,
+    random_directions,
+    sharpness,
+    spectral_density,
+    top_eigenvalues,
+)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """Exact comparisons need float64; restore the default so other test modules are unaffected."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+class Quadratic(nn.Module):
+    """L(w) = 1/2 w^T A w with a known symmetric A (as a 'model' whose output is the loss)."""
+
+    def __init__(self, a: torch.Tensor):
+        super().__init__()
+        self.register_buffer("a", a)
+        self.w = nn.Parameter(torch.randn(a.shape[0]))
+
+    def forward(self, _: torch.Tensor) -> torch.Tensor:
+        return 0.5 * self.w @ self.a @ self.w
+
+
+def quadratic(eigs: np.ndarray, seed: int = 0) -> tuple[FlatLoss, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(len(eigs), len(eigs), generator=gen))
+    a = q @ torch.diag(torch.as_tensor(eigs)) @ q.T
+    model = Quadratic(a)
+    return FlatLoss(model, [(torch.zeros(1),)], lambda m, b: m(b[0])), a
+
+
+def tiny_net_loss() -> FlatLoss:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x, y = torch.randn(16, 3), torch.randn(16, 2)
+    return FlatLoss(model, [(x[:8], y[:8]), (x[8:], y[8:])], lambda m, b: ((m(b[0]) - b[1]) ** 2).mean())
+
+
+def explicit_hessian(flat: FlatLoss) -> np.ndarray:
+    return torch.func.hessian(flat)(flat.w0.clone()).detach().numpy()
+
+
+def test_hvp_matches_the_explicit_hessian_of_a_tiny_network() -> None:
+    flat = tiny_net_loss()
+    h = explicit_hessian(flat)
+    v = torch.randn(flat.dim)
+    assert np.allclose(flat.hvp(flat.w0, v).numpy(), h @ v.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_lanczos_top_eigenvalues_match_the_explicit_hessian() -> None:
+    flat = tiny_net_loss()
+    exact = np.sort(np.linalg.eigvalsh(explicit_hessian(flat)))[::-1]
+    ours, matvecs = top_eigenvalues(flat, k=3, steps=flat.dim, seed=1)
+    assert matvecs <= flat.dim
+    assert np.allclose(ours, exact[:3], rtol=1e-4)
+    assert exact.min() < 0  # this tiny net is not at a minimum: the spectrum has negative eigenvalues
+
+
+def test_known_quadratic_spectrum_trace_and_power_iteration() -> None:
+    eigs = np.array([10.0, 4.0, 2.0, 1.0, 0.5, -0.25, 0.1, 0.0])
+    flat, a = quadratic(eigs)
+    top, _ = top_eigenvalues(flat, k=2, steps=8, seed=0)
+    assert np.allclose(top, [10.0, 4.0], rtol=1e-8)
+    lam, iters = power_iteration(lambda v: flat.hvp(flat.w0, v), torch.randn(8), tol=1e-10, max_iter=2000)
+    assert lam == pytest.approx(10.0, rel=1e-6) and iters > 1
+    mean, err = hutchinson_trace(flat, probes=400, seed=0)
+    assert abs(mean - eigs.sum()) < 4 * err + 1e-9
+
+
+def test_slq_density_integrates_to_one_and_puts_mass_on_the_eigenvalues() -> None:
+    eigs = np.array([5.0, 5.0, 5.0, 1.0, 1.0, 1.0, 1.0, -2.0])
+    flat, _ = quadratic(eigs)
+    out = spectral_density(flat, probes=20, steps=8, seed=0, width=0.05)
+    assert out["weights"].sum() == pytest.approx(1.0, rel=1e-10)
+    nodes = out["nodes"][out["weights"] > 1e-6]
+    assert np.all(np.min(np.abs(nodes[:, None] - np.array([5.0, 1.0, -2.0])[None]), axis=1) < 1e-6)
+    mass = {e: out["weights"][np.abs(out["nodes"] - e) < 1e-6].sum() for e in (5.0, 1.0, -2.0)}
+    assert mass[5.0] == pytest.approx(3 / 8, abs=0.08) and mass[-2.0] == pytest.approx(1 / 8, abs=0.06)
+    assert np.trapezoid(out["density"], out["grid"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_lanczos_terminates_on_an_invariant_subspace() -> None:
+    a = torch.diag(torch.tensor([3.0, 3.0, 1.0, 1.0]))
+    res = lanczos(lambda v: a @ v, torch.tensor([1.0, 1.0, 1.0, 1.0]), steps=4)
+    assert res.matvecs == 2 and np.allclose(sorted(res.ritz()[0]), [1.0, 3.0])
+
+
+def test_sharpness_of_a_quadratic_is_known_in_closed_form() -> None:
+    eigs = np.array([2.0, 1.0, 0.5])
+    flat, a = quadratic(eigs)
+    flat.w0.zero_()  # at the minimum, L(t d) - L(0) = t^2/2 d^T A d
+    dirs = random_directions(flat, count=5, seed=3)
+    assert all(float(d.norm()) == pytest.approx(1.0) for d in dirs)
+    ts = [0.1, 0.4, 0.7, 1.0]
+    out = sharpness(flat, dirs, ts)
+    expected = np.mean([t**2 / 2 * float(d @ a @ d) for d in dirs for t in ts])
+    assert out["sharpness"] == pytest.approx(expected, rel=1e-12)
+    again = random_directions(flat, count=5, seed=3)
+    assert all(torch.equal(d, e) for d, e in zip(dirs, again, strict=True))  # shared across checkpoints
+
+
+def test_filter_normalised_directions_match_filter_norms() -> None:
+    flat = tiny_net_loss()
+    (d,) = random_directions(flat, count=1, seed=0, filter_normalised=True)
+    parts = dict(zip(flat.names, d.split(flat.sizes), strict=True))
+    weights = dict(zip(flat.names, flat.w0.split(flat.sizes), strict=True))
+    w = weights["0.weight"].view(4, 3)
+    assert torch.allclose(parts["0.weight"].view(4, 3).norm(dim=1), w.norm(dim=1))
+    assert torch.count_nonzero(parts["0.bias"]) == 0

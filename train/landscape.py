@@ -1,0 +1,254 @@
+"""Loss-landscape measurements on a flat parameter vector: sharpness, Hessian spectra, trace.
+
+The loss is evaluated functionally (``torch.func.functional_call``) at any point ``w`` of parameter
+space, so a perturbation never depends on module state. That also sidesteps the e2cnn pitfall where
+convolutions cache their expanded filters in eval mode: :func:`deterministic` keeps those layers in
+train mode (they re-expand from the weights on every call) while normalisation layers use their running
+statistics, so the loss is a deterministic function of ``w``.
+
+Hessian-vector products use double backward. Spectra come from Lanczos with full re-orthogonalisation:
+its extreme Ritz values give the top eigenvalues, and stochastic Lanczos quadrature (SLQ, several random
+start vectors) gives the spectral density. The trace is Hutchinson's estimator. Plain power iteration
+(the original study's method) is kept as the baseline for ``benchmarks/hessian_top_eig.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+LossOfBatch = Callable[[nn.Module, tuple[Tensor, ...]], Tensor]
+
+
+def _caches_filters(module: nn.Module) -> bool:
+    """e2cnn convolutions expand and cache their filters when switched to eval mode."""
+    return hasattr(module, "expand_parameters") and hasattr(module, "basisexpansion")
+
+
+@contextlib.contextmanager
+def deterministic(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for normalisation/dropout, train mode for filter-caching convolutions; restored after."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    for m in model.modules():
+        if _caches_filters(m):
+            m.train()
+    try:
+        yield model
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+class FlatLoss:
+    """``L(w)``: the mean loss over fixed batches (plus the model's regulariser) as a function of a flat
+    parameter vector ``w``. ``w0`` holds the model's current parameters."""
+
+    def __init__(self, model: nn.Module, batches: Sequence[tuple[Tensor, ...]], loss_of_batch: LossOfBatch):
+        self.model = model
+        self.batches = list(batches)
+        self.loss_of_batch = loss_of_batch
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        params = dict(model.named_parameters())
+        self.shapes = [params[n].shape for n in self.names]
+        self.sizes = [params[n].numel() for n in self.names]
+        self.w0 = torch.cat([params[n].detach().reshape(-1) for n in self.names]).clone()
+
+    @property
+    def dim(self) -> int:
+        return int(self.w0.numel())
+
+    def unflatten(self, w: Tensor) -> dict[str, Tensor]:
+        return {n: t.view(s) for n, t, s in zip(self.names, w.split(self.sizes), self.shapes, strict=True)}
+
+    def __call__(self, w: Tensor) -> Tensor:
+        params = self.unflatten(w)
+        with deterministic(self.model):
+            total = sum(_loss_with_params(self.model, params, b, self.loss_of_batch) for b in self.batches)
+            reg = _regulariser_with_params(self.model, params)
+        return total / len(self.batches) + reg
+
+    def value(self, w: Tensor) -> float:
+        with torch.no_grad():
+            return float(self(w))
+
+    def hvp(self, w: Tensor, v: Tensor) -> Tensor:
+        """Hessian-vector product at ``w`` by double backward."""
+        w = w.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(self(w), w, create_graph=True)
+        (hv,) = torch.autograd.grad(g @ v, w)
+        return hv.detach()
+
+
+class _Bound(nn.Module):
+    """Lets ``functional_call`` swap parameters for a whole loss evaluation, not just ``forward``."""
+
+    def __init__(self, model: nn.Module, fn: Callable[[nn.Module], Tensor]):
+        super().__init__()
+        self.model = model
+        self.fn = fn
+
+    def forward(self) -> Tensor:
+        return self.fn(self.model)
+
+
+def _loss_with_params(
+    model: nn.Module, params: dict[str, Tensor], batch: tuple, loss_of_batch: LossOfBatch
+) -> Tensor:
+    bound = _Bound(model, lambda m: loss_of_batch(m, batch))
+    return torch.func.functional_call(bound, {f"model.{n}": t for n, t in params.items()}, ())
+
+
+def _regulariser_with_params(model: nn.Module, params: dict[str, Tensor]) -> Tensor:
+    if not hasattr(model, "regularizer"):
+        return torch.zeros((), dtype=next(iter(params.values())).dtype)
+    bound = _Bound(model, lambda m: m.regularizer())
+    return torch.func.functional_call(bound, {f"model.{n}": t for n, t in params.items()}, ())
+
+
+# ----------------------------------------------------------------------------------------------- sharpness
+
+
+def random_directions(flat: FlatLoss, count: int, seed: int, filter_normalised: bool = False) -> list[Tensor]:
+    """Directions shared across checkpoints through ``seed``.
+
+    Plain: uniformly random unit vectors over all parameters (a normalised Gaussian). Filter-normalised
+    (Li et al. 2018): each output filter of every weight with >= 2 dims is scaled to the norm of the same
+    filter of the current weights, and 1-D parameters (biases, norms) are left unperturbed.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        d = torch.randn(flat.dim, generator=gen, dtype=torch.float64).to(flat.w0.dtype)
+        if not filter_normalised:
+            out.append(d / d.norm())
+            continue
+        parts = []
+        for chunk, w, shape in zip(d.split(flat.sizes), flat.w0.split(flat.sizes), flat.shapes, strict=True):
+            if len(shape) < 2:
+                parts.append(torch.zeros_like(chunk))
+                continue
+            dc, wc = chunk.view(shape[0], -1), w.view(shape[0], -1)
+            scale = wc.norm(dim=1, keepdim=True) / dc.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            parts.append((dc * scale).reshape(-1))
+        out.append(torch.cat(parts))
+    return out
+
+
+def sharpness(flat: FlatLoss, directions: Sequence[Tensor], displacements: Sequence[float]) -> dict:
+    """phi(w, D, T) = 1/(|D||T|) sum_t sum_d |L(w + t d) - L(w)|, plus the individual losses."""
+    base = flat.value(flat.w0)
+    grid = [[flat.value(flat.w0 + t * d) for t in displacements] for d in directions]
+    phi = float(np.mean([[abs(v - base) for v in row] for row in grid]))
+    return {"sharpness": phi, "base_loss": base, "losses": grid, "displacements": list(displacements)}
+
+
+# --------------------------------------------------------------------------------------------- Hessian
+
+
+@dataclass
+class LanczosResult:
+    alpha: np.ndarray  # diagonal of the tridiagonal matrix
+    beta: np.ndarray  # off-diagonal
+    matvecs: int
+
+    def ritz(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ritz values (ascending) and the squared first components of their eigenvectors (SLQ weights)."""
+        t = np.diag(self.alpha) + np.diag(self.beta, 1) + np.diag(self.beta, -1)
+        values, vectors = np.linalg.eigh(t)
+        return values, vectors[0] ** 2
+
+
+def lanczos(matvec: Callable[[Tensor], Tensor], v0: Tensor, steps: int) -> LanczosResult:
+    """``steps`` Lanczos iterations with full re-orthogonalisation (stable for the sizes used here)."""
+    basis = [v0 / v0.norm()]
+    alphas: list[float] = []
+    betas: list[float] = []
+    for j in range(steps):
+        w = matvec(basis[j])
+        alpha = float(w @ basis[j])
+        alphas.append(alpha)
+        q = torch.stack(basis)
+        w = w - q.T @ (q @ w)  # full re-orthogonalisation, twice is enough
+        w = w - q.T @ (q @ w)
+        beta = float(w.norm())
+        if j == steps - 1 or beta < 1e-10 * max(1.0, abs(alpha)):
+            break
+        betas.append(beta)
+        basis.append(w / beta)
+    return LanczosResult(np.array(alphas), np.array(betas), matvecs=len(alphas))
+
+
+def top_eigenvalues(flat: FlatLoss, k: int, steps: int, seed: int) -> tuple[np.ndarray, int]:
+    """The ``k`` largest Hessian eigenvalues (descending) from the Ritz values of ``steps`` Lanczos steps."""
+    gen = torch.Generator().manual_seed(seed)
+    v0 = torch.randn(flat.dim, generator=gen, dtype=torch.float64).to(flat.w0.dtype)
+    result = lanczos(lambda v: flat.hvp(flat.w0, v), v0, min(steps, flat.dim))
+    values, _ = result.ritz()
+    return values[::-1][:k].copy(), result.matvecs
+
+
+def spectral_density(
+    flat: FlatLoss,
+    probes: int,
+    steps: int,
+    seed: int,
+    grid: np.ndarray | None = None,
+    width: float | None = None,
+) -> dict:
+    """Stochastic Lanczos quadrature: Ritz nodes and weights over ``probes`` Rademacher start vectors,
+    and their Gaussian-smoothed density on ``grid``."""
+    gen = torch.Generator().manual_seed(seed)
+    nodes, weights = [], []
+    matvecs = 0
+    for _ in range(probes):
+        v0 = (torch.randint(0, 2, (flat.dim,), generator=gen) * 2 - 1).to(flat.w0.dtype)
+        result = lanczos(lambda v: flat.hvp(flat.w0, v), v0, min(steps, flat.dim))
+        values, w = result.ritz()
+        nodes.append(values)
+        weights.append(w / probes)
+        matvecs += result.matvecs
+    node_arr, weight_arr = np.concatenate(nodes), np.concatenate(weights)
+    span = float(node_arr.max() - node_arr.min()) or 1.0
+    width = width or span / 200
+    if grid is None:
+        grid = np.linspace(node_arr.min() - 0.05 * span, node_arr.max() + 0.05 * span, 400)
+    density = (
+        weight_arr[None, :] * np.exp(-((grid[:, None] - node_arr[None, :]) ** 2) / (2 * width**2))
+    ).sum(axis=1) / (width * math.sqrt(2 * math.pi))
+    return {"nodes": node_arr, "weights": weight_arr, "grid": grid, "density": density, "matvecs": matvecs}
+
+
+def hutchinson_trace(flat: FlatLoss, probes: int, seed: int) -> tuple[float, float]:
+    """Trace estimate E[v^T H v] over Rademacher ``v``; returns (mean, standard error)."""
+    gen = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(probes):
+        v = (torch.randint(0, 2, (flat.dim,), generator=gen) * 2 - 1).to(flat.w0.dtype)
+        samples.append(float(v @ flat.hvp(flat.w0, v)))
+    return float(np.mean(samples)), float(
+        np.std(samples, ddof=1) / math.sqrt(probes)
+    ) if probes > 1 else math.nan
+
+
+def power_iteration(
+    matvec: Callable[[Tensor], Tensor], v0: Tensor, tol: float, max_iter: int
+) -> tuple[float, int]:
+    """The study's method: iterate v <- Hv/|Hv| until the Rayleigh quotient changes by < tol relative."""
+    v = v0 / v0.norm()
+    eig = None
+    for i in range(1, max_iter + 1):
+        hv = matvec(v)
+        new = float(v @ hv)
+        v = hv / hv.norm()
+        if eig is not None and abs(new - eig) <= tol * max(abs(new), 1e-12):
+            return new, i
+        eig = new
+    return float(eig), max_iter
