@@ -1,0 +1,119 @@
+"""CNN, G-CNN and relaxed G-CNN for both tasks, built from :class:`models.gconv.GroupConv`.
+
+A plain CNN is the same network over the one-element group, so the three models share code and topology
+and differ only in the group, the width and the number of relaxed banks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models import groups as G
+from models.gconv import FieldNorm, GroupConv, Rep, upsample_nearest
+
+
+class _Base(nn.Module):
+    group: G.RotationGroup | None
+    alpha: float
+
+    def regularizer(self) -> torch.Tensor:
+        terms = [m.relaxation_penalty() for m in self.modules() if isinstance(m, GroupConv)]
+        total = torch.stack(terms).sum()
+        return self.alpha * total
+
+
+class SmokeGroupNet(_Base):
+    """2D next-frame predictor: lift -> (layers - 2) group convs -> projection to one vector field.
+
+    Input ``[B, in_frames * 2, H, W]`` (frame-major, components (x, y)); output ``[B, 2, H, W]``.
+    """
+
+    def __init__(
+        self,
+        group: G.RotationGroup,
+        hidden: int,
+        layers: int = 5,
+        kernel_size: int = 3,
+        in_frames: int = 1,
+        relax: int = 0,
+        batch_norm: bool = True,
+        alpha: float = 0.0,
+        equivariant_group: bool = True,
+    ) -> None:
+        super().__init__()
+        if layers < 2:
+            raise ValueError("layers must be >= 2")
+        self.group = group if equivariant_group else None
+        self.alpha, self.in_frames = alpha, in_frames
+        blocks: list[nn.Module] = [GroupConv(group, "lift", in_frames, hidden, kernel_size, "vector", relax)]
+        for i in range(layers - 1):
+            if batch_norm:
+                blocks.append(FieldNorm(hidden))
+            blocks.append(nn.ReLU())
+            if i < layers - 2:
+                blocks.append(GroupConv(group, "group", hidden, hidden, kernel_size, relax=relax))
+        blocks.append(GroupConv(group, "project", hidden, 1, kernel_size, "vector", relax))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SRGroupNet(_Base):
+    """3D x4 super-resolution: encoder at the input grid, two x2 up-blocks, projection head.
+
+    * encoder: lift + ``enc_layers`` group convs (kernel 3)
+    * up-block i: transposed group conv (kernel 2, stride 2) + nearest-upsampled skip, then
+      ``up_layers[i]`` group convs
+    * head: projection (kernel 3) to a vector field, or to 3 scalar channels if ``scalar_channels``.
+
+    Input ``[B, frames, 3, z, y, x]`` (components x, y, z); output ``[B, 3, 4z, 4y, 4x]``. With
+    ``scalar_channels=True`` the 9 input numbers per voxel are treated as unrelated scalars, the
+    original study's choice, and the model is only equivariant to the grid-only (scalar) action.
+    """
+
+    def __init__(
+        self,
+        group: G.RotationGroup,
+        hidden: int,
+        enc_layers: int = 6,
+        up_layers: tuple[int, int] = (1, 0),
+        frames: int = 3,
+        relax: int = 0,
+        scalar_channels: bool = False,
+        batch_norm: bool = False,
+        alpha: float = 0.0,
+        equivariant_group: bool = True,
+    ) -> None:
+        super().__init__()
+        self.group = group if equivariant_group else None
+        self.alpha, self.frames, self.scalar_channels = alpha, frames, scalar_channels
+        rep: Rep = "scalar" if scalar_channels else "vector"
+        n_in = frames * 3 if scalar_channels else frames
+
+        def act() -> list[nn.Module]:
+            return ([FieldNorm(hidden)] if batch_norm else []) + [nn.ReLU()]
+
+        def conv() -> list[nn.Module]:
+            return [GroupConv(group, "group", hidden, hidden, 3, relax=relax), *act()]
+
+        enc: list[nn.Module] = [GroupConv(group, "lift", n_in, hidden, 3, rep, relax), *act()]
+        for _ in range(enc_layers):
+            enc += conv()
+        self.encoder = nn.Sequential(*enc)
+        self.ups = nn.ModuleList(
+            GroupConv(group, "group", hidden, hidden, 2, relax=relax, transposed=True) for _ in up_layers
+        )
+        self.up_acts = nn.ModuleList(nn.Sequential(*act()) for _ in up_layers)
+        self.up_convs = nn.ModuleList(
+            nn.Sequential(*[mod for _ in range(k) for mod in conv()]) for k in up_layers
+        )
+        self.head = GroupConv(group, "project", hidden, 3 if scalar_channels else 1, 3, rep, relax)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        h = self.encoder(x.reshape(b, -1, *x.shape[-3:]))
+        for up, act, convs in zip(self.ups, self.up_acts, self.up_convs, strict=True):
+            h = convs(act(up(h) + upsample_nearest(h, 3)))
+        return self.head(h)

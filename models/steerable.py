@@ -1,0 +1,152 @@
+"""Steerable C4 CNN (E2CNN) and its relaxed version (RSteer), using e2cnn's kernel bases.
+
+Only the steerable *basis* comes from e2cnn (the sampled basis of ``R2Conv.basisexpansion``); the filter is
+expanded here and applied with ``F.conv2d``. So there is no eval-mode filter cache to go stale, ``deepcopy``
+works, and the forward is a plain differentiable function of the parameters (torch.func, double backward).
+
+Frame convention: e2cnn samples kernels with the image y axis pointing down, while this project's arrays
+have y pointing up. Its C4 element g acts as our g^-1 on the grid but as g on the components, so the
+e2cnn map is equivariant to ours after negating the y component of every vector in and out
+(conjugation by diag(1, -1)). That sign flip is folded into the first and last filters.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models import groups as G
+from models.expansion import ExpandedKernel, refresh_cached_filters
+from models.gconv import FieldNorm
+
+__all__ = ["SteerableConv", "SteerableNet", "refresh_cached_filters"]
+
+
+def _field_types(in_frames: int, hidden: int, out_fields: int):
+    from e2cnn import gspaces
+    from e2cnn import nn as enn
+
+    gs = gspaces.Rot2dOnR2(N=4)
+    vec_in = enn.FieldType(gs, [gs.irrep(1)] * in_frames)
+    reg = enn.FieldType(gs, [gs.regular_repr] * hidden)
+    vec_out = enn.FieldType(gs, [gs.irrep(1)] * out_fields)
+    return vec_in, reg, vec_out
+
+
+class SteerableConv(ExpandedKernel):
+    """A C4-steerable convolution; ``relaxed`` adds a weight per (basis coefficient, kernel position).
+
+    Field types must be uniform (one representation in, one out), so e2cnn's basis is a single block
+    ``B[b, o, i, p]`` shared by every (output field, input field) pair; the filter of a pair is
+    ``sum_b c[pair, b] B[b]`` and, relaxed, ``sum_b c[pair, b] w[pair, b, p] B[b, :, :, p]``.
+    """
+
+    def __init__(self, in_type, out_type, kernel_size: int, relaxed: bool = False, bias: bool = True) -> None:
+        super().__init__()
+        from e2cnn import nn as enn
+
+        if len({r.name for r in in_type.representations}) != 1:
+            raise ValueError("SteerableConv needs a uniform input field type")
+        if len({r.name for r in out_type.representations}) != 1:
+            raise ValueError("SteerableConv needs a uniform output field type")
+        with warnings.catch_warnings():  # e2cnn 0.2.3 indexes with uint8 masks (deprecated, harmless)
+            warnings.simplefilter("ignore", UserWarning)
+            conv = enn.R2Conv(in_type, out_type, kernel_size, padding=kernel_size // 2, bias=bias,
+                              initialize=False)  # e2cnn's He init is a slow Python loop; see below
+        (pair,) = conv.basisexpansion._representations_pairs
+        # a private copy of the sampled basis: e2cnn shares basis modules between convolutions through a
+        # global cache, so .double()/.to() on one model would otherwise change another's
+        block = getattr(conv.basisexpansion, f"block_expansion_{pair}")
+        self.register_buffer("basis", block.sampled_basis.clone())
+        self.n_out, self.n_in = len(out_type), len(in_type)
+        self.in_size, self.out_size = in_type.size, out_type.size
+        self.kernel_size = kernel_size
+        nb, n_points = self.basis.shape[0], kernel_size * kernel_size
+        self.weights = nn.Parameter(torch.randn(self.n_out * self.n_in, nb))
+        self.bias = None if conv.bias is None else nn.Parameter(torch.zeros(conv.bias.shape))
+        self.register_buffer("bias_expansion", None if conv.bias is None else conv.bias_expansion.clone())
+        self.relaxed_weights = (
+            nn.Parameter(torch.ones(self.n_out * self.n_in, nb, n_points)) if relaxed else None
+        )
+        # +-1 on input/output channels: the y-up / y-down conversion for vector fields (see module doc)
+        self.register_buffer("in_sign", torch.ones(self.in_size), persistent=False)
+        self.register_buffer("out_sign", torch.ones(self.out_size), persistent=False)
+        with torch.no_grad():  # He-style: scale the expanded filter to variance 2 / fan_in
+            filt, _ = self.expand()
+            self.weights.mul_(math.sqrt(2.0 / (self.in_size * n_points)) / filt.std())
+
+    def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        basis = self.basis.to(self.weights.dtype)
+        if self.relaxed_weights is None:
+            filt = torch.einsum("boip,kb->koip", basis, self.weights)
+        else:
+            filt = torch.einsum("boip,kbp->koip", basis, self.weights[:, :, None] * self.relaxed_weights)
+        _, o, i, p = filt.shape
+        # [(out field, in field), o, i, p] -> [out field * o, in field * i, k, k]
+        filt = filt.reshape(self.n_out, self.n_in, o, i, p).transpose(1, 2)
+        filt = filt.reshape(self.out_size, self.in_size, p)
+        filt = filt * self.out_sign[:, None, None].to(filt.dtype) * self.in_sign[None, :, None].to(filt.dtype)
+        filt = filt.reshape(self.out_size, self.in_size, self.kernel_size, self.kernel_size)
+        bias = None if self.bias is None else self.bias_expansion.to(self.bias.dtype) @ self.bias
+        return filt, bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.kernel()
+        bias = None if bias is None else bias.to(x.dtype)
+        return F.conv2d(x, weight.to(x.dtype), bias, padding=self.kernel_size // 2)
+
+    def relaxation_penalty(self) -> torch.Tensor:
+        """Smoothness of the per-position weights: sum of |differences| between adjacent kernel points."""
+        if self.relaxed_weights is None:
+            return self.weights.new_zeros(())
+        w = self.relaxed_weights.reshape(-1, self.kernel_size, self.kernel_size)  # [pair * b, k, k]
+        return (w[:, 1:, :] - w[:, :-1, :]).abs().sum() + (w[:, :, 1:] - w[:, :, :-1]).abs().sum()
+
+
+class SteerableNet(nn.Module):
+    """E2CNN (``relaxed=False``) or RSteer (``relaxed=True``): vector fields in/out, regular hidden fields.
+
+    ``layers`` convolutions, batch norm (one statistic per regular field, as e2cnn's InnerBatchNorm) and
+    ReLU after every hidden layer, in both variants so that the comparison is like for like.
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        layers: int = 5,
+        kernel_size: int = 3,
+        in_frames: int = 1,
+        relaxed: bool = False,
+        batch_norm: bool = True,
+        alpha: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if layers < 2:
+            raise ValueError("layers must be >= 2")
+        self.group = G.c4()
+        self.alpha, self.in_frames = alpha, in_frames
+        vec_in, reg, vec_out = _field_types(in_frames, hidden, 1)
+        types = [vec_in] + [reg] * (layers - 1) + [vec_out]
+        blocks: list[nn.Module] = []
+        for i in range(layers):
+            last = i == layers - 1
+            conv = SteerableConv(types[i], types[i + 1], kernel_size, relaxed, bias=not last)
+            blocks.append(conv)
+            if not last:
+                blocks += ([FieldNorm(hidden)] if batch_norm else []) + [nn.ReLU()]
+        flip = torch.tensor([1.0, -1.0])
+        first, last_conv = blocks[0], blocks[-1]
+        first.in_sign.copy_(flip.repeat(in_frames))
+        last_conv.out_sign.copy_(flip)
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def regularizer(self) -> torch.Tensor:
+        terms = [m.relaxation_penalty() for m in self.modules() if isinstance(m, SteerableConv)]
+        return self.alpha * torch.stack(terms).sum()
