@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from models import groups as G
+from models.catalog import MODEL_NAMES, default_hparams
 from models.equivariance import equivariance_error
 from models.expansion import expanded_once, refresh_cached_filters
 
@@ -22,56 +23,16 @@ __all__ = [
     "refresh_cached_filters",
 ]
 
-MODEL_NAMES: dict[str, tuple[str, ...]] = {
-    "smoke": ("cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"),
-    "sr": ("cnn", "gcnn", "rgcnn"),
-}
-
-# Defaults sit near the study's budgets: smoke models (except GM-CNN) ~0.6M parameters within 10% of each
-# other, SR models 125-135k. docs/models.md lists the measured counts and the formulas.
-_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {
-        "cnn": {"hidden": 148, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True},
-        "gcnn": {"hidden": 74, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True},
-        "rgcnn": {
-            "hidden": 43, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True,
-            "banks": 3, "alpha": 0.0,
-        },
-        "e2cnn": {"hidden": 91, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True},
-        "rsteer": {
-            "hidden": 29, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True, "alpha": 0.0,
-        },
-        "gmcnn": {"hidden": 16, "layers": 5, "in_frames": 1, "error": False, "alpha": 0.0},
-    },
-    "sr": {
-        "cnn": {"hidden": 24, "enc_layers": 6, "up_layers": (1, 0), "scalar_channels": False,
-                "batch_norm": False},
-        "gcnn": {"hidden": 5, "enc_layers": 6, "up_layers": (1, 0), "scalar_channels": False,
-                 "batch_norm": False, "reflections": False},
-        "rgcnn": {"hidden": 3, "enc_layers": 6, "up_layers": (1, 0), "scalar_channels": False,
-                  "batch_norm": False, "reflections": False, "banks": 3, "alpha": 0.0},
-    },
-}
-
-
-def _check(task: str, name: str) -> None:
-    if task not in MODEL_NAMES:
-        raise ValueError(f"unknown task {task!r}; allowed: {sorted(MODEL_NAMES)}")
-    if name not in MODEL_NAMES[task]:
-        raise ValueError(f"unknown model {name!r} for task {task!r}; allowed: {list(MODEL_NAMES[task])}")
-
-
-def default_hparams(task: str, name: str) -> dict[str, Any]:
-    """The default hyper-parameters of a model (a fresh dict; a params file may override any key)."""
-    _check(task, name)
-    return dict(_DEFAULTS[task][name])
-
 
 def _smoke_group(name: str, hp: dict[str, Any]) -> nn.Module:
     from models.nets import SmokeGroupNet
 
-    common = dict(layers=hp["layers"], kernel_size=hp["kernel_size"], in_frames=hp["in_frames"],
-                  batch_norm=hp["batch_norm"])
+    common = dict(
+        layers=hp["layers"],
+        kernel_size=hp["kernel_size"],
+        in_frames=hp["in_frames"],
+        batch_norm=hp["batch_norm"],
+    )
     if name == "cnn":
         return SmokeGroupNet(G.trivial(2), hp["hidden"], equivariant_group=False, **common)
     if name == "gcnn":
@@ -82,8 +43,15 @@ def _smoke_group(name: str, hp: dict[str, Any]) -> nn.Module:
 def _smoke_steerable(name: str, hp: dict[str, Any]) -> nn.Module:
     from models.steerable import SteerableNet
 
-    return SteerableNet(hp["hidden"], hp["layers"], hp["kernel_size"], hp["in_frames"],
-                        relaxed=name == "rsteer", batch_norm=hp["batch_norm"], alpha=hp.get("alpha", 0.0))
+    return SteerableNet(
+        hp["hidden"],
+        hp["layers"],
+        hp["kernel_size"],
+        hp["in_frames"],
+        relaxed=name == "rsteer",
+        batch_norm=hp["batch_norm"],
+        alpha=hp.get("alpha", 0.0),
+    )
 
 
 def _smoke_gm(name: str, hp: dict[str, Any]) -> nn.Module:
@@ -95,8 +63,12 @@ def _smoke_gm(name: str, hp: dict[str, Any]) -> nn.Module:
 def _sr(name: str, hp: dict[str, Any]) -> nn.Module:
     from models.nets import SRGroupNet
 
-    common = dict(enc_layers=hp["enc_layers"], up_layers=tuple(hp["up_layers"]),
-                  scalar_channels=hp["scalar_channels"], batch_norm=hp["batch_norm"])
+    common = dict(
+        enc_layers=hp["enc_layers"],
+        up_layers=tuple(hp["up_layers"]),
+        scalar_channels=hp["scalar_channels"],
+        batch_norm=hp["batch_norm"],
+    )
     if name == "cnn":
         return SRGroupNet(G.trivial(3), hp["hidden"], equivariant_group=False, **common)
     group = G.octahedral(reflections=hp["reflections"])

@@ -1,0 +1,143 @@
+"""Samples per second of our smoke loader next to the original study's way of loading, on the same data.
+
+    python benchmarks/loader_throughput.py [--store data/smoke_plume.zarr] [--seconds 20]
+
+* ours: :func:`loaders.smoke_plume` over a local zarr store (lazy, chunk-aware reads, an LRU of a few chunks);
+* original: one ``.pt`` file per simulation; every sample ``torch.load``-s the whole file and slices its
+  window (as the study's loader did). The ``.pt`` files are written here from the same store, so loading
+  them unpickles nothing downloaded (and ``weights_only=True`` refuses arbitrary objects anyway).
+
+Both are read in the same shuffled order through a ``DataLoader`` (batch 8, no workers), for at most
+``--seconds`` each. Without ``--store`` a synthetic store of the study's full size (levels E0, E5, E9; four
+directions; 50 frames of 2 x 64 x 64) is written to a temporary folder. Prints both figures, the peak traced
+memory of each, and finally ``ratio: <ours / original>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loaders import smoke_plume  # noqa: E402
+from loaders.sources import open_group  # noqa: E402
+from loaders.windows import WindowIndex, split_ranges  # noqa: E402
+
+
+def synthetic_store(path: Path) -> Path:
+    from tests.conftest import synthetic_smoke
+
+    return synthetic_smoke(path, levels=(0, 5, 9), n_time=50, n=64)
+
+
+class OriginalStyle(Dataset):
+    """One pickled tensor file per simulation; each sample loads the whole file and slices a window."""
+
+    def __init__(self, files: list[Path], start: int, stop: int, n_in: int, n_out: int):
+        self.files, self.n_in = files, n_in
+        self.index = WindowIndex(len(files), start, stop, n_in + n_out)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        series, t0 = self.index[i]
+        frames = torch.load(self.files[series], weights_only=True)[t0 : t0 + self.index.length]
+        return frames[: self.n_in], frames[self.n_in :]
+
+
+def write_pt_files(store: Path, folder: Path) -> list[Path]:
+    group = open_group(str(store))
+    velocity = group["velocity"]
+    files = []
+    for li in range(velocity.shape[0]):
+        for d in range(velocity.shape[1]):
+            path = folder / f"sim_{li}_{d}.pt"
+            torch.save(torch.from_numpy(np.asarray(velocity[li, d])), path)
+            files.append(path)
+    return files
+
+
+def throughput(dataset: Dataset, seconds: float, seed: int = 0) -> tuple[float, int, float]:
+    """(samples/s, samples read, peak traced MB) over shuffled batches for at most ``seconds``.
+
+    The rate is timed without tracing; the memory peak comes from a separate traced pass of 200 samples.
+    """
+    loader = DataLoader(dataset, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+    def run(budget: float, limit: int | None = None) -> tuple[int, float]:
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < budget and (limit is None or n < limit):
+            for x, _ in loader:
+                n += x.shape[0]
+                if time.perf_counter() - start >= budget or (limit is not None and n >= limit):
+                    break
+        return n, time.perf_counter() - start
+
+    n, elapsed = run(seconds)
+    tracemalloc.start()
+    run(seconds, limit=200)
+    peak = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    return n / elapsed, n, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--store", type=Path, default=None, help="smoke store (default: a synthetic full-size one)"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="time budget per loader")
+    parser.add_argument("--split", default="train")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or synthetic_store(Path(tmp) / "smoke_plume.zarr")
+        group = open_group(str(store))
+        levels = [int(v) for v in group["level"][:]]
+        start, stop = split_ranges(group.attrs["splits"])[
+            args.split if args.split != "validation" else "valid"
+        ]
+        n_in, n_out = 1, 6 if stop - start >= 7 else 1
+        ours = ConcatDataset(
+            [
+                smoke_plume(store, level=lv, split=args.split, input_frames=n_in, output_frames=n_out)
+                for lv in levels
+            ]
+        )
+        original = OriginalStyle(write_pt_files(store, Path(tmp)), start, stop, n_in, n_out)
+        assert len(ours) == len(original)
+        x_a, y_a = ours[len(ours) - 1]
+        x_b, y_b = original[len(original) - 1]
+        assert torch.equal(x_a, x_b) and torch.equal(y_a, y_b), "the two loaders disagree"
+        chunk_mb = np.prod(group["velocity"].chunks) * 4 / 1e6
+        print(
+            f"data: {store if args.store else 'synthetic full-size store'}; {len(ours)} windows of "
+            f"{n_in} + {n_out} frames; zarr chunk {group['velocity'].chunks} = {chunk_mb:.2f} MB"
+        )
+        ours_rate, ours_n, ours_mb = throughput(ours, args.seconds)
+        orig_rate, orig_n, _ = throughput(original, args.seconds)
+        sim_mb = original.files[0].stat().st_size / 1e6
+    # tracemalloc sees numpy buffers but not torch's C++ allocations, so the original's peak is its file size
+    print(
+        f"ours (zarr, lazy chunks):        {ours_rate:9.1f} samples/s  ({ours_n} samples; "
+        f"peak traced {ours_mb:.1f} MB, cache <= 4 chunks of {chunk_mb:.2f} MB per array)"
+    )
+    print(
+        f"original (torch.load per item): {orig_rate:9.1f} samples/s  ({orig_n} samples; "
+        f"loads a whole {sim_mb:.2f} MB simulation per sample)"
+    )
+    print(f"ratio: {ours_rate / orig_rate:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

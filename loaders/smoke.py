@@ -1,0 +1,181 @@
+"""Smoke plumes as a torch ``Dataset`` of (input frames, target frames) windows.
+
+    ds = smoke_plume("data/smoke_plume.zarr", level=5, split="train")        # local store
+    ds = smoke_plume("data/hub/smoke-plume-c4", level=5, split="valid")      # local repo folder
+    ds = smoke_plume("symflow/smoke-plume-c4", level=5, normalise="scale")   # Hub repo (hf:// reads)
+
+A sample is ``(x, y)`` with ``x`` of shape ``(input_frames, C, H, W)`` and ``y`` of shape
+``(output_frames, C, H, W)``, float32; ``C`` is 2 (velocity u, v) or 3 with ``fields=("velocity", "smoke")``
+(smoke density appended as the last channel). Windows are cut per (level, direction) series inside one
+split, so they never straddle train / valid / test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from loaders.normalisation import NormaliseMode, Normaliser, field_stats
+from loaders.sources import ChunkReader, Source, open_group, resolve_source
+from loaders.windows import WindowIndex, canonical_split, split_ranges
+
+STORE_NAME = "smoke_plume.zarr"
+FIELDS = ("velocity", "smoke")
+
+
+def config_name(level: int) -> str:
+    return f"E{int(level)}"
+
+
+def _train_blocks(group: Any, name: str, level_index: int, start: int, stop: int) -> Iterator[np.ndarray]:
+    arr = group[name]
+    for d in range(arr.shape[1]):
+        yield np.asarray(arr[level_index, d, start:stop])
+
+
+def compute_stats(group: Any) -> dict[str, dict[str, Any]]:
+    """Train-split statistics per level config: velocity per component (u, v) and smoke density."""
+    ranges = split_ranges(group.attrs["splits"])
+    start, stop = ranges["train"]
+    out = {}
+    for li, level in enumerate(np.asarray(group["level"][:]).tolist()):
+        out[config_name(level)] = {
+            "velocity": field_stats(_train_blocks(group, "velocity", li, start, stop), 1, ["u", "v"]),
+            "smoke": field_stats(_train_blocks(group, "smoke", li, start, stop), None, None),
+        }
+    return out
+
+
+class SmokePlumeWindows(Dataset):
+    """Lazy windows over one level of a smoke-plume store (see the module docstring)."""
+
+    def __init__(
+        self,
+        source: Source,
+        level: int | None = None,
+        directions: Sequence[int] | None = None,
+        input_frames: int | None = None,
+        output_frames: int | None = None,
+        split: str = "train",
+        normalise: NormaliseMode | None = None,
+        fields: Sequence[str] = ("velocity",),
+        stride: int = 1,
+        cache_chunks: int = 4,
+    ):
+        group = open_group(source.zarr_url)
+        levels = np.asarray(group["level"][:]).tolist()
+        all_dirs = np.asarray(group["direction"][:]).tolist()
+        level = levels[0] if level is None else int(level)
+        if level not in levels:
+            raise ValueError(f"level {level} is not in this dataset; it has levels {levels}")
+        directions = list(all_dirs if directions is None else directions)
+        unknown = sorted(set(directions) - set(all_dirs))
+        if unknown or not directions:
+            raise ValueError(
+                f"directions {unknown or directions} not available; choose from {all_dirs} (degrees)"
+            )
+        bad_fields = [f for f in fields if f not in FIELDS]
+        if bad_fields or not fields or fields[0] != "velocity":
+            raise ValueError(
+                f"fields must start with 'velocity' and be drawn from {FIELDS}, got {list(fields)}"
+            )
+        windows = json.loads(group.attrs["windows"])
+        self.input_frames = int(input_frames or windows["input_frames"])
+        self.output_frames = int(output_frames or windows["output_frames"])
+        self.split = canonical_split(split)
+        start, stop = split_ranges(group.attrs["splits"])[self.split]
+        self.index = WindowIndex(len(directions), start, stop, self.input_frames + self.output_frames, stride)
+        if len(self.index) == 0:
+            raise ValueError(
+                f"split {self.split!r} has {stop - start} frames, fewer than one window of "
+                f"{self.input_frames} + {self.output_frames}"
+            )
+        self.source, self.level, self.directions, self.fields = source, level, directions, tuple(fields)
+        self.level_index = levels.index(level)
+        self.direction_index = [all_dirs.index(d) for d in directions]
+        self.readers = {name: ChunkReader(source.zarr_url, name, 2, cache_chunks) for name in self.fields}
+        self.normalisers: dict[str, Normaliser] = {}
+        if normalise is not None:
+            stats = (source.stats or {}).get("configs", {}).get(config_name(level))
+            if stats is None:  # a bare store: compute them the same way the publish stage does
+                stats = compute_stats(group)[config_name(level)]
+            self.stats = stats
+            self.normalisers = {
+                "velocity": Normaliser(stats["velocity"], normalise, -3),  # (..., component, y, x)
+                "smoke": Normaliser(stats["smoke"], normalise, None),
+            }
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def meta(self, i: int) -> dict[str, int]:
+        """Level, direction (degrees) and first time index of window ``i``."""
+        series, t0 = self.index[i]
+        return {"level": self.level, "direction": self.directions[series], "time_index": t0}
+
+    def _frames(self, series: int, t0: int, t1: int) -> np.ndarray:
+        prefix = (self.level_index, self.direction_index[series])
+        parts = []
+        for name in self.fields:
+            block = self.readers[name].read(prefix, t0, t1)
+            if name in self.normalisers:
+                block = self.normalisers[name](block)
+            parts.append(block if block.ndim == 4 else block[:, None])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        series, t0 = self.index[i]
+        frames = self._frames(series, t0, t0 + self.input_frames + self.output_frames)
+        frames = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+        return frames[: self.input_frames], frames[self.input_frames :]
+
+    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
+        """Undo the normalisation of a (…, C, H, W) velocity (and smoke) tensor."""
+        if not self.normalisers:
+            return y
+        out = y.clone()
+        out[..., :2, :, :] = self.normalisers["velocity"].inverse(y[..., :2, :, :])
+        if "smoke" in self.fields:
+            out[..., 2, :, :] = self.normalisers["smoke"].inverse(y[..., 2, :, :])
+        return out
+
+
+def smoke_plume(
+    source: str | Path,
+    level: int | None = None,
+    directions: Sequence[int] | None = None,
+    input_frames: int | None = None,
+    output_frames: int | None = None,
+    split: str = "train",
+    normalise: NormaliseMode | None = None,
+    fields: Sequence[str] = ("velocity",),
+    revision: str | None = None,
+    stride: int = 1,
+    cache_chunks: int = 4,
+) -> SmokePlumeWindows:
+    """The smoke-plume windows of one symmetry level from a local store, a local repo folder or a Hub repo.
+
+    ``level`` defaults to the first level in the data; ``directions`` (degrees, subset of 0/90/180/270)
+    defaults to all four; window lengths default to the ones the data was published with; ``normalise`` is
+    ``None``, ``"standard"`` or ``"scale"`` (see :mod:`loaders.normalisation`), using the published
+    train-split statistics.
+    """
+    resolved = resolve_source(source, STORE_NAME, revision)
+    return SmokePlumeWindows(
+        resolved,
+        level,
+        directions,
+        input_frames,
+        output_frames,
+        split,
+        normalise,
+        fields,
+        stride,
+        cache_chunks,
+    )

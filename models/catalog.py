@@ -1,0 +1,78 @@
+"""Model names and default sizes, importable without torch (params validation uses it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODEL_NAMES: dict[str, tuple[str, ...]] = {
+    "smoke": ("cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"),
+    "sr": ("cnn", "gcnn", "rgcnn"),
+}
+
+# Defaults sit near the study's budgets: smoke models (except GM-CNN) ~0.6M parameters within 10% of each
+# other, SR models 125-135k. docs/models.md lists the measured counts and the formulas.
+_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "cnn": {"hidden": 148, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True},
+        "gcnn": {"hidden": 74, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True},
+        "rgcnn": {
+            "hidden": 43,
+            "layers": 5,
+            "kernel_size": 3,
+            "in_frames": 1,
+            "batch_norm": True,
+            "banks": 3,
+            "alpha": 0.0,
+        },
+        "e2cnn": {"hidden": 91, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True},
+        "rsteer": {
+            "hidden": 29,
+            "layers": 5,
+            "kernel_size": 3,
+            "in_frames": 1,
+            "batch_norm": True,
+            "alpha": 0.0,
+        },
+        "gmcnn": {"hidden": 16, "layers": 5, "in_frames": 1, "error": False, "alpha": 0.0},
+    },
+    "sr": {
+        "cnn": {
+            "hidden": 24,
+            "enc_layers": 6,
+            "up_layers": (1, 0),
+            "scalar_channels": False,
+            "batch_norm": False,
+        },
+        "gcnn": {
+            "hidden": 5,
+            "enc_layers": 6,
+            "up_layers": (1, 0),
+            "scalar_channels": False,
+            "batch_norm": False,
+            "reflections": False,
+        },
+        "rgcnn": {
+            "hidden": 3,
+            "enc_layers": 6,
+            "up_layers": (1, 0),
+            "scalar_channels": False,
+            "batch_norm": False,
+            "reflections": False,
+            "banks": 3,
+            "alpha": 0.0,
+        },
+    },
+}
+
+
+def check_model(task: str, name: str) -> None:
+    if task not in MODEL_NAMES:
+        raise ValueError(f"unknown task {task!r}; allowed: {sorted(MODEL_NAMES)}")
+    if name not in MODEL_NAMES[task]:
+        raise ValueError(f"unknown model {name!r} for task {task!r}; allowed: {list(MODEL_NAMES[task])}")
+
+
+def default_hparams(task: str, name: str) -> dict[str, Any]:
+    """The default hyper-parameters of a model (a fresh dict; a params file may override any key)."""
+    check_model(task, name)
+    return dict(_DEFAULTS[task][name])

@@ -1,0 +1,118 @@
+"""Dataset card (``README.md``) pieces shared by every dataset kind.
+
+The card is generated from the store's metadata only (provenance, attributes, statistics, file list), so
+it cannot drift from the data it describes, and it holds no timestamp of its own: rebuilding an unchanged
+dataset gives a byte-identical card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ConfigSpec:
+    """One ``datasets`` config: its parquet files per Hub split name, and row counts."""
+
+    name: str
+    description: str
+    selection: dict[str, Any]
+    default: bool = False
+    files: dict[str, list[str]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def size_category(n: int) -> str:
+    for bound, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
+        if n < bound:
+            return label
+    return "1M<n<10M"
+
+
+def front_matter(
+    *,
+    pretty_name: str,
+    license: str,
+    tags: Sequence[str],
+    task_categories: Sequence[str],
+    configs: Sequence[ConfigSpec],
+) -> str:
+    """YAML metadata the Hub and ``datasets`` read: one config per entry, ``data_files`` per split."""
+    largest = max(sum(c.rows.values()) for c in configs)
+    meta: dict[str, Any] = {
+        "pretty_name": pretty_name,
+        "license": license,
+        "tags": list(tags),
+        "task_categories": list(task_categories),
+        "size_categories": [size_category(largest)],
+        "configs": [],
+    }
+    for c in configs:
+        entry: dict[str, Any] = {"config_name": c.name}
+        if c.default:
+            entry["default"] = True
+        entry["data_files"] = [{"split": s, "path": f"data/{c.name}/{s}-*.parquet"} for s in c.files]
+        meta["configs"].append(entry)
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, width=1000) + "---\n"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def stats_table(stats: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Mean / std per config, field and component, and the rms magnitude the ``scale`` mode divides by."""
+    rows = []
+    for config, fields in stats.items():
+        for name, s in fields.items():
+            comps = s["components"] or ["(scalar)"]
+            for i, comp in enumerate(comps):
+                rms = fmt(s["rms"]) if i == 0 else ""
+                rows.append((config, name, comp, fmt(s["mean"][i]), fmt(s["std"][i]), rms, s["count"]))
+    return table(
+        ("config", "field", "component", "mean", "std", "rms magnitude", "values per component"), rows
+    )
+
+
+def arrays_table(ds: Any, names: Sequence[str]) -> str:
+    rows = []
+    for name in names:
+        var = ds[name]
+        dims = ", ".join(f"{d}={ds.sizes[d]}" for d in var.dims)
+        rows.append((f"`{name}`", f"({dims})", str(var.dtype), var.attrs.get("long_name", "")))
+    return table(("array", "dimensions", "dtype", "meaning"), rows)
+
+
+def versions_table(versions: dict[str, str], first: Sequence[str]) -> str:
+    ordered = [k for k in first if k in versions] + sorted(k for k in versions if k not in first)
+    return table(("package", "version"), ((k, versions[k]) for k in ordered))
+
+
+def params_block(params: dict[str, Any]) -> str:
+    return "```yaml\n" + yaml.safe_dump(params, sort_keys=True, width=100) + "```\n"
+
+
+def files_table(sizes: dict[str, int], limit: int = 40) -> str:
+    """The repo's files grouped by top folder (zarr stores collapsed to one line)."""
+    groups: dict[str, list[int]] = {}
+    for path, size in sizes.items():
+        parts = path.split("/")
+        key = "/".join(parts[:2]) + "/" if parts[0] == "zarr" and len(parts) > 2 else path
+        groups.setdefault(key, []).append(size)
+    rows = [(f"`{k}`", len(v), f"{sum(v) / 1e6:.2f} MB") for k, v in sorted(groups.items())[:limit]]
+    return table(("path", "files", "size"), rows)

@@ -1,0 +1,195 @@
+"""Build one dataset repo folder (the Hub layout) from a completed store.
+
+The folder is assembled in a staging directory beside the target and then synchronised into it file by
+file: unchanged files are not rewritten, stale files are removed, and ``checksums.sha256`` is written last
+(and removed first), so a folder with a checksum manifest is always a complete one.
+
+Layout::
+
+    README.md                 dataset card (YAML front matter: configs and data_files per split)
+    checksums.sha256          sha256 of every other file
+    stats.json                train-split statistics per config
+    figures/...               the card's figure
+    data/<config>/<split>-00000-of-0000N.parquet
+    zarr/<store_name>/        the store, zarr v3 sharded, consolidated metadata
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from pipelines.hub.card import front_matter
+from pipelines.hub.kinds import DatasetKind
+from pipelines.hub.zarr_copy import write_sharded_copy
+from pipelines.params import PublishParams
+from pipelines.storage import (
+    COMPLETE_MARKER,
+    file_manifest,
+    library_versions,
+    open_store,
+    read_provenance,
+    sha256_file,
+    write_json_atomic,
+)
+
+CHECKSUMS = "checksums.sha256"
+CODE_DIRS = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent.parent / "loaders")
+CONTENT_PARAMS = {"license", "mini_frames", "parquet_rows_per_file", "parquet_row_group"}
+OUTPUT_PACKAGES = ("numpy", "xarray", "zarr", "numcodecs", "datasets", "pyarrow", "matplotlib", "dask")
+
+
+@dataclass
+class BuiltRepo:
+    path: Path
+    repo_id: str
+    files: dict[str, str]  # repo-relative path -> sha256
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def read_checksums(folder: Path) -> dict[str, str]:
+    out = {}
+    for line in (folder / CHECKSUMS).read_text().splitlines():
+        digest, path = line.split(maxsplit=1)
+        out[path.strip()] = digest
+    return out
+
+
+def verify_folder(folder: Path) -> list[str]:
+    """Paths whose content no longer matches ``checksums.sha256`` (missing files included)."""
+    expected = read_checksums(folder)
+    return sorted(
+        p for p, d in expected.items() if not (folder / p).is_file() or sha256_file(folder / p) != d
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear_stale_staging(out_dir: Path) -> None:
+    for old in out_dir.parent.glob(f".{out_dir.name}.staging-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def sync_tree(src: Path, dst: Path) -> tuple[list[str], list[str]]:
+    """Make ``dst`` hold exactly ``src``'s files, moving only changed ones; returns (changed, removed)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    new = file_manifest(src, skip=())
+    old = file_manifest(dst, skip=())
+    changed = sorted(p for p in new if old.get(p) != new[p])
+    removed = sorted(p for p in old if p not in new)
+    if not changed and not removed:
+        return [], []
+    (dst / CHECKSUMS).unlink(missing_ok=True)  # the folder is incomplete until the manifest is back
+    for rel in removed:
+        (dst / rel).unlink()
+    for rel in sorted(changed, key=lambda p: p == CHECKSUMS):
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src / rel, target)
+    for folder in sorted((p for p in dst.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return changed, removed
+
+
+def build_key(kind: DatasetKind, store: Path, repo_id: str, params: PublishParams) -> str:
+    """Everything the repo's bytes depend on: store manifest, params, this code, library versions."""
+    digest = hashlib.sha256()
+    digest.update((store / COMPLETE_MARKER).read_bytes())
+    content = params.model_dump(mode="json", include=CONTENT_PARAMS)  # not target, revision, timeout...
+    digest.update(json.dumps([kind.name, repo_id, content], sort_keys=True).encode())
+    digest.update(json.dumps(library_versions(OUTPUT_PACKAGES), sort_keys=True).encode())
+    for folder in CODE_DIRS:
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _key_file(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.build.json"
+
+
+def build_repo(
+    kind: DatasetKind, store: Path, out_dir: Path, repo_id: str, params: PublishParams
+) -> BuiltRepo:
+    """Build (or refresh) the repo folder ``out_dir`` for ``store``; the store itself is only read.
+
+    When nothing the folder depends on changed (:func:`build_key`) and its files still match their
+    checksums, the build is skipped.
+    """
+    store, out_dir = Path(store), Path(out_dir)
+    ds = open_store(store, verify=params.verify_store)  # refuses incomplete (and, verified, corrupt) stores
+    key = build_key(kind, store, repo_id, params)
+    key_file = _key_file(out_dir)
+    if (
+        key_file.is_file()
+        and json.loads(key_file.read_text()).get("key") == key
+        and (out_dir / CHECKSUMS).is_file()
+        and not verify_folder(out_dir)
+    ):
+        return BuiltRepo(out_dir, repo_id, file_manifest(out_dir, skip=()))
+    key_file.unlink(missing_ok=True)
+    kind.validate(ds)
+    # plain lazy arrays (no dask) for the many small reads of the exporters; the check above already ran
+    ds = xr.open_zarr(store, consolidated=True, chunks=None)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale_staging(out_dir)
+    staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+        write_sharded_copy(ds, staging / "zarr" / kind.store_name, kind.zarr_layout(ds))
+        configs = kind.configs(ds, params)
+        for config in configs:
+            kind.write_parquet(ds, config, staging, params)
+        stats = kind.stats(store)
+        (staging / "stats.json").write_text(
+            json.dumps({"split": "train", "configs": stats}, indent=2, sort_keys=True) + "\n"
+        )
+        kind.figure(ds, staging / kind.figure_name)
+        sizes = {
+            p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()
+        }
+        ctx: dict[str, Any] = {
+            "ds": ds,
+            "provenance": read_provenance(ds),
+            "repo_id": repo_id,
+            "configs": configs,
+            "stats": stats,
+            "sizes": sizes,
+            "license": params.license,
+        }
+        card = front_matter(
+            pretty_name=kind.pretty_name,
+            license=params.license,
+            tags=kind.tags,
+            task_categories=kind.task_categories,
+            configs=configs,
+        ) + kind.card_body(ctx)
+        (staging / "README.md").write_text(card)
+        manifest = file_manifest(staging, skip=())
+        (staging / CHECKSUMS).write_text("".join(f"{d}  {p}\n" for p, d in sorted(manifest.items())))
+        files = file_manifest(staging, skip=())
+        changed, removed = sync_tree(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_json_atomic(key_file, {"key": key})
+    return BuiltRepo(out_dir, repo_id, files, changed, removed)

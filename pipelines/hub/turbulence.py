@@ -1,0 +1,261 @@
+"""Isotropic-turbulence super-resolution as a Hub dataset repo.
+
+Parquet layout: one config per resolution pair (``lr16_hr64``) plus ``mini``; one row per sample holding
+the low-resolution window ``lrs`` (window, 3, n, n, n) and the high-resolution centre frame ``hr``
+(3, N, N, N), the same pairing the published re-creation used, without its loading script.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import xarray as xr
+
+from loaders.sources import open_group
+from loaders.turbulence import DEFAULT_PAIR, STORE_NAME, compute_stats, pair_config, sample_centres, window_of
+from loaders.windows import HUB_SPLIT_NAMES
+from pipelines.hub.card import (
+    ConfigSpec,
+    arrays_table,
+    files_table,
+    params_block,
+    stats_table,
+    table,
+    versions_table,
+)
+from pipelines.hub.kinds import DatasetKind
+from pipelines.hub.parquet import write_split
+from pipelines.params import PublishParams
+
+
+class TurbulenceKind(DatasetKind):
+    name = "turbulence"
+    store_name = STORE_NAME
+    pretty_name = "Isotropic turbulence super-resolution (3D velocity)"
+    tags = (
+        "physics",
+        "fluid-dynamics",
+        "turbulence",
+        "super-resolution",
+        "3d",
+        "equivariance",
+        "jhtdb",
+        "zarr",
+    )
+    task_categories = ("image-to-image",)
+    figure_name = "figures/resolutions.png"
+
+    def validate(self, ds: xr.Dataset) -> None:
+        # the two resolutions need their own spatial dimension names; only time and component are fixed
+        for name in DEFAULT_PAIR:
+            dims = ds[name].dims if name in ds else None
+            if dims is None or len(dims) != 5 or dims[:2] != ("time", "component"):
+                raise ValueError(f"turbulence store must hold {name}(time, component, z, y, x); found {dims}")
+        if "splits" not in ds.attrs:
+            raise ValueError("turbulence store lacks the 'splits' attribute")
+
+    def configs(self, ds: xr.Dataset, params: PublishParams) -> list[ConfigSpec]:
+        centres = sample_centres(ds.attrs["splits"])
+        lo, hi = DEFAULT_PAIR
+        n_lo, n_hi = ds[lo].shape[-1], ds[hi].shape[-1]
+        name = f"{lo}{n_lo}_{hi}{n_hi}"  # same rule as loaders.turbulence.pair_config
+        return [
+            ConfigSpec(
+                name, f"{n_lo}^3 inputs -> {n_hi}^3 targets, all samples", {"centres": centres}, default=True
+            ),
+            ConfigSpec(
+                "mini",
+                f"first {params.mini_frames} samples of each split",
+                {"centres": {s: c[: params.mini_frames] for s, c in centres.items()}},
+            ),
+        ]
+
+    def features(self, ds: xr.Dataset) -> datasets.Features:
+        lo, hi = DEFAULT_PAIR
+        w = window_of(ds)
+        return datasets.Features(
+            {
+                "time_index": datasets.Value("int32"),
+                "time": datasets.Value("float64"),
+                "lrs": datasets.Array5D((w, *ds[lo].shape[1:]), "float32"),
+                "hr": datasets.Array4D(tuple(ds[hi].shape[1:]), "float32"),
+            }
+        )
+
+    def write_parquet(self, ds: xr.Dataset, config: ConfigSpec, out: Path, params: PublishParams) -> None:
+        lo, hi = DEFAULT_PAIR
+        half = window_of(ds) // 2
+        features = self.features(ds)
+        times = ds["time"].values if "time" in ds.coords else np.arange(ds.sizes["time"], dtype=np.float64)
+        for split, centres in config.selection["centres"].items():
+
+            def rows(a: int, b: int, centres: list[int] = centres) -> dict[str, np.ndarray]:
+                cs = centres[a:b]
+                return {
+                    "time_index": np.asarray(cs, dtype=np.int32),
+                    "time": np.asarray(times[cs], dtype=np.float64),
+                    "lrs": np.stack([ds[lo][c - half : c + half + 1].values for c in cs]).astype(np.float32),
+                    "hr": np.stack([ds[hi][c].values for c in cs]).astype(np.float32),
+                }
+
+            hub_split = HUB_SPLIT_NAMES[split]
+            # one sample is megabytes: small row groups keep reads and memory per group small
+            config.files[hub_split] = write_split(
+                out,
+                f"data/{config.name}",
+                hub_split,
+                len(centres),
+                rows,
+                features,
+                params.parquet_rows_per_file,
+                min(params.parquet_row_group, 8),
+            )
+            config.rows[hub_split] = len(centres)
+
+    def zarr_layout(self, ds: xr.Dataset) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
+        # one frame per inner chunk; shards of up to ~64 MB keep the file count low at 64^3 and above
+        layout = {}
+        for name in DEFAULT_PAIR:
+            frame_bytes = int(np.prod(ds[name].shape[1:])) * ds[name].dtype.itemsize
+            layout[name] = ({"time": 1}, {"time": max(1, (64 << 20) // frame_bytes)})
+        return layout
+
+    def stats(self, store: Path) -> dict[str, Any]:
+        group = open_group(str(store))
+        stats = compute_stats(group, DEFAULT_PAIR)
+        return {**stats, "mini": stats[pair_config(group, DEFAULT_PAIR)]}
+
+    def figure(self, ds: xr.Dataset, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        lo, hi = DEFAULT_PAIR
+        t = sample_centres(ds.attrs["splits"])["train"][0]
+        hr = ds[hi][t, 0].values  # u_x
+        lr = ds[lo][t, 0].values
+        mid_hr, mid_lr = hr.shape[0] // 2, lr.shape[0] // 2
+        vmax = float(np.abs(hr[mid_hr]).max())
+        fig, axes = plt.subplots(1, 2, figsize=(7, 3.4), constrained_layout=True)
+        panels = (
+            (axes[0], lr[mid_lr], f"{lo}: {lr.shape[-1]}^3"),
+            (axes[1], hr[mid_hr], f"{hi}: {hr.shape[-1]}^3"),
+        )
+        for ax, field, title in panels:
+            im = ax.imshow(
+                field,
+                origin="lower",
+                cmap="RdBu_r",
+                vmin=-vmax,
+                vmax=vmax,
+                extent=(0, 2 * np.pi, 0, 2 * np.pi),
+            )
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(im, ax=axes, shrink=0.8, label="u_x")
+        fig.suptitle(f"u_x on the mid z-plane, time index {t}", fontsize=10)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80, metadata={"Software": None})
+        plt.close(fig)
+
+    def card_body(self, ctx: dict[str, Any]) -> str:
+        ds: xr.Dataset = ctx["ds"]
+        prov: dict[str, Any] = ctx["provenance"]
+        repo_id: str = ctx["repo_id"]
+        configs: list[ConfigSpec] = ctx["configs"]
+        p = prov.get("params", {})
+        params = p.get("turbulence", p)
+        versions = prov.get("versions", {})
+        lo, hi = DEFAULT_PAIR
+        source = str(ds.attrs.get("source") or params.get("source", "synthetic")).lower()
+        if "jhtdb" in source:
+            source_text = (
+                "**Source: real data.** Velocity cut-outs of the Johns Hopkins Turbulence Database (JHTDB), "
+                "forced isotropic turbulence `isotropic1024coarse` (1024^3 direct numerical simulation), "
+                "downloaded through the JHTDB cutout service. Please cite JHTDB when you use it."
+            )
+        else:
+            source_text = (
+                "**Source: synthetic.** Not JHTDB data: the fields were generated for this dataset by this "
+                "project's pseudo-spectral solver of forced, incompressible Navier-Stokes on a periodic box, "
+                "a stand-in that matches the large scales of JHTDB's isotropic turbulence at a lower "
+                "Reynolds number."
+            )
+        if ds.attrs.get("source_description"):  # the turbulence stage's own account of its source
+            source_text = str(ds.attrs["source_description"])
+        centres = sample_centres(ds.attrs["splits"])
+        window = window_of(ds)
+        skip = ("provenance", "splits", "dataset_card", "source_description")
+        extra = json.dumps({k: v for k, v in ds.attrs.items() if k not in skip}, sort_keys=True)
+        extra = extra[:2000]
+        split_rows = [
+            (HUB_SPLIT_NAMES[s], len(c), f"{min(c)}..{max(c)}" if c else "-") for s, c in centres.items()
+        ]
+        config_rows = [
+            (f"`{c.name}`", c.description, " / ".join(str(c.rows[s]) for s in c.rows)) for c in configs
+        ]
+        return f"""
+# {self.pretty_name}
+
+{source_text}
+
+A sample pairs {window} consecutive low-resolution frames ({lo}, {ds[lo].shape[-1]}^3) around a centre time
+with the high-resolution frame ({hi}, {ds[hi].shape[-1]}^3) at that time. Velocity components (u_x, u_y, u_z),
+space ordered (z, y, x) on the periodic box [0, 2 pi)^3.
+
+![velocity slice at both resolutions]({self.figure_name})
+
+## Configurations
+
+{table(("config", "contents", "rows train / validation / test"), config_rows)}
+## Arrays
+
+{arrays_table(ds, [lo, hi])}
+## Splits
+
+Samples are disjoint windows of time steps, so no time step appears in two splits.
+
+{table(("split", "samples", "centre positions"), split_rows)}
+## Statistics (train split only)
+
+{stats_table(ctx["stats"])}
+## Usage
+
+```python
+from datasets import load_dataset
+ds = load_dataset("{repo_id}", "{configs[0].name}", split="train").with_format("numpy")
+ds[0]["lrs"].shape, ds[0]["hr"].shape
+
+import xarray as xr
+store = xr.open_zarr("hf://datasets/{repo_id}/zarr/{self.store_name}")
+
+from loaders import turbulence_sr
+train = turbulence_sr("{repo_id}", split="train", normalise="scale")
+lrs, hr = train[0]
+```
+
+## Files
+
+{files_table(ctx["sizes"])}
+`checksums.sha256` lists the sha256 of every other file (`sha256sum -c checksums.sha256`).
+
+## Provenance
+
+Built from git revision `{prov.get("git_revision", "unknown")}` on {prov.get("created_utc", "?")}.
+
+{versions_table(versions, ("python", "numpy", "scipy", "xarray", "zarr"))}
+Parameters:
+
+{params_block(p)}
+Extra metadata: `{extra}`
+
+## License
+
+{ctx["license"]}
+"""
