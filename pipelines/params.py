@@ -8,7 +8,7 @@ key is an error (typos must not be silently ignored).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -199,19 +199,20 @@ JHTDB_GRID_POINTS = 1024  # isotropic1024coarse: 1024^3 points on the periodic b
 JHTDB_TIME_STEPS = 5024  # time indices 1..5024
 JHTDB_DT = 0.002
 JHTDB_VISCOSITY = 0.000185
+JHTDB_CUTOUT_URL = "https://web.idies.jhu.edu/turbulence-svc/cutout/api/local"
 
 
 class TurbulenceSolverParams(Strict):
-    """``synthetic`` source: forced incompressible Navier-Stokes, pseudo-spectral, periodic box of side 2 pi."""
+    """``synthetic`` source: forced incompressible Navier-Stokes, pseudo-spectral, on [0, 2 pi)^3."""
 
-    resolution: PositiveInt = Field(64, description="solver grid points per axis; a multiple of hr_resolution")
+    resolution: PositiveInt = Field(64, description="solver points per axis; a multiple of hr_resolution")
     viscosity: PositiveFloat = 8e-3
     dt: PositiveFloat = Field(0.015, description="solver time step")
     save_every: PositiveInt = Field(1, description="solver steps between consecutive stored time steps")
     spinup_time: NonNegativeFloat = Field(4.0, description="simulated time before the first stored step")
-    forcing_power: PositiveFloat = Field(0.0928, description="energy injected per unit time (JHTDB dissipation)")
+    forcing_power: PositiveFloat = Field(0.0928, description="energy input per unit time (JHTDB dissipation)")
     forcing_wavenumber: PositiveFloat = Field(2.0, description="the shells 0 < |k| <= this are forced")
-    initial_energy: PositiveFloat = Field(0.695, description="kinetic energy of the random-phase initial field")
+    initial_energy: PositiveFloat = Field(0.55, description="kinetic energy of the random initial field")
     max_cfl: PositiveFloat = Field(1.0, description="fail if dt * max(|u_x|+|u_y|+|u_z|) / dx exceeds this")
     fft_workers: PositiveInt = 2
     seed: NonNegativeInt = 0
@@ -231,20 +232,19 @@ class TurbulenceSolverParams(Strict):
 class JHTDBParams(Strict):
     """``jhtdb`` source: cutouts of isotropic1024coarse from the JHTDB REST service (token from the env)."""
 
-    base_url: str = Field(
-        "https://web.idies.jhu.edu/turbulence-svc/cutout/api/local", pattern=r"^https?://", description="cutout endpoint"
-    )
+    base_url: str = Field(JHTDB_CUTOUT_URL, pattern=r"^https?://", description="REST cutout endpoint")
     dataset: Literal["isotropic1024coarse"] = "isotropic1024coarse"
-    token_env: str = Field("JHTDB_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var holding the token")
+    token_env: str = Field("JHTDB_TOKEN", pattern=r"^[A-Za-z_]\w*$", description="env var with the token")
     mode: Literal["stride", "box", "subcube"] = Field(
-        "stride", description="stride: server samples every factor-th point; box: block means of full-resolution "
-        "blocks; subcube: a contiguous native-resolution region (factor 1)"
-    )  # fmt: skip
-    factor: PositiveInt = Field(16, description="native points per stored point along an axis (stride or box)")
-    origin: tuple[int, int, int] = Field((1, 1, 1), description="1-based (x, y, z) index of the first native point")
-    time_range: tuple[int, int] = Field((1, 1024), description="time indices the sample windows are drawn from")
-    max_points_per_request: PositiveInt = Field(4096, description="points x times per request (testing token: 4096)")
-    max_request_mb: PositiveFloat = Field(3072.0, description="unstrided box x times x 12 B per request, in MiB")
+        "stride",
+        description="stride: the server samples every factor-th point; box: block means of full-resolution "
+        "blocks; subcube: a contiguous native-resolution region (factor 1)",
+    )
+    factor: PositiveInt = Field(16, description="native points per stored point per axis (stride or box)")
+    origin: tuple[int, int, int] = Field((1, 1, 1), description="1-based (x, y, z) index of the first point")
+    time_range: tuple[int, int] = Field((1, 1024), description="time indices the sample windows come from")
+    max_points_per_request: PositiveInt = Field(4096, description="points x times per request (4096 testing)")
+    max_request_mb: PositiveFloat = Field(3072.0, description="unstrided box x times x 12 B per request, MiB")
     timeout_s: PositiveFloat = 60.0
     retries: NonNegativeInt = Field(5, description="retries per block after the first attempt")
     backoff_s: NonNegativeFloat = Field(1.0, description="first retry delay; doubles per retry")
@@ -270,10 +270,14 @@ class JHTDBParams(Strict):
     def _inside(self) -> JHTDBParams:
         for name, value in zip("xyz", self.origin, strict=True):
             if not 1 <= value <= JHTDB_GRID_POINTS:
-                raise ValueError(f"jhtdb.origin.{name}={value} lies outside the domain (grid indices 1..{JHTDB_GRID_POINTS})")
+                raise ValueError(
+                    f"jhtdb.origin.{name}={value} lies outside the domain (1..{JHTDB_GRID_POINTS})"
+                )
         first, last = self.time_range
         if not 1 <= first < last <= JHTDB_TIME_STEPS:
-            raise ValueError(f"jhtdb.time_range={list(self.time_range)} must satisfy 1 <= first < last <= {JHTDB_TIME_STEPS}")
+            raise ValueError(
+                f"jhtdb.time_range={list(self.time_range)} needs 1 <= first < last <= {JHTDB_TIME_STEPS}"
+            )
         if self.mode == "subcube" and self.factor != 1:
             raise ValueError(f"jhtdb.factor={self.factor}: a subcube is native resolution, set factor: 1")
         return self
@@ -288,7 +292,7 @@ class TurbulenceSplitCounts(Strict):
 
 
 class TurbulenceParams(Strict):
-    """3D velocity super-resolution data: lr = ``window`` steps at hr/lr_factor, hr = centre step (section 2)."""
+    """3D velocity super-resolution: lr = ``window`` steps at hr / lr_factor, hr = the centre step."""
 
     source: Literal["synthetic", "jhtdb"] = "synthetic"
     hr_resolution: PositiveInt = Field(64, description="points per axis of the high-resolution target")
@@ -314,7 +318,7 @@ class TurbulenceParams(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> TurbulenceParams:
         if self.window % 2 == 0:
-            raise ValueError(f"window={self.window} must be odd (a centre step with equal context on each side)")
+            raise ValueError(f"window={self.window} must be odd (a centre step with context on both sides)")
         if self.hr_resolution % self.lr_factor:
             raise ValueError(f"lr_factor={self.lr_factor} does not divide hr_resolution={self.hr_resolution}")
         lo, hi = self.spectrum_fit_range
@@ -330,8 +334,8 @@ class TurbulenceParams(Strict):
             extent = self.hr_resolution * (1 if j.mode == "subcube" else j.factor)
             if extent > JHTDB_GRID_POINTS:
                 raise ValueError(
-                    f"the box (hr_resolution {self.hr_resolution} x factor {j.factor} = {extent} points per axis) "
-                    f"is larger than the domain ({JHTDB_GRID_POINTS} points)"
+                    f"the box (hr_resolution {self.hr_resolution} x factor {j.factor} = {extent} points per "
+                    f"axis) is larger than the domain ({JHTDB_GRID_POINTS} points)"
                 )
             if j.mode == "box" and j.factor**3 > j.max_points_per_request:
                 raise ValueError(
@@ -347,6 +351,100 @@ class TurbulenceParams(Strict):
         return self
 
 
+class OptimiserParams(Strict):
+    """Adam + StepLR + early stopping on the validation metric (the study's recipe)."""
+
+    lr: PositiveFloat = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 4e-4
+    batch_size: PositiveInt = 8
+    max_epochs: PositiveInt = 6
+    lr_step_epochs: PositiveInt = 1
+    lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.9
+    patience: PositiveInt = Field(5, description="epochs without validation improvement before stopping")
+    early_epoch: PositiveInt = Field(3, description="the 'early' checkpoint of the study")
+    max_train_batches: PositiveInt | None = Field(None, description="cap on batches per epoch (None: all)")
+    num_workers: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _early_within_budget(self) -> OptimiserParams:
+        if self.early_epoch > self.max_epochs:
+            raise ValueError(f"early_epoch={self.early_epoch} is after max_epochs={self.max_epochs}")
+        return self
+
+
+class TaskTrainParams(Strict):
+    """Which models and seeds to train on one dataset, with model size overrides."""
+
+    models: list[str]
+    seeds: list[NonNegativeInt] = [0, 1]
+    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-model overrides")
+    optimiser: OptimiserParams = OptimiserParams()
+    normalise: Literal["standard", "scale"] | None = "scale"
+    level: NonNegativeInt = Field(0, description="smoke only: the symmetry level trained on")
+    train_rollout: PositiveInt | None = Field(
+        None,
+        description="smoke only: autoregressive steps in the training loss (None: the data's output_frames);"
+        " validation and test always roll out over all output frames",
+    )
+    window_stride: PositiveInt = Field(1, description="smoke only: spacing of training windows")
+
+    @field_validator("models", "seeds")
+    @classmethod
+    def _non_empty_unique(cls, values: list) -> list:
+        if not values or len(set(values)) != len(values):
+            raise ValueError(f"must be a non-empty list without repeats, got {values}")
+        return values
+
+
+class TrainParams(Strict):
+    smoke: TaskTrainParams = TaskTrainParams(models=["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"])
+    turbulence: TaskTrainParams = TaskTrainParams(
+        models=["cnn", "gcnn", "rgcnn"], optimiser=OptimiserParams(batch_size=4)
+    )
+
+    @model_validator(mode="after")
+    def _known_models(self) -> TrainParams:
+        from models.catalog import MODEL_NAMES, default_hparams  # no torch: validation stays fast
+
+        for dataset, task in (("smoke", "smoke"), ("turbulence", "sr")):
+            section: TaskTrainParams = getattr(self, dataset)
+            unknown = [m for m in section.models if m not in MODEL_NAMES[task]]
+            if unknown:
+                raise ValueError(
+                    f"{dataset}.models: unknown {unknown}; choose from {list(MODEL_NAMES[task])}"
+                )
+            for model, overrides in section.hparams.items():
+                if model not in MODEL_NAMES[task]:
+                    raise ValueError(f"{dataset}.hparams.{model}: unknown model")
+                extra = set(overrides) - set(default_hparams(task, model))
+                if extra:
+                    raise ValueError(f"{dataset}.hparams.{model}: unknown keys {sorted(extra)}")
+        return self
+
+
+class LandscapeParams(Strict):
+    """Sharpness and Hessian measurements at each checkpoint (seed 000's definitions)."""
+
+    models: dict[Literal["smoke", "turbulence"], list[str]] = Field(
+        default_factory=lambda: {"smoke": ["e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]},
+        description="models measured per dataset (each must also be trained)",
+    )
+    checkpoints: list[Literal["early", "best"]] = ["early", "best"]
+    subset_batches: PositiveInt = Field(2, description="fixed training batches the loss is measured on")
+    subset_batch_size: PositiveInt = 8
+    directions: PositiveInt = 5
+    displacements: list[PositiveFloat] = [0.1, 0.4, 0.7, 1.0]
+    direction_seed: NonNegativeInt = 0
+    filter_normalised: bool = Field(
+        True, description="also report Li et al. 2018 filter-normalised sharpness"
+    )
+    top_k: PositiveInt = 5
+    lanczos_steps: PositiveInt = 20
+    slq_probes: PositiveInt = 2
+    slq_steps: PositiveInt = 20
+    hutchinson_probes: PositiveInt = 8
+
+
 class StudyParams(Strict):
     """Root of params.yaml. Sections not yet used by any stage are optional."""
 
@@ -354,6 +452,16 @@ class StudyParams(Strict):
     smoke: SmokeParams = SmokeParams()
     publish: PublishParams = PublishParams()
     turbulence: TurbulenceParams = TurbulenceParams()
+    train: TrainParams = Field(default_factory=TrainParams)
+    landscape: LandscapeParams = LandscapeParams()
+
+    @model_validator(mode="after")
+    def _landscape_models_are_trained(self) -> StudyParams:
+        for dataset, models in self.landscape.models.items():
+            untrained = sorted(set(models) - set(getattr(self.train, dataset).models))
+            if untrained:
+                raise ValueError(f"landscape.models.{dataset}: {untrained} are not in train.{dataset}.models")
+        return self
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -397,3 +505,45 @@ def _merge(base: dict, over: dict) -> dict:
             _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
         )
     return out
+
+
+def params_reference() -> str:
+    """Markdown reference of every params.yaml key, generated from this schema (docs/params.md)."""
+    lines = [
+        "# params.yaml reference",
+        "",
+        "Generated from `pipelines/params.py` by `python -m pipelines.params > docs/params.md`;",
+        "a test keeps it current. Every key is optional: a missing one takes the default shown.",
+        "",
+    ]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        lines.extend([f"## `{prefix}`", "", (model.__doc__ or "").strip().replace("\n    ", " "), ""])
+        lines.extend(["| key | type | default | meaning |", "|---|---|---|---|"])
+        nested = []
+        for name, info in model.model_fields.items():
+            ann = info.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                nested.append((ann, f"{prefix}.{name}"))
+                continue
+            default = info.get_default(call_default_factory=True)
+            shown = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+            kind = (
+                (ann.__name__ if isinstance(ann, type) else str(ann))
+                .replace("typing.", "")
+                .replace("|", "\\|")
+            )
+            bounds = ", ".join(str(m) for m in info.metadata)  # e.g. Gt(gt=0)
+            kind += f" ({bounds})" if bounds else ""
+            lines.append(f"| `{name}` | {kind} | `{shown}` | {info.description or ''} |")
+        lines.append("")
+        for sub, sub_prefix in nested:
+            walk(sub, sub_prefix)
+
+    for name, info in StudyParams.model_fields.items():
+        walk(info.annotation, name)  # type: ignore[arg-type]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(params_reference())

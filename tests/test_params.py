@@ -63,3 +63,11 @@ def test_split_bounds_are_disjoint_and_cover_the_kept_frames() -> None:
     assert bounds["train"][0] == 0 and bounds["test"][1] == p.n_frames
     assert bounds["train"][1] == bounds["valid"][0] and bounds["valid"][1] == bounds["test"][0]
     assert p.level_indices(5) == (1, 6, 11, 16)
+
+
+def test_params_reference_is_current() -> None:
+    from pipelines.params import params_reference
+
+    assert (REPO / "docs" / "params.md").read_text() == params_reference() + "\n", (
+        "docs/params.md is stale: run `python -m pipelines.params > docs/params.md`"
+    )

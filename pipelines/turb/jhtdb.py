@@ -1,0 +1,401 @@
+"""JHTDB cutout client and the block-wise, resumable download of the ``jhtdb`` source.
+
+The client speaks the JHTDB REST cutout service directly through ``requests``: one HTTP GET per block
+to ``base_url`` (by default the public endpoint) with the query parameters
+
+    token, function=velocity, dataset, xs, xe, ys, ye, zs, ze, ts, te, stridex, stridey, stridez,
+    stridet, filter_width=1
+
+(grid indices 1-based and inclusive; periodic axes may run past the last point and wrap). The reply is
+JSON in xarray's ``to_dict`` layout with one variable per time step, a float32 array (nz, ny, nx, 3)
+over dims (zcoor, ycoor, xcoor, values), components ux, uy, uz. This is the request the givernylocal
+client builds; the library itself is not used because it hard-codes the host and downloads its
+metadata from GitHub when a dataset object is built, so it cannot be pointed at a local stand-in.
+
+The token comes from an environment variable. It is sent in the query string (the service wants it
+there) and nowhere else: error messages are built from status codes and block coordinates only, the
+exceptions raised never chain the ``requests`` exceptions (whose text contains the URL), and a logging
+filter redacts it from urllib3's debug log of request lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import requests
+import xarray as xr
+from tqdm import tqdm
+
+from pipelines.params import JHTDBParams
+from pipelines.storage import ResumableBatches
+from pipelines.turb.downsample import block_mean
+
+PLACEHOLDER = -999.9
+COMPONENTS = ("ux", "uy", "uz")
+DIMS = ["zcoor", "ycoor", "xcoor", "values"]
+REDACTED = "<redacted>"
+BYTES_PER_POINT = 3 * 4  # three float32 components, the unit of the service's request-size limit
+
+
+class JHTDBError(RuntimeError):
+    """A cutout could not be obtained. The message never contains the token."""
+
+
+class _Retryable(Exception):
+    """Internal: this attempt failed in a way worth retrying (timeout, 5xx, broken payload)."""
+
+
+class _RedactToken(logging.Filter):
+    """Replace the token in log records (urllib3 logs request lines, query string included, at DEBUG)."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._token in str(record.msg):
+            record.msg = str(record.msg).replace(self._token, REDACTED)
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(a.replace(self._token, REDACTED) if isinstance(a, str) else a for a in args)
+        return True
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """One request: ``count`` points along (x, y, z) from the 1-based ``start`` every ``stride`` points."""
+
+    time_index: int
+    start: tuple[int, int, int]
+    count: tuple[int, int, int]
+    stride: int
+
+    @property
+    def end(self) -> tuple[int, int, int]:
+        return tuple(s + (c - 1) * self.stride for s, c in zip(self.start, self.count, strict=True))  # type: ignore[return-value]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(nz, ny, nx) of the reply."""
+        return self.count[2], self.count[1], self.count[0]
+
+    @property
+    def points(self) -> int:
+        return math.prod(self.count)
+
+    @property
+    def span_bytes(self) -> int:
+        """Size of the unstrided box the server reads: what its per-request byte limit counts."""
+        return math.prod(e - s + 1 for s, e in zip(self.start, self.end, strict=True)) * BYTES_PER_POINT
+
+    def query(self, dataset: str) -> dict[str, Any]:
+        (xs, ys, zs), (xe, ye, ze) = self.start, self.end
+        return {
+            "function": "velocity", "dataset": dataset,
+            "xs": xs, "xe": xe, "ys": ys, "ye": ye, "zs": zs, "ze": ze,
+            "ts": self.time_index, "te": self.time_index,
+            "stridex": self.stride, "stridey": self.stride, "stridez": self.stride, "stridet": 1,
+            "filter_width": 1,
+        }  # fmt: skip
+
+    def describe(self) -> str:
+        (xs, ys, zs), (xe, ye, ze) = self.start, self.end
+        return f"t={self.time_index} x={xs}..{xe} y={ys}..{ye} z={zs}..{ze} stride={self.stride}"
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    failures: dict[str, int] | None = None
+
+    def count_failure(self, kind: str) -> None:
+        self.failures = self.failures or {}
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+
+
+class CutoutClient:
+    """Fetch and validate cutouts, retrying timeouts, 5xx replies and malformed payloads with backoff."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        dataset: str = "isotropic1024coarse",
+        timeout_s: float = 60.0,
+        retries: int = 5,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not token:
+            raise JHTDBError("empty JHTDB token")
+        self.base_url = base_url
+        self.dataset = dataset
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.stats = ClientStats()
+        self._token = token
+        self._sleep = sleep
+        self._session = requests.Session()
+        self._filter = _RedactToken(token)
+        self._loggers = [
+            logging.getLogger(name) for name in ("urllib3.connectionpool", "urllib3", "requests")
+        ]
+        for logger in self._loggers:
+            logger.addFilter(self._filter)
+
+    def __repr__(self) -> str:
+        return f"CutoutClient(base_url={self.base_url!r}, dataset={self.dataset!r}, token={REDACTED})"
+
+    def close(self) -> None:
+        self._session.close()
+        for logger in self._loggers:
+            logger.removeFilter(self._filter)
+
+    def __enter__(self) -> CutoutClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, REDACTED)
+
+    def fetch(self, cutout: Cutout) -> np.ndarray:
+        """Velocity of one cutout as float32 ``[component, z, y, x]`` (components x, y, z)."""
+        reason = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                self._sleep(min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1)))
+            try:
+                return self._fetch_once(cutout)
+            except _Retryable as err:
+                reason = str(err)
+        raise JHTDBError(
+            f"JHTDB cutout {cutout.describe()} failed after {self.retries + 1} attempts (last: {reason}). "
+            "Finished blocks are kept: rerun to resume, or raise turbulence.jhtdb.retries / timeout_s."
+        )
+
+    def _fetch_once(self, cutout: Cutout) -> np.ndarray:
+        params = {"token": self._token, **cutout.query(self.dataset)}
+        self.stats.requests += 1
+        failure = None
+        try:
+            response = self._session.get(self.base_url, params=params, timeout=self.timeout_s)
+            body = response.content  # read fully here, so a truncated body fails inside this try
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+        ):
+            failure = "fatal"
+        except requests.exceptions.RequestException as err:
+            failure = type(err).__name__  # never str(err): it holds the URL and so the token
+        if failure == "fatal":
+            raise JHTDBError(f"invalid JHTDB base_url {self.base_url!r} (turbulence.jhtdb.base_url)")
+        if failure is not None:
+            self.stats.count_failure(failure)
+            raise _Retryable(
+                f"{failure} after {self.timeout_s:g} s timeout" if "Timeout" in failure else failure
+            )
+        self.stats.bytes += len(body)
+        status = response.status_code
+        if status >= 500 or status == 429:
+            self.stats.count_failure(f"HTTP {status}")
+            raise _Retryable(f"HTTP {status}")
+        if status != 200:
+            raise JHTDBError(
+                f"JHTDB refused cutout {cutout.describe()}: HTTP {status}{self._server_message(body)}. "
+                "Check the token (environment variable), the dataset name and the request limits."
+            )
+        try:
+            return parse_cutout(body, cutout.shape)
+        except ValueError as err:
+            self.stats.count_failure("malformed payload")
+            raise _Retryable(self._redact(f"malformed payload: {err}")) from None
+
+    def _server_message(self, body: bytes) -> str:
+        try:
+            description = json.loads(body).get("description", "")
+        except (ValueError, AttributeError):
+            return ""
+        if isinstance(description, list):
+            description = " ".join(str(d) for d in description)
+        return f" ({self._redact(str(description))[:300]})" if description else ""
+
+
+def parse_cutout(body: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """Decode and validate one reply; raises ``ValueError`` on anything unexpected."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"not JSON ({type(err).__name__}, {len(body)} bytes)") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("data_vars"), dict):
+        raise ValueError("no data_vars mapping")
+    if len(obj["data_vars"]) != 1:
+        raise ValueError(f"expected one variable (one time step), got {len(obj['data_vars'])}")
+    var = next(iter(obj["data_vars"].values()))
+    if not isinstance(var, dict) or list(var.get("dims", [])) != DIMS:
+        raise ValueError(f"expected dims {DIMS}")
+    values = obj.get("coords", {}).get("values", {}).get("data")
+    if values is not None and list(values) != list(COMPONENTS):
+        raise ValueError(f"expected components {list(COMPONENTS)}, got {values}")
+    try:
+        arr = np.asarray(var["data"], dtype=np.float32)
+    except (ValueError, TypeError, KeyError):
+        raise ValueError("data is not a regular numeric array") from None
+    expected = (*shape, 3)
+    if arr.shape != expected:
+        raise ValueError(f"shape {arr.shape}, expected {expected}")
+    if np.any(arr == np.float32(PLACEHOLDER)):
+        raise ValueError(
+            f"{int(np.sum(arr == np.float32(PLACEHOLDER)))} values hold the missing-value placeholder"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("non-finite values")
+    return np.ascontiguousarray(arr.transpose(3, 0, 1, 2))
+
+
+# --- planning and download --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """A box of the stored (hr) grid at one JHTDB time step: start ``lo`` and ``size`` in (z, y, x)."""
+
+    time_index: int
+    lo: tuple[int, int, int]
+    size: tuple[int, int, int]
+
+    @property
+    def name(self) -> str:
+        z, y, x = self.lo
+        return f"t{self.time_index:05d}_z{z:04d}_y{y:04d}_x{x:04d}"
+
+
+def native_factor(p: JHTDBParams) -> int:
+    """Native grid points per stored point along an axis (1 for a subcube)."""
+    return 1 if p.mode == "subcube" else p.factor
+
+
+def block_edge(p: JHTDBParams, n: int) -> tuple[int, int, int]:
+    """Largest (bz, by, bx) block of stored points whose request respects both service limits."""
+    f = native_factor(p)
+    per_point = f**3 if p.mode == "box" else 1  # box mode requests every native point of a cell
+    budget = p.max_points_per_request // per_point
+    if budget < 1:
+        raise ValueError(f"one {f}^3 box cell exceeds max_points_per_request={p.max_points_per_request}")
+    bz = min(n, int(round(budget ** (1 / 3))) + 1)
+    while bz > 1 and bz**3 > budget:
+        bz -= 1
+    by = min(n, math.isqrt(budget // bz))
+    bx = min(n, budget // (bz * by))
+    limit = p.max_request_mb * 2**20
+    while True:
+        span = [(b * f if p.mode == "box" else (b - 1) * f + 1) for b in (bz, by, bx)]
+        if math.prod(span) * BYTES_PER_POINT <= limit or (bz, by, bx) == (1, 1, 1):
+            return bz, by, bx
+        bz, by, bx = max(1, bz // 2), max(1, by // 2), max(1, bx // 2)
+
+
+def plan_blocks(p: JHTDBParams, n: int, time_indices: list[int]) -> list[Block]:
+    """Every (time step, block) of an ``n^3`` stored grid, time-major so a resume fills steps in order."""
+    edges = block_edge(p, n)
+    starts = [range(0, n, e) for e in edges]
+    return [
+        Block(int(t), (z, y, x), (min(edges[0], n - z), min(edges[1], n - y), min(edges[2], n - x)))
+        for t in time_indices
+        for z in starts[0]
+        for y in starts[1]
+        for x in starts[2]
+    ]
+
+
+def cutout_for(p: JHTDBParams, block: Block) -> Cutout:
+    """The request behind a block; starts are wrapped into [1, grid] and ends may run past it (periodic)."""
+    f = native_factor(p)
+    start = [(o + lo * f - 1) % p.grid_points + 1 for o, lo in zip(p.origin, block.lo[::-1], strict=True)]
+    if p.mode == "box":
+        count, stride = [s * f for s in block.size[::-1]], 1
+    else:
+        count, stride = list(block.size[::-1]), f
+    return Cutout(block.time_index, tuple(start), tuple(count), stride)  # type: ignore[arg-type]
+
+
+def stored_coordinates(p: JHTDBParams, n: int) -> dict[str, np.ndarray]:
+    """Physical positions (x, y, z) of the stored points: the mean position of what each one averages.
+
+    Positions increase monotonically even when a box wraps around the periodic domain.
+    """
+    f = native_factor(p)
+    offset = (f - 1) / 2 if p.mode == "box" else 0.0
+    dx = p.domain_length / p.grid_points
+    return {
+        axis: (origin - 1 + np.arange(n) * f + offset) * dx
+        for axis, origin in zip(("x", "y", "z"), p.origin, strict=True)
+    }
+
+
+def read_token(p: JHTDBParams) -> str:
+    token = os.environ.get(p.token_env, "").strip()
+    if not token:
+        raise JHTDBError(
+            f"the JHTDB token is read from the environment variable {p.token_env}, which is not set; "
+            "export it (never put it in params.yaml) or use turbulence.source: synthetic"
+        )
+    return token
+
+
+def download_blocks(
+    p: JHTDBParams,
+    blocks: list[Block],
+    scratch: ResumableBatches,
+    client: CutoutClient,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Fetch every block not yet in ``scratch``, saving each as it arrives; returns counters.
+
+    ``progress=None`` shows the bar only on a terminal.
+    """
+    pending = [b for b in blocks if not scratch.done(b.name)]
+    f = native_factor(p)
+    start = time.perf_counter()
+    with tqdm(
+        total=len(blocks),
+        initial=len(blocks) - len(pending),
+        unit="block",
+        desc="JHTDB cutouts",
+        disable=None if progress is None else not progress,
+    ) as bar:
+        for block in pending:
+            values = client.fetch(cutout_for(p, block))
+            if p.mode == "box":
+                values = block_mean(values, f)  # reduce at once: the native block is never kept
+            piece = xr.Dataset({"velocity": (("component", "z", "y", "x"), values)})
+            piece["velocity"].encoding = {"compressors": None}  # scratch: speed over size
+            scratch.save(block.name, piece)
+            bar.update(1)
+            bar.set_postfix_str(f"{client.stats.bytes / 2**20:.1f} MB, {client.stats.retries} retries")
+    return {
+        "blocks_total": len(blocks),
+        "blocks_fetched": len(pending),
+        "blocks_resumed": len(blocks) - len(pending),
+        "requests": client.stats.requests,
+        "retries": client.stats.retries,
+        "failures": client.stats.failures or {},
+        "bytes_received": client.stats.bytes,
+        "seconds": time.perf_counter() - start,
+    }

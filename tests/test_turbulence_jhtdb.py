@@ -1,0 +1,298 @@
+"""The JHTDB source against a loopback stand-in service: retries, resume, token hygiene, exact assembly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipelines.params import ComputeParams, TurbulenceParams, parse_params
+from pipelines.storage import open_store
+from pipelines.turb import jhtdb
+from pipelines.turb.downsample import block_mean
+from pipelines.turbulence import build_turbulence_dataset, jhtdb_scratch, main, sample_plan
+from tests.jhtdb_standin import JHTDBStandIn, native_indices, standin_velocity
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "tok-7c1e9f-STANDIN-SECRET-d41d8cd9"  # distinctive: any leak is easy to find
+
+
+@pytest.fixture
+def server():
+    with JHTDBStandIn(TOKEN, max_points=4096, slow_seconds=1.6) as s:
+        yield s
+
+
+@pytest.fixture
+def token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JHTDB_TOKEN", TOKEN)
+
+
+def jhtdb_section(url: str, **over: object) -> dict:
+    jhtdb_over = over.pop("jhtdb", {})
+    section = {
+        "source": "jhtdb",
+        "hr_resolution": 8,
+        "lr_factor": 2,
+        "splits": {"train": 1, "valid": 1, "test": 1},
+        "seed": 7,
+        "jhtdb": {
+            "base_url": url,
+            "mode": "stride",
+            "factor": 16,
+            "time_range": [1, 40],
+            "max_points_per_request": 4096,
+            "timeout_s": 5.0,
+            "retries": 3,
+            "backoff_s": 0.01,
+            **jhtdb_over,
+        },
+    }
+    section.update(over)
+    return section
+
+
+def params_for(url: str, **over: object) -> TurbulenceParams:
+    return parse_params({"turbulence": jhtdb_section(url, **over)}).turbulence
+
+
+def build(p: TurbulenceParams, tmp_path: Path, name: str = "t.zarr", plots: bool = False) -> dict:
+    figures = (tmp_path / "spec.png", tmp_path / "modes.png") if plots else (None, None)
+    return build_turbulence_dataset(
+        p, ComputeParams(), tmp_path / name, tmp_path / "m.json", *figures,
+        scratch_root=tmp_path / "scratch", progress=False,
+    )  # fmt: skip
+
+
+def expected_hr(p: TurbulenceParams, t: int) -> np.ndarray:
+    """What the stored hr frame at JHTDB time ``t`` must be, from the stand-in's field definition."""
+    j, n = p.jhtdb, p.hr_resolution
+    if j.mode == "box":
+        axes = [native_indices(o, o + n * j.factor - 1, 1) for o in j.origin]
+        return block_mean(standin_velocity(*axes, t).transpose(3, 0, 1, 2), j.factor)
+    f = jhtdb.native_factor(j)
+    axes = [native_indices(o, o + (n - 1) * f, f) for o in j.origin]
+    return standin_velocity(*axes, t).transpose(3, 0, 1, 2)
+
+
+# --- client ---------------------------------------------------------------------------------------------
+
+
+def test_client_retries_every_transient_fault_then_succeeds(server: JHTDBStandIn) -> None:
+    server.faults = ["timeout", "500", "truncate", "badjson", "placeholder"]
+    cut = jhtdb.Cutout(time_index=3, start=(1020, 5, 9), count=(6, 4, 2), stride=2)  # wraps in x
+    with jhtdb.CutoutClient(server.url, TOKEN, timeout_s=0.8, retries=5, backoff_s=0.01) as client:
+        values = client.fetch(cut)
+    assert client.stats.requests == 6 and client.stats.retries == 5
+    assert set(client.stats.failures) == {
+        "ReadTimeout",
+        "HTTP 500",
+        "ChunkedEncodingError",
+        "malformed payload",
+    }
+    axes = [native_indices(s, e, 2) for s, e in zip(cut.start, cut.end, strict=True)]
+    np.testing.assert_array_equal(values, standin_velocity(*axes, 3).transpose(3, 0, 1, 2))
+    assert values.shape == (3, 2, 4, 6)
+
+
+def test_client_gives_up_with_a_clear_error(server: JHTDBStandIn) -> None:
+    server.persistent = "500"
+    sleeps: list[float] = []
+    client = jhtdb.CutoutClient(
+        server.url, TOKEN, retries=3, backoff_s=0.5, backoff_max_s=1.5, sleep=sleeps.append
+    )
+    with pytest.raises(jhtdb.JHTDBError, match=r"failed after 4 attempts \(last: HTTP 500\)") as err:
+        client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
+    client.close()
+    assert sleeps == [0.5, 1.0, 1.5]  # exponential backoff, capped
+    assert "t=1 x=1..2 y=1..2 z=1..2" in str(err.value) and TOKEN not in str(err.value)
+    server.persistent = "placeholder"
+    with jhtdb.CutoutClient(server.url, TOKEN, retries=1, backoff_s=0) as client:
+        with pytest.raises(jhtdb.JHTDBError, match="missing-value placeholder"):
+            client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
+
+
+def test_client_does_not_retry_refusals(server: JHTDBStandIn) -> None:
+    with jhtdb.CutoutClient(server.url, "wrong-token", retries=3, backoff_s=0) as client:
+        with pytest.raises(jhtdb.JHTDBError, match="HTTP 401"):
+            client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
+    assert len(server.requests) == 1
+
+
+def test_block_plan_respects_the_request_limits() -> None:
+    for mode, factor, limit in (
+        ("stride", 16, 256),
+        ("box", 4, 512),
+        ("subcube", 1, 4096),
+        ("stride", 4, 100),
+    ):
+        section = jhtdb_section(
+            "http://127.0.0.1:1/x", jhtdb={"mode": mode, "factor": factor, "max_points_per_request": limit}
+        )
+        p = parse_params({"turbulence": {**section, "hr_resolution": 8 if mode != "box" else 4}}).turbulence
+        blocks = jhtdb.plan_blocks(p.jhtdb, p.hr_resolution, [5])
+        covered = np.zeros((p.hr_resolution,) * 3, dtype=int)
+        for b in blocks:
+            cut = jhtdb.cutout_for(p.jhtdb, b)
+            assert cut.points <= limit and cut.span_bytes <= p.jhtdb.max_request_mb * 2**20
+            covered[tuple(slice(lo, lo + s) for lo, s in zip(b.lo, b.size, strict=True))] += 1
+        assert np.all(covered == 1), mode
+
+
+# --- the stage --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mode, over",
+    [
+        ("stride", {"jhtdb": {"max_points_per_request": 448}}),  # blocks of 7 and 1 planes
+        ("box", {"hr_resolution": 4, "jhtdb": {"mode": "box", "factor": 4}}),
+        (
+            "subcube",
+            {
+                "jhtdb": {
+                    "mode": "subcube",
+                    "factor": 1,
+                    "origin": [1020, 5, 17],
+                    "max_points_per_request": 4096,
+                }
+            },
+        ),
+    ],
+)
+def test_assembled_field_equals_what_the_server_served(
+    mode: str, over: dict, server: JHTDBStandIn, token_env: None, tmp_path: Path
+) -> None:
+    jhtdb_over = {"base_url": server.url, "time_range": [1, 40], "timeout_s": 5.0, "backoff_s": 0.01,
+                  **over.pop("jhtdb", {})}  # fmt: skip
+    p = params_for(server.url, **over, jhtdb=jhtdb_over)
+    result = build(p, tmp_path)
+    ds = open_store(tmp_path / "t.zarr", verify=True)
+    assert ds.attrs["source"] == "jhtdb" and ds.attrs["jhtdb_mode"] == mode
+    assert "Source: JHTDB" in ds.attrs["dataset_card"]
+    plan = sample_plan(p)
+    assert list(ds.time_index.values) == [int(t) for t in plan.time_index]
+    np.testing.assert_allclose(ds.time.values, (plan.time_index - 1) * 0.002)
+    for i, t in enumerate(plan.time_index):
+        np.testing.assert_array_equal(ds.hr[i].values, expected_hr(p, int(t)))
+    np.testing.assert_allclose(ds.lr.values, block_mean(ds.hr.values, 2), rtol=1e-6, atol=1e-6)
+    n_blocks = len(jhtdb.plan_blocks(p.jhtdb, p.hr_resolution, [1]))
+    assert result["download"]["blocks_total"] == len(server.requests) == n_blocks * plan.time_index.size
+    dx = 2 * np.pi / 1024
+    f = jhtdb.native_factor(p.jhtdb)
+    offset = (f - 1) / 2 if mode == "box" else 0
+    np.testing.assert_allclose(
+        ds.x.values, (p.jhtdb.origin[0] - 1 + np.arange(p.hr_resolution) * f + offset) * dx
+    )
+
+
+def test_bad_params_and_missing_token_fail_before_any_request(
+    server: JHTDBStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JHTDB_TOKEN", TOKEN)
+    bad = [
+        {"jhtdb": {"base_url": server.url, "origin": [0, 1, 1]}},  # box outside the domain
+        {"lr_factor": 3},  # does not divide hr_resolution 8
+        {"jhtdb": {"base_url": server.url, "time_range": [1, 8]}},  # 8 steps: too few for 3 windows of 3
+    ]
+    for i, over in enumerate(bad):
+        path = tmp_path / f"bad{i}.yaml"
+        path.write_text(yaml.safe_dump({"turbulence": jhtdb_section(server.url, **over)}))
+        assert (
+            main(["--params", str(path), "--out", str(tmp_path / f"o{i}.zarr"), "--scratch", str(tmp_path)])
+            == 1
+        )
+    monkeypatch.delenv("JHTDB_TOKEN")
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"turbulence": jhtdb_section(server.url)}))
+    assert main(["--params", str(good), "--out", str(tmp_path / "g.zarr"), "--scratch", str(tmp_path)]) == 1
+    assert server.requests == []
+    assert not (tmp_path / "g.zarr").exists()
+
+
+def test_killed_download_resumes_without_refetching(server: JHTDBStandIn, tmp_path: Path) -> None:
+    section = jhtdb_section(server.url)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"turbulence": section}))
+    finished = 5
+    server.faults = [None] * finished + ["hang"]  # type: ignore[list-item]
+    cmd = [sys.executable, "-m", "pipelines.turbulence", "--params", str(params_file), "--out",
+           str(tmp_path / "t.zarr"), "--scratch", str(tmp_path / "scratch")]  # fmt: skip
+    env = {**os.environ, "JHTDB_TOKEN": TOKEN}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.hanging.wait(60), "the download never reached the hanging request"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    server.release.set()
+    first_run = [dict(q) for q in server.served]
+    assert len(first_run) == finished and not (tmp_path / "t.zarr").exists()
+    p = parse_params({"turbulence": section}).turbulence
+    scratch = jhtdb_scratch(p, tmp_path / "scratch", [int(t) for t in sample_plan(p).time_index])
+    assert len(list(scratch.dir.glob("*.done"))) == finished
+    server.requests.clear()
+    server.served.clear()
+    os.environ["JHTDB_TOKEN"] = TOKEN
+    try:
+        result = build(p, tmp_path)
+    finally:
+        del os.environ["JHTDB_TOKEN"]
+    key = ("xs", "ys", "zs", "ts")
+    refetched = {tuple(q[k] for k in key) for q in server.requests} & {
+        tuple(q[k] for k in key) for q in first_run
+    }
+    assert not refetched
+    assert result["download"]["blocks_resumed"] == finished
+    assert len(server.requests) == result["download"]["blocks_total"] - finished
+    ds = open_store(tmp_path / "t.zarr")
+    for i, t in enumerate(sample_plan(p).time_index):
+        np.testing.assert_array_equal(ds.hr[i].values, expected_hr(p, int(t)))
+
+
+def test_token_never_leaks(
+    server: JHTDBStandIn,
+    token_env: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # urllib3 logs every request line (query string included) at DEBUG
+    server.faults = ["timeout", "500", "truncate", "badjson", "placeholder"]
+    p = params_for(
+        server.url, jhtdb={"base_url": server.url, "retries": 5, "timeout_s": 0.8, "backoff_s": 0.01}
+    )
+    result = build(p, tmp_path, plots=True)
+    assert result["download"]["retries"] == 5
+    assert any("GET" in r.getMessage() for r in caplog.records), "urllib3 debug logging was not captured"
+    texts = [caplog.text]
+    # failures: a refusal whose description echoes the token, and retries running out
+    for fault, match in (("echo401", "HTTP 401"), ("500", "failed after")):
+        server.persistent = fault
+        with pytest.raises(jhtdb.JHTDBError, match=match) as err:
+            build(params_for(server.url, seed=11), tmp_path, name=f"fail-{fault}.zarr")
+        texts += [str(err.value), "".join(traceback.format_exception(err.value)), repr(err.value)]
+    server.persistent = None
+    out, errout = capfd.readouterr()
+    texts += [out, errout, caplog.text]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("latin-1"))
+    client = jhtdb.CutoutClient(server.url, TOKEN)
+    texts.append(repr(client))
+    client.close()
+    assert len(texts) > 10 and all(TOKEN not in t for t in texts)
+    # the name of the variable is recorded, its value is not
+    assert json.loads((tmp_path / "m.json").read_text())["source"] == "jhtdb"
+    assert "JHTDB_TOKEN" in open_store(tmp_path / "t.zarr").attrs["provenance"]
