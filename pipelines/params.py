@@ -68,7 +68,10 @@ class PressureSolverParams(Strict):
 class SmokeParams(Strict):
     """2D buoyant smoke plumes with exact C4 symmetry levels (study spec, section 1)."""
 
-    scenario: Literal["buoyant_plume"] = "buoyant_plume"
+    scenario: str = Field("buoyant_plume", description="a name in pipelines.plume.scenarios.SCENARIOS")
+    scenario_options: dict[str, Any] = Field(
+        default_factory=dict, description="extra fields of the scenario class (e.g. a TwinPlume offset)"
+    )
     resolution: PositiveInt = 64
     box_size: PositiveFloat = 64.0
     inflow_center: tuple[float, float] = (32.0, 5.0)
@@ -93,6 +96,15 @@ class SmokeParams(Strict):
     output_frames: PositiveInt = 6
     splits: SplitFractions = SplitFractions()
     seed: NonNegativeInt = 0
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, name: str) -> str:
+        from pipelines.plume.scenarios import SCENARIOS  # PhiFlow import only when a smoke section is read
+
+        if name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {name!r}; registered: {sorted(SCENARIOS)}")
+        return name
 
     @field_validator("levels")
     @classmethod
@@ -439,9 +451,10 @@ class LandscapeParams(Strict):
         True, description="also report Li et al. 2018 filter-normalised sharpness"
     )
     top_k: PositiveInt = 5
-    lanczos_steps: PositiveInt = 20
-    slq_probes: PositiveInt = 2
-    slq_steps: PositiveInt = 20
+    lanczos_steps: PositiveInt = Field(
+        20, description="Lanczos steps per run (the top-k come from the first run)"
+    )
+    slq_probes: PositiveInt = Field(2, description="Lanczos runs from random start vectors for the density")
     hutchinson_probes: PositiveInt = 8
 
 

@@ -67,6 +67,7 @@ def scenario_for(p: SmokeParams, job: Job) -> Scenario:
         inflow_center=p.inflow_center,
         inflow_radius=p.inflow_radius,
         buoyancy=(0.0, p.buoyancy_unit * (job.index + 1)),
+        **p.scenario_options,
     )
     return base.rotated(job.quarter_turns, domain_of(p)) if job.quarter_turns else base
 

@@ -124,3 +124,12 @@ def test_filter_normalised_directions_match_filter_norms() -> None:
     w = weights["0.weight"].view(4, 3)
     assert torch.allclose(parts["0.weight"].view(4, 3).norm(dim=1), w.norm(dim=1))
     assert torch.count_nonzero(parts["0.bias"]) == 0
+
+
+def test_lanczos_with_a_tolerance_stops_once_the_top_value_settles() -> None:
+    eigs = np.linspace(-1.0, 10.0, 60)
+    flat, _ = quadratic(eigs)
+    v0 = torch.randn(flat.dim, generator=torch.Generator().manual_seed(0))
+    res = lanczos(lambda v: flat.hvp(flat.w0, v), v0, steps=60, tol=1e-10)
+    assert res.matvecs < 60
+    assert res.ritz()[0][-1] == pytest.approx(10.0, rel=1e-8)

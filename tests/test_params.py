@@ -71,3 +71,10 @@ def test_params_reference_is_current() -> None:
     assert (REPO / "docs" / "params.md").read_text() == params_reference() + "\n", (
         "docs/params.md is stale: run `python -m pipelines.params > docs/params.md`"
     )
+
+
+def test_study_preset_is_valid_and_at_the_published_scale() -> None:
+    study = load_params(REPO / "params.study.yaml")
+    assert study.turbulence.splits.model_dump() == {"train": 40, "valid": 5, "test": 5}
+    assert len(study.train.smoke.seeds) >= 5 and len(study.train.turbulence.seeds) >= 5
+    assert study.train.smoke.hparams == {} and study.smoke.levels == [0, 5, 9]

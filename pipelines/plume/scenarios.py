@@ -5,8 +5,9 @@ advance a (batched) state by one step, and how it looks after a quarter turn. Th
 :mod:`pipelines.plume.simulate` stacks many scenarios of one class along a PhiFlow batch dimension, and
 the symmetry code rotates their outputs with :mod:`models.groups`; neither needs to know the physics.
 
-To add an experiment, subclass :class:`Scenario`, register it in :data:`SCENARIOS`, and add its name to
-the ``smoke.scenario`` choices in ``pipelines/params.py`` (see docs/adding-a-scenario.md).
+To add an experiment, subclass :class:`Scenario` (or an existing scenario), register it in
+:data:`SCENARIOS` and select it with ``smoke.scenario`` (extra fields in ``smoke.scenario_options``);
+README.md has a worked example, which ``tests/test_scenarios.py`` runs.
 """
 
 from __future__ import annotations

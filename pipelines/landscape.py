@@ -1,0 +1,123 @@
+"""Stage: loss-landscape measurements of one trained checkpoint.
+
+    python -m pipelines.landscape --dataset smoke --model e2cnn --seed 0 --checkpoint best
+
+On a fixed subset of the training set, with the training loss (plus the model's regulariser) and the
+model deterministic: sharpness over shared random unit directions (and filter-normalised ones), the top
+Hessian eigenvalues by Lanczos, the spectral density by stochastic Lanczos quadrature, and the trace by
+Hutchinson. Writes ``metrics/landscape/<run>-<checkpoint>.json`` and the density as plot data in
+``metrics/spectra/<run>-<checkpoint>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from pipelines.params import LandscapeParams, StudyParams, load_params
+from pipelines.storage import to_json, write_json_atomic
+from pipelines.train import DATA, build, load_splits, run_name
+from train.landscape import (
+    FlatLoss,
+    hutchinson_trace,
+    random_directions,
+    sharpness,
+    spectral_density,
+)
+from train.loop import load_checkpoint
+from train.tasks import TASKS, task_for
+
+
+def fixed_subset(dataset: torch.utils.data.Dataset, p: LandscapeParams) -> list[tuple[torch.Tensor, ...]]:
+    """The same training samples for every checkpoint and model: chosen by ``direction_seed``."""
+    gen = torch.Generator().manual_seed(p.direction_seed)
+    n = min(len(dataset), p.subset_batches * p.subset_batch_size)
+    picked = torch.randperm(len(dataset), generator=gen)[:n].sort().values.tolist()
+    return list(DataLoader(Subset(dataset, picked), batch_size=p.subset_batch_size))
+
+
+def measure(flat: FlatLoss, p: LandscapeParams) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    out: dict[str, Any] = {"parameters": flat.dim}
+    t0 = time.perf_counter()
+    unit = sharpness(flat, random_directions(flat, p.directions, p.direction_seed), p.displacements)
+    out["loss"] = unit["base_loss"]
+    out["sharpness"] = unit["sharpness"]
+    if p.filter_normalised:
+        dirs = random_directions(flat, p.directions, p.direction_seed, filter_normalised=True)
+        out["sharpness_filter_normalised"] = sharpness(flat, dirs, p.displacements)["sharpness"]
+    # one set of Lanczos runs gives both the density (SLQ) and, from the first run, the top eigenvalues
+    density = spectral_density(flat, p.slq_probes, p.lanczos_steps, seed=p.direction_seed)
+    top = density["ritz_per_probe"][0][::-1][: p.top_k]
+    out["top_eigenvalues"] = top.tolist()
+    out["max_eigenvalue"] = float(max(r.max() for r in density["ritz_per_probe"]))
+    nodes, weights = density["nodes"], density["weights"]
+    out["min_ritz_value"] = float(nodes.min())
+    out["negative_mass"] = float(weights[nodes < 0].sum())  # share of the spectrum below zero (SLQ)
+    trace, trace_err = hutchinson_trace(flat, p.hutchinson_probes, seed=p.direction_seed + 2)
+    out["trace"], out["trace_stderr"] = trace, trace_err
+    out["hvp_count"] = density["matvecs"] + p.hutchinson_probes
+    out["seconds"] = time.perf_counter() - t0
+    out["slq_nodes"], out["slq_weights"] = nodes.tolist(), weights.tolist()
+    spectrum = [
+        {"eigenvalue": float(g), "density": float(d)}
+        for g, d in zip(density["grid"], density["density"], strict=True)
+    ]
+    return out, spectrum
+
+
+def run_landscape(
+    dataset: str, model_name: str, seed: int, checkpoint: str, params: StudyParams, data: Path, runs: Path,
+    metrics_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    section = getattr(params.train, dataset)
+    task = task_for(dataset, section.train_rollout)  # the training loss the model was optimised on
+    path = runs / dataset / model_name / f"seed{seed}" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {path}; run the train stage first (dvc repro)")
+    model, _ = build(dataset, model_name, seed, params)
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    subset = fixed_subset(load_splits(dataset, section, data)["train"], params.landscape)
+    flat = FlatLoss(model, subset, task.loss)
+    result, spectrum = measure(flat, params.landscape)
+    result.update(
+        {"epoch": int(state["epoch"]), "checkpoint": checkpoint, "samples": sum(len(b[0]) for b in subset)}
+    )
+    name = f"{run_name(dataset, model_name, seed)}-{checkpoint}"
+    write_json_atomic(metrics_dir / "landscape" / f"{name}.json", result)
+    write_json_atomic(metrics_dir / "spectra" / f"{name}.json", spectrum)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(TASKS), required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--checkpoint", choices=["early", "best"], required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        result = run_landscape(
+            args.dataset, args.model, args.seed, args.checkpoint, params, args.data or DATA[args.dataset],
+            args.runs, args.metrics_dir,
+        )  # fmt: skip
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"landscape stage failed: {err}", file=sys.stderr)
+        return 1
+    print(to_json(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

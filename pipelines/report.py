@@ -1,0 +1,272 @@
+"""Stage: render the study report (Markdown + PNG) from the metrics of every run.
+
+    python -m pipelines.report --params params.yaml --out report
+
+Figures per dataset: train / valid curves (mean and spread over seeds), test error bars, sharpness at the
+early and best checkpoints, Hessian spectra, and a table of parameter counts and equivariance errors. The
+report states, with the numbers, which of the study's findings this run reproduces and which it does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pipelines.params import StudyParams, load_params  # noqa: E402
+from pipelines.train import run_name  # noqa: E402
+
+# Which models the study compares, relaxed first: (relaxed, fully equivariant, baseline or None).
+COMPARISONS = {"smoke": ("rsteer", "e2cnn", None), "turbulence": ("rgcnn", "gcnn", "cnn")}
+METRIC = {"smoke": "rmse", "turbulence": "mae"}
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+    """``results[dataset][model][seed]`` holds that run's train metrics, curves and landscape results."""
+    out: dict[str, dict[str, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    for dataset in ("smoke", "turbulence"):
+        section = getattr(params.train, dataset)
+        for model in section.models:
+            for seed in section.seeds:
+                name = run_name(dataset, model, seed)
+                ckpts = params.landscape.checkpoints
+                entry = {
+                    "train": _read(metrics_dir / "train" / f"{name}.json"),
+                    "curves": _read(metrics_dir / "curves" / f"{name}.json"),
+                    "landscape": {c: _read(metrics_dir / "landscape" / f"{name}-{c}.json") for c in ckpts},
+                }
+                if entry["train"] is not None:
+                    out[dataset][model][seed] = entry
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def _caption(dataset: str, source: str, params: StudyParams) -> str:
+    section = getattr(params.train, dataset)
+    opt = section.optimiser
+    return (f"{dataset} ({source}); seeds {section.seeds}; epochs <= {opt.max_epochs}, lr {opt.lr:g}, "
+            f"wd {opt.weight_decay:g}, batch {opt.batch_size}")  # fmt: skip
+
+
+def plot_curves(dataset: str, runs: dict, path: Path, caption: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for model, seeds in sorted(runs.items()):
+        for ax, key in zip(axes, ("train_loss", "valid_metric"), strict=True):
+            curves = [s["curves"] for s in seeds.values() if s["curves"]]
+            n = min(len(c) for c in curves)
+            vals = np.array([[row[key] for row in c[:n]] for c in curves])
+            epochs = [row["epoch"] for row in curves[0][:n]]
+            mean = vals.mean(axis=0)
+            ax.plot(epochs, mean, marker="o", ms=3, label=model)
+            if len(vals) > 1:
+                ax.fill_between(epochs, vals.min(axis=0), vals.max(axis=0), alpha=0.2)
+    axes[0].set(title="train loss (normalised units)", xlabel="epoch", yscale="log")
+    axes[1].set(title=f"valid {METRIC[dataset].upper()} (physical units)", xlabel="epoch", yscale="log")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(caption, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_bars(values: dict[str, dict[str, list[float]]], ylabel: str, path: Path, caption: str) -> None:
+    """values[group][model] = per-seed numbers; bars show mean and standard deviation."""
+    groups = list(values)
+    models = sorted({m for g in values.values() for m in g})
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(models) * len(groups)), 3.6))
+    for i, model in enumerate(models):
+        stats = [_mean_std(values[g].get(model, [np.nan])) for g in groups]
+        ax.bar(np.arange(len(groups)) + i * width, [s[0] for s in stats], width, yerr=[s[1] for s in stats],
+               capsize=3, label=model)  # fmt: skip
+    ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2, groups)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.set_title(caption, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_spectra(runs: dict, checkpoints: list[str], path: Path, caption: str) -> None:
+    fig, axes = plt.subplots(1, len(checkpoints), figsize=(5 * len(checkpoints), 3.6), squeeze=False)
+    for ax, ckpt in zip(axes[0], checkpoints, strict=True):
+        for model, seeds in sorted(runs.items()):
+            spectra = [s["landscape"][ckpt] for s in seeds.values() if s["landscape"].get(ckpt)]
+            if not spectra:
+                continue
+            nodes = np.concatenate([s["slq_nodes"] for s in spectra])
+            weights = np.concatenate([s["slq_weights"] for s in spectra]) / len(spectra)
+            span = nodes.max() - nodes.min() or 1.0
+            grid = np.linspace(nodes.min() - 0.05 * span, nodes.max() + 0.05 * span, 400)
+            width = span / 100
+            dens = (weights[None] * np.exp(-((grid[:, None] - nodes[None]) ** 2) / (2 * width**2))).sum(1)
+            ax.plot(grid, dens / (width * np.sqrt(2 * np.pi)) + 1e-12, label=model)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set(title=f"Hessian spectral density (SLQ), {ckpt}", xlabel="eigenvalue", yscale="log")
+        ax.legend(fontsize=8)
+    fig.suptitle(caption, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def findings(dataset: str, runs: dict, checkpoints: list[str]) -> list[str]:
+    """The study's claims, checked against this run's numbers (means over seeds)."""
+    relaxed, full, _ = COMPARISONS[dataset]
+    if relaxed not in runs or full not in runs:
+        return [f"- {dataset}: {relaxed} or {full} was not trained; no comparison made."]
+    metric = METRIC[dataset]
+
+    def mean(model: str, fn: Any) -> float:
+        vals = [fn(s) for s in runs[model].values()]
+        vals = [v for v in vals if v is not None]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    lines = []
+    checks = [(f"lower test {metric.upper()}", lambda s: s["train"][f"test_{metric}"])]
+    checks.append((f"lower best validation {metric.upper()}", lambda s: s["train"][f"best_valid_{metric}"]))
+    for ckpt in checkpoints:
+        checks.append(
+            (f"lower sharpness at {ckpt}", lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("sharpness"))
+        )
+        checks.append((f"smaller top Hessian eigenvalue at {ckpt}",
+                       lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("max_eigenvalue")))  # fmt: skip
+    for claim, fn in checks:
+        a, b = mean(relaxed, fn), mean(full, fn)
+        if np.isnan(a) or np.isnan(b):
+            lines.append(f"- {claim}: not measured")
+            continue
+        verdict = "reproduced" if a < b else "NOT reproduced"
+        lines.append(f"- {relaxed} has {claim} than {full}: **{verdict}** ({a:.4g} vs {b:.4g})")
+    for ckpt in checkpoints:
+        neg = {
+            m: mean(m, lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("negative_mass"))
+            for m in (relaxed, full)
+        }
+        mins = {
+            m: mean(m, lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("min_ritz_value"))
+            for m in (relaxed, full)
+        }
+        verdict = "reproduced" if all(v < 0.01 for v in neg.values()) else "NOT reproduced"
+        lines.append(
+            f"- no negative eigenvalues at {ckpt}: **{verdict}** (spectral mass below 0: "
+            + ", ".join(f"{m} {neg[m]:.3g}, lowest Ritz value {mins[m]:.3g}" for m in neg) + ")"
+        )  # fmt: skip
+    return lines
+
+
+def render(params: StudyParams, metrics_dir: Path, out: Path, sources: dict[str, str]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    results = collect(params, metrics_dir)
+    ckpts = list(params.landscape.checkpoints)
+    md = ["# Equivariance and training dynamics: study report", ""]
+    md += ["Generated by `dvc repro` (stage `report`) from `metrics/`. Numbers are means over seeds "
+           "(± standard deviation). Metrics are in physical units of the target field; sharpness and "
+           "Hessian values are in units of the (normalised) training loss.", ""]  # fmt: skip
+    summary: dict[str, Any] = {}
+    for dataset, runs in results.items():
+        source = sources.get(dataset, "unknown source")
+        caption = _caption(dataset, source, params)
+        metric = METRIC[dataset]
+        md += [f"## {dataset} — data: {source}", ""]
+        plot_curves(dataset, runs, out / f"{dataset}_curves.png", caption)
+        md += [f"![curves]({dataset}_curves.png)", ""]
+        tests = {
+            "test": {m: [s["train"][f"test_{metric}"] for s in seeds.values()] for m, seeds in runs.items()}
+        }
+        plot_bars(tests, f"test {metric.upper()}", out / f"{dataset}_test.png", caption)
+        md += [f"![test error]({dataset}_test.png)", ""]
+        sharp = {
+            c: {m: [s["landscape"][c]["sharpness"] for s in seeds.values() if s["landscape"].get(c)]
+                for m, seeds in runs.items()}
+            for c in ckpts
+        }  # fmt: skip
+        plot_bars(sharp, "sharpness phi(w, D, T)", out / f"{dataset}_sharpness.png", caption)
+        md += [f"![sharpness]({dataset}_sharpness.png)", ""]
+        plot_spectra(runs, ckpts, out / f"{dataset}_spectra.png", caption)
+        md += [f"![spectra]({dataset}_spectra.png)", ""]
+        header = f"| model | parameters | equivariance error | test {metric.upper()} |"
+        header += "".join(f" sharpness {c} | top eig {c} |" for c in ckpts)
+        md += [header, "|" + "---|" * (4 + 2 * len(ckpts))]
+        table = {}
+        for model, seeds in sorted(runs.items()):
+            first = next(iter(seeds.values()))["train"]
+            t_mean, t_std = _mean_std([s["train"][f"test_{metric}"] for s in seeds.values()])
+            e_mean, _ = _mean_std([s["train"]["equivariance_error"] for s in seeds.values()])
+            row = f"| {model} | {first['parameters']:,} | {e_mean:.2e} | {t_mean:.4g} ± {t_std:.2g} |"
+            table[model] = {
+                "parameters": first["parameters"],
+                "equivariance_error": e_mean,
+                f"test_{metric}": t_mean,
+            }
+            for c in ckpts:
+                sh = [s["landscape"][c]["sharpness"] for s in seeds.values() if s["landscape"].get(c)]
+                ev = [s["landscape"][c]["max_eigenvalue"] for s in seeds.values() if s["landscape"].get(c)]
+                sh_m, ev_m = (
+                    (_mean_std(sh)[0] if sh else float("nan")),
+                    (_mean_std(ev)[0] if ev else float("nan")),
+                )
+                row += f" {sh_m:.4g} | {ev_m:.4g} |"
+                table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = sh_m, ev_m
+            md.append(row)
+        md += ["", "### The study's findings, checked", ""] + findings(dataset, runs, ckpts) + [""]
+        summary[dataset] = table
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def dataset_sources(paths: dict[str, Path]) -> dict[str, str]:
+    """How each dataset was made, from its store's attributes (JHTDB or synthetic, stated plainly)."""
+    out = {}
+    for name, path in paths.items():
+        zattrs = path / "zarr.json"
+        if not zattrs.is_file():
+            continue
+        attrs = json.loads(zattrs.read_text()).get("attributes", {})
+        if name == "smoke":
+            out[name] = f"PhiFlow smoke plumes ({attrs.get('title', 'smoke plume')})"
+        else:
+            out[name] = str(attrs.get("source_description") or attrs.get("source") or "unknown source")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
+    parser.add_argument("--out", type=Path, default=Path("report"))
+    parser.add_argument("--smoke", type=Path, default=Path("data/smoke_plume.zarr"))
+    parser.add_argument("--turbulence", type=Path, default=Path("data/turbulence.zarr"))
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        summary = render(params, args.metrics_dir, args.out,
+                         dataset_sources({"smoke": args.smoke, "turbulence": args.turbulence}))  # fmt: skip
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"report stage failed: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

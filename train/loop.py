@@ -1,0 +1,180 @@
+"""A plain torch training loop: Adam, StepLR, early stopping, "early"/"best"/"last" checkpoints, resume.
+
+Checkpoints are written atomically (temporary file, then rename) and hold only tensors and plain
+containers, so they load with ``torch.load(weights_only=True)``. ``last.pt`` is rewritten after every
+epoch; a rerun with the same configuration continues from it, a changed configuration starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from pipelines.params import OptimiserParams
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@dataclass
+class History:
+    epoch: list[int]
+    train_loss: list[float]
+    valid_metric: list[float]
+    lr: list[float]
+
+    @classmethod
+    def empty(cls) -> History:
+        return cls([], [], [], [])
+
+    def as_dict(self) -> dict[str, list]:
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "valid_metric": self.valid_metric,
+            "lr": self.lr,
+        }
+
+
+def evaluate(model: nn.Module, task: Any, loader: DataLoader) -> float:
+    """The task's metric over a whole split, with the model in eval mode and no gradients."""
+    model.eval()
+    sums, count = None, 0
+    with torch.no_grad():
+        for batch in loader:
+            s, n = task.errors(model, batch)
+            sums = s if sums is None else sums + s
+            count += n
+    return task.reduce(sums, count)
+
+
+def train(
+    model: nn.Module,
+    task: Any,
+    train_set: Dataset,
+    valid_set: Dataset,
+    settings: OptimiserParams,
+    run_dir: Path,
+    seed: int,
+    config_key: str,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train until ``max_epochs`` or early stopping; returns the history and the best epoch."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    gen = seed_everything(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, settings.lr_step_epochs, settings.lr_gamma)
+    history, best, best_epoch, start = History.empty(), float("inf"), 0, 1
+    last = run_dir / "last.pt"
+    if last.is_file():
+        state = load_checkpoint(last)
+        if state.get("config_key") == config_key:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            scheduler.load_state_dict(state["scheduler"])
+            history = History(**{k: list(v) for k, v in state["history"].items()})
+            best, best_epoch, start = state["best"], state["best_epoch"], state["epoch"] + 1
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            print(f"resuming {run_dir} after epoch {state['epoch']}")
+        else:
+            print(f"{run_dir}: configuration changed, starting over")
+            for stale in ("last.pt", "best.pt", "early.pt"):
+                (run_dir / stale).unlink(missing_ok=True)
+
+    valid_loader = DataLoader(valid_set, batch_size=settings.batch_size, num_workers=settings.num_workers)
+    stopped_early = False
+    for epoch in range(start, settings.max_epochs + 1):
+        if epoch - best_epoch > settings.patience and best_epoch > 0:
+            stopped_early = True
+            break
+        train_loader = DataLoader(
+            train_set, batch_size=settings.batch_size, shuffle=True, generator=gen,
+            num_workers=settings.num_workers, drop_last=len(train_set) > settings.batch_size,
+        )  # fmt: skip
+        model.train()
+        total, batches = 0.0, 0
+        limit = settings.max_train_batches or len(train_loader)
+        bar = tqdm(
+            train_loader,
+            total=min(limit, len(train_loader)),
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=None,
+        )
+        for batch in bar:
+            if batches >= limit:
+                break
+            loss = task.loss(model, batch) + model.regularizer()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.item()
+            batches += 1
+            bar.set_postfix(loss=f"{float(loss):.4g}")
+        scheduler.step()
+        valid = evaluate(model, task, valid_loader)
+        history.epoch.append(epoch)
+        history.train_loss.append(total / max(batches, 1))
+        history.valid_metric.append(valid)
+        history.lr.append(optimiser.param_groups[0]["lr"])
+        if epoch == settings.early_epoch:
+            save_checkpoint(run_dir / "early.pt", {"model": model.state_dict(), "epoch": epoch})
+        if valid < best:
+            best, best_epoch = valid, epoch
+            save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
+        state = {
+            "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": history.as_dict(),
+            "best": best,
+            "best_epoch": best_epoch,
+            "epoch": epoch,
+            "config_key": config_key,
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        save_checkpoint(last, state)
+        if on_epoch is not None:
+            on_epoch(epoch, {"train_loss": history.train_loss[-1], "valid_metric": valid})
+    return {
+        "history": history.as_dict(),
+        "best_epoch": best_epoch,
+        "best_valid": best,
+        "stopped_early": stopped_early,
+    }
+
+
+def write_curves(path: Path, history: dict[str, list], extra: dict[str, Any]) -> None:
+    """Per-epoch rows for ``dvc plots``."""
+    rows = [{**extra, **{key: history[key][i] for key in history}} for i in range(len(history["epoch"]))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    os.replace(tmp, path)
