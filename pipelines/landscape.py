@@ -20,8 +20,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from pipelines.cli import run_stage
 from pipelines.params import LandscapeParams, StudyParams, load_params
-from pipelines.storage import to_json, write_json_atomic
+from pipelines.storage import write_json_atomic
 from pipelines.train import DATA, build, load_splits, run_name
 from train.landscape import (
     FlatLoss,
@@ -106,17 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> dict:
         params = load_params(args.params)
-        result = run_landscape(
-            args.dataset, args.model, args.seed, args.checkpoint, params, args.data or DATA[args.dataset],
-            args.runs, args.metrics_dir,
-        )  # fmt: skip
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"landscape stage failed: {err}", file=sys.stderr)
-        return 1
-    print(to_json(result))
-    return 0
+        data = args.data or DATA[args.dataset]
+        return run_landscape(
+            args.dataset, args.model, args.seed, args.checkpoint, params, data, args.runs, args.metrics_dir
+        )
+
+    return run_stage("landscape", body, lambda r: {k: v for k, v in r.items() if not k.startswith("slq_")})
 
 
 if __name__ == "__main__":

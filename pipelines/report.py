@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pipelines.cli import run_stage
 from pipelines.params import StudyParams, load_params  # noqa: E402
 from pipelines.train import run_name  # noqa: E402
 
@@ -257,15 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", type=Path, default=Path("data/smoke_plume.zarr"))
     parser.add_argument("--turbulence", type=Path, default=Path("data/turbulence.zarr"))
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> dict:
         params = load_params(args.params)
-        summary = render(params, args.metrics_dir, args.out,
-                         dataset_sources({"smoke": args.smoke, "turbulence": args.turbulence}))  # fmt: skip
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"report stage failed: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
+        sources = dataset_sources({"smoke": args.smoke, "turbulence": args.turbulence})
+        return render(params, args.metrics_dir, args.out, sources)
+
+    return run_stage("report", body)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import xarray as xr
 from distributed import as_completed
 from tqdm import tqdm
 
+from pipelines.cli import run_stage
 from pipelines.compute import dask_client
 from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams, load_params
 from pipelines.plume.levels import (
@@ -296,16 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", default="data/.scratch", type=Path)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> dict:
         params = load_params(args.params)
-        result = build_smoke_dataset(
+        return build_smoke_dataset(
             params.smoke, params.compute, args.out, args.metrics, args.scratch, args.overwrite
         )
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"smoke stage failed: {err}", file=sys.stderr)
-        return 1
-    print(to_json({k: v for k, v in result.items() if k != "level_equivariance_error_all"}))
-    return 0
+
+    return run_stage(
+        "smoke", body, lambda r: {k: v for k, v in r.items() if k != "level_equivariance_error_all"}
+    )
 
 
 if __name__ == "__main__":

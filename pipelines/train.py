@@ -23,8 +23,9 @@ from loaders.smoke import smoke_plume
 from loaders.turbulence import turbulence_sr
 from models.equivariance import equivariance_error
 from models.registry import build_model, count_parameters, default_hparams
+from pipelines.cli import run_stage
 from pipelines.params import StudyParams, TaskTrainParams, load_params
-from pipelines.storage import params_key, to_json, write_json_atomic
+from pipelines.storage import params_key, write_json_atomic
 from train.loop import evaluate, load_checkpoint, seed_everything, train, write_curves
 from train.tasks import TASKS, task_for
 
@@ -128,22 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> dict:
         params = load_params(args.params)
-        metrics = run_training(
-            args.dataset,
-            args.model,
-            args.seed,
-            params,
-            args.data or DATA[args.dataset],
-            args.runs,
-            args.metrics_dir,
-        )
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"train stage failed: {err}", file=sys.stderr)
-        return 1
-    print(to_json(metrics))
-    return 0
+        data = args.data or DATA[args.dataset]
+        return run_training(args.dataset, args.model, args.seed, params, data, args.runs, args.metrics_dir)
+
+    return run_stage("train", body)
 
 
 if __name__ == "__main__":

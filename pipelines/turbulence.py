@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
+from pipelines.cli import run_stage
 from pipelines.compute import dask_client
 from pipelines.params import ComputeParams, TurbulenceParams, load_params
 from pipelines.storage import (
@@ -643,17 +644,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", default="data/.scratch", type=Path)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> dict:
         params = load_params(args.params)
-        result = build_turbulence_dataset(
+        return build_turbulence_dataset(
             params.turbulence, params.compute, args.out, args.metrics, args.spectrum_plot, args.modes_plot,
             args.scratch, args.overwrite,
         )  # fmt: skip
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"turbulence stage failed: {err}", file=sys.stderr)
-        return 1
-    print(to_json({k: v for k, v in result.items() if k not in ("energy_trace", "splits")}))
-    return 0
+
+    return run_stage(
+        "turbulence", body, lambda r: {k: v for k, v in r.items() if k not in ("energy_trace", "splits")}
+    )
 
 
 if __name__ == "__main__":

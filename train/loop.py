@@ -136,7 +136,7 @@ def train(
             optimiser.step()
             total += loss.item()
             batches += 1
-            bar.set_postfix(loss=f"{float(loss):.4g}")
+            bar.set_postfix(loss=f"{loss.item():.4g}")
         scheduler.step()
         valid = evaluate(model, task, valid_loader)
         history.epoch.append(epoch)
