@@ -53,7 +53,7 @@ def _step(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, calls: 
         run().backward()
 
 
-def _row(task: str, name: str, args: argparse.Namespace) -> str:
+def _row(task: str, name: str, args: argparse.Namespace) -> tuple[str, float | None]:
     model = build_model(task, name).train()
     if task == "smoke":
         x, target = torch.randn(args.batch_smoke, 2, 64, 64), torch.randn(args.batch_smoke, 2, 64, 64)
@@ -68,6 +68,7 @@ def _row(task: str, name: str, args: argparse.Namespace) -> str:
                 m.expand()
 
     expand = f"{_timed(expand_all, args.repeats):10.1f}" if layers else f"{'-':>10}"
+    speedup = None
     if task == "sr":
         roll = f"{'-':>11} {'(1 call)':>14}"
     else:
@@ -75,9 +76,10 @@ def _row(task: str, name: str, args: argparse.Namespace) -> str:
         if name != "cnn" and layers:  # the plain CNN's "expansion" is an identity gather
             once = _timed(partial(_step, model, x, target, args.rollout, True), args.repeats)
             roll = f"{per_call:11.1f} {once:14.1f}"
+            speedup = per_call / once
         else:
             roll = f"{per_call:11.1f} {'(same)':>14}"
-    return f"{task:6} {name:7} {count_parameters(model):8d} {step:9.1f} {roll} {expand}"
+    return f"{task:6} {name:7} {count_parameters(model):8d} {step:9.1f} {roll} {expand}", speedup
 
 
 def main() -> None:
@@ -96,14 +98,22 @@ def main() -> None:
 
     cols = ["task  ", "model  ", "  params", "  step ms", " rollout ms", " rollout/1x ms", " expand ms"]
     header = " ".join(cols)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch smoke={args.batch_smoke} (64x64), "
-          f"sr={args.batch_sr} (16^3 -> 64^3), rollout={args.rollout}, median of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch smoke={args.batch_smoke} (64x64), "
+        f"sr={args.batch_sr} (16^3 -> 64^3), rollout={args.rollout}, median of {args.repeats}"
+    )
     print(header)
     print("-" * len(header))
+    speedups = []
     for task, names in MODEL_NAMES.items():
         for name in names:
             if not only or f"{task}/{name}" in only:
-                print(_row(task, name, args), flush=True)
+                row, speedup = _row(task, name, args)
+                print(row, flush=True)
+                if speedup is not None:
+                    speedups.append(speedup)
+    if speedups:  # expansion per call (baseline) against once per step, geometric mean over the models
+        print(f"ratio: {statistics.geometric_mean(speedups):.3f}")
 
 
 if __name__ == "__main__":
