@@ -56,6 +56,8 @@ def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan")
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
@@ -136,9 +138,11 @@ def findings(dataset: str, runs: dict, checkpoints: list[str]) -> list[str]:
         return [f"- {dataset}: {relaxed} or {full} was not trained; no comparison made."]
     metric = METRIC[dataset]
 
+    def values(model: str, fn: Any) -> list[float]:
+        return [v for v in (fn(s) for s in runs[model].values()) if v is not None]
+
     def mean(model: str, fn: Any) -> float:
-        vals = [fn(s) for s in runs[model].values()]
-        vals = [v for v in vals if v is not None]
+        vals = values(model, fn)
         return float(np.mean(vals)) if vals else float("nan")
 
     lines = []
@@ -150,27 +154,45 @@ def findings(dataset: str, runs: dict, checkpoints: list[str]) -> list[str]:
         )
         checks.append((f"smaller top Hessian eigenvalue at {ckpt}",
                        lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("max_eigenvalue")))  # fmt: skip
+    others = [m for m in COMPARISONS[dataset][1:] if m is not None and m in runs]
     for claim, fn in checks:
-        a, b = mean(relaxed, fn), mean(full, fn)
-        if np.isnan(a) or np.isnan(b):
-            lines.append(f"- {claim}: not measured")
-            continue
-        verdict = "reproduced" if a < b else "NOT reproduced"
-        lines.append(f"- {relaxed} has {claim} than {full}: **{verdict}** ({a:.4g} vs {b:.4g})")
+        for other in others:
+            a, b = values(relaxed, fn), values(other, fn)
+            if not a or not b:
+                lines.append(f"- {relaxed} has {claim} than {other}: not measured")
+                continue
+            (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
+            verdict = "reproduced" if ma < mb else "NOT reproduced"
+            caveat = " — within the seed spread, not significant" if abs(ma - mb) <= max(sa, sb) else ""
+            lines.append(
+                f"- {relaxed} has {claim} than {other}: **{verdict}** "
+                f"({ma:.4g} ± {sa:.2g} vs {mb:.4g} ± {sb:.2g}, {len(a)} / {len(b)} seeds){caveat}"
+            )
     for ckpt in checkpoints:
-        neg = {
-            m: mean(m, lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("negative_mass"))
-            for m in (relaxed, full)
-        }
-        mins = {
-            m: mean(m, lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("min_ritz_value"))
-            for m in (relaxed, full)
-        }
-        verdict = "reproduced" if all(v < 0.01 for v in neg.values()) else "NOT reproduced"
-        lines.append(
-            f"- no negative eigenvalues at {ckpt}: **{verdict}** (spectral mass below 0: "
-            + ", ".join(f"{m} {neg[m]:.3g}, lowest Ritz value {mins[m]:.3g}" for m in neg) + ")"
-        )  # fmt: skip
+        # SLQ puts most weight near the bulk at ~0, where Ritz values fall on either side of zero by chance;
+        # what matters is negative curvature that is large against the top eigenvalue.
+        parts, significant = [], False
+        for m in (relaxed, *others):
+            ratios, masses = [], []
+            for s in runs[m].values():
+                land = s["landscape"].get(ckpt)
+                if not land:
+                    continue
+                nodes, weights, top = (
+                    np.array(land["slq_nodes"]),
+                    np.array(land["slq_weights"]),
+                    land["max_eigenvalue"],
+                )
+                ratios.append(min(nodes.min(), 0.0) / top)
+                masses.append(float(weights[nodes < -0.01 * top].sum()))
+            if ratios:
+                significant |= min(ratios) < -0.01
+                parts.append(
+                    f"{m}: lambda_min/lambda_max {np.mean(ratios):.3g}, "
+                    f"mass below -1% of lambda_max {np.mean(masses):.3g}"
+                )
+        verdict = "NOT reproduced" if significant else "reproduced"
+        lines.append(f"- no (significant) negative eigenvalues at {ckpt}: **{verdict}** ({'; '.join(parts)})")
     return lines
 
 

@@ -103,7 +103,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
         "train": {"smoke": {"models": ["cnn", "e2cnn"], "seeds": [0, 1],
                             "hparams": {"cnn": {"hidden": 4}, "e2cnn": {"hidden": 2}},
                             "optimiser": {"max_epochs": 3, "early_epoch": 1, "batch_size": 4}}},
-        "landscape": {"subset_batches": 1, "subset_batch_size": 2, "directions": 2, "lanczos_steps": 6,
+        "landscape": {"models": {"smoke": ["cnn", "e2cnn"], "turbulence": []},
+                      "subset_batches": 1, "subset_batch_size": 2, "directions": 2, "lanczos_steps": 6,
                       "slq_probes": 1, "hutchinson_probes": 2, "top_k": 2},
     })  # fmt: skip
     build_smoke_dataset(params.smoke, params.compute, root / "smoke.zarr", None, root / "scratch")

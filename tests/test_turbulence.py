@@ -207,5 +207,6 @@ def test_default_params_stage(tmp_path: Path) -> None:
         params.turbulence, params.compute, tmp_path / "t.zarr", scratch_root=tmp_path / "s", progress=False
     )
     ds = xr.open_zarr(tmp_path / "t.zarr")
-    assert ds.hr.shape[-1] == 64 and ds.lr.shape[-1] == 16
+    p = params.turbulence
+    assert ds.hr.shape[-1] == p.hr_resolution and ds.lr.shape[-1] == p.hr_resolution // p.lr_factor
     assert result["physics_window_mean"]["k_max_eta"] > 0.9
