@@ -16,15 +16,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from pipelines.cli import run_stage
-from pipelines.params import StudyParams, load_params  # noqa: E402
-from pipelines.train import run_name  # noqa: E402
+from pipelines.params import StudyParams, load_params
+from pipelines.train import run_name
 
 # Which models the study compares, relaxed first: (relaxed, fully equivariant, baseline or None).
 COMPARISONS = {"smoke": ("rsteer", "e2cnn", None), "turbulence": ("rgcnn", "gcnn", "cnn")}
@@ -80,6 +78,8 @@ def plot_curves(dataset: str, runs: dict, path: Path, caption: str) -> None:
             ax.plot(epochs, mean, marker="o", ms=3, label=model)
             if len(vals) > 1:
                 ax.fill_between(epochs, vals.min(axis=0), vals.max(axis=0), alpha=0.2)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set(title="train loss (normalised units)", xlabel="epoch", yscale="log")
     axes[1].set(title=f"valid {METRIC[dataset].upper()} (physical units)", xlabel="epoch", yscale="log")
     axes[1].legend(fontsize=8)
@@ -196,7 +196,10 @@ def findings(dataset: str, runs: dict, checkpoints: list[str]) -> list[str]:
     return lines
 
 
-def render(params: StudyParams, metrics_dir: Path, out: Path, sources: dict[str, str]) -> dict[str, Any]:
+def render(
+    params: StudyParams, metrics_dir: Path, out: Path, sources: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
+    plt.switch_backend("Agg")  # files only, never a window
     out.mkdir(parents=True, exist_ok=True)
     results = collect(params, metrics_dir)
     ckpts = list(params.landscape.checkpoints)
@@ -206,8 +209,8 @@ def render(params: StudyParams, metrics_dir: Path, out: Path, sources: dict[str,
            "Hessian values are in units of the (normalised) training loss.", ""]  # fmt: skip
     summary: dict[str, Any] = {}
     for dataset, runs in results.items():
-        source = sources.get(dataset, "unknown source")
-        caption = _caption(dataset, source, params)
+        short, source = sources.get(dataset, ("unknown source", "unknown source"))
+        caption = _caption(dataset, short, params)
         metric = METRIC[dataset]
         md += [f"## {dataset} — data: {source}", ""]
         plot_curves(dataset, runs, out / f"{dataset}_curves.png", caption)
@@ -257,8 +260,12 @@ def render(params: StudyParams, metrics_dir: Path, out: Path, sources: dict[str,
     return summary
 
 
-def dataset_sources(paths: dict[str, Path]) -> dict[str, str]:
-    """How each dataset was made, from its store's attributes (JHTDB or synthetic, stated plainly)."""
+SHORT_SOURCE = {"synthetic": "synthetic Navier-Stokes, NOT JHTDB", "jhtdb": "JHTDB isotropic1024coarse"}
+
+
+def dataset_sources(paths: dict[str, Path]) -> dict[str, tuple[str, str]]:
+    """(short label for figure captions, full description) of how each dataset was made, from its
+    store's attributes: JHTDB or synthetic, stated plainly."""
     out = {}
     for name, path in paths.items():
         zattrs = path / "zarr.json"
@@ -266,9 +273,10 @@ def dataset_sources(paths: dict[str, Path]) -> dict[str, str]:
             continue
         attrs = json.loads(zattrs.read_text()).get("attributes", {})
         if name == "smoke":
-            out[name] = f"PhiFlow smoke plumes ({attrs.get('title', 'smoke plume')})"
+            out[name] = ("PhiFlow simulation", f"PhiFlow smoke plumes ({attrs.get('title', 'smoke plume')})")
         else:
-            out[name] = str(attrs.get("source_description") or attrs.get("source") or "unknown source")
+            kind = str(attrs.get("source", "unknown"))
+            out[name] = (SHORT_SOURCE.get(kind, kind), str(attrs.get("source_description") or kind))
     return out
 
 

@@ -142,7 +142,7 @@ def test_landscape_and_report(tiny_study: tuple[Path, object]) -> None:
     assert abs(sum(land["slq_weights"]) - 1) < 1e-6
     spectrum = json.loads((root / "metrics" / "spectra" / "smoke-e2cnn-seed0-best.json").read_text())
     assert {"eigenvalue", "density"} <= set(spectrum[0])
-    summary = render(params, root / "metrics", root / "report", {"smoke": "PhiFlow test store"})
+    summary = render(params, root / "metrics", root / "report", {"smoke": ("PhiFlow", "PhiFlow test store")})
     assert set(summary["smoke"]) == {"cnn", "e2cnn"}
     text = (root / "report" / "report.md").read_text()
     assert "PhiFlow test store" in text and "smoke_sharpness.png" in text
