@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pipelines.storage import to_json
@@ -24,3 +26,27 @@ def run_stage(
         return 1
     print(to_json(summary(result)))
     return 0
+
+
+def dataset_stage_parser(description: str, out: str, metrics: str) -> argparse.ArgumentParser:
+    """Arguments every dataset-building stage takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", default=out, type=Path)
+    parser.add_argument("--metrics", default=metrics, type=Path)
+    parser.add_argument("--scratch", default="data/.scratch", type=Path, help="resumable pieces of this run")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    return parser
+
+
+def run_stage_parser(description: str, datasets: list[str]) -> argparse.ArgumentParser:
+    """Arguments of the stages that work on one trained run (dataset, model, seed)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dataset", choices=datasets, required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, help="the dataset store (default: the dataset stage's output)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
+    return parser

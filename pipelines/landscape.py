@@ -11,7 +11,6 @@ Hutchinson. Writes ``metrics/landscape/<run>-<checkpoint>.json`` and the density
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from pipelines.cli import run_stage
+from pipelines.cli import run_stage, run_stage_parser
 from pipelines.params import LandscapeParams, StudyParams, load_params
 from pipelines.storage import write_json_atomic
 from pipelines.train import DATA, build, load_splits, run_name
@@ -97,15 +96,8 @@ def run_landscape(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(TASKS), required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--seed", type=int, required=True)
+    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS))
     parser.add_argument("--checkpoint", choices=["early", "best"], required=True)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path)
-    parser.add_argument("--runs", type=Path, default=Path("runs"))
-    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
     args = parser.parse_args(argv)
 
     def body() -> dict:

@@ -9,7 +9,6 @@ it already has. The final store is written atomically (see :mod:`pipelines.stora
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,7 +21,7 @@ import xarray as xr
 from distributed import as_completed
 from tqdm import tqdm
 
-from pipelines.cli import run_stage
+from pipelines.cli import dataset_stage_parser, run_stage
 from pipelines.compute import dask_client
 from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams, load_params
 from pipelines.plume.levels import (
@@ -290,12 +289,7 @@ def build_smoke_dataset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="data/smoke_plume.zarr", type=Path)
-    parser.add_argument("--metrics", default="metrics/smoke.json", type=Path)
-    parser.add_argument("--scratch", default="data/.scratch", type=Path)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser = dataset_stage_parser(__doc__.splitlines()[0], "data/smoke_plume.zarr", "metrics/smoke.json")
     args = parser.parse_args(argv)
 
     def body() -> dict:

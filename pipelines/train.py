@@ -10,7 +10,6 @@ the real test split, in physical units, the parameter count and the equivariance
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from loaders.smoke import smoke_plume
 from loaders.turbulence import turbulence_sr
 from models.equivariance import equivariance_error
 from models.registry import build_model, count_parameters, default_hparams
-from pipelines.cli import run_stage
+from pipelines.cli import run_stage, run_stage_parser
 from pipelines.params import StudyParams, TaskTrainParams, load_params
 from pipelines.storage import params_key, write_json_atomic
 from train.loop import evaluate, load_checkpoint, seed_everything, train, write_curves
@@ -120,14 +119,7 @@ def run_training(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(TASKS), required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, help="store to train on (default: the stage's output)")
-    parser.add_argument("--runs", type=Path, default=Path("runs"))
-    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
+    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS))
     args = parser.parse_args(argv)
 
     def body() -> dict:

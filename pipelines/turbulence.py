@@ -12,7 +12,6 @@ task, and written atomically through :mod:`pipelines.storage`. Store layout: doc
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -27,7 +26,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from pipelines.cli import run_stage
+from pipelines.cli import dataset_stage_parser, run_stage
 from pipelines.compute import dask_client
 from pipelines.params import ComputeParams, TurbulenceParams, load_params
 from pipelines.storage import (
@@ -635,14 +634,9 @@ def _disable(progress: bool | None) -> bool | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="data/turbulence.zarr", type=Path)
-    parser.add_argument("--metrics", default="metrics/turbulence.json", type=Path)
+    parser = dataset_stage_parser(__doc__.splitlines()[0], "data/turbulence.zarr", "metrics/turbulence.json")
     parser.add_argument("--spectrum-plot", default="metrics/turbulence_spectrum.png", type=Path)
     parser.add_argument("--modes-plot", default="metrics/turbulence_modes.png", type=Path)
-    parser.add_argument("--scratch", default="data/.scratch", type=Path)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
     args = parser.parse_args(argv)
 
     def body() -> dict:
