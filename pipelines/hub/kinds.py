@@ -7,13 +7,48 @@ building, checksums, upload and receipt are shared (:mod:`pipelines.hub.repo`, :
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import matplotlib.pyplot as plt
 import xarray as xr
 
 from pipelines.hub.card import ConfigSpec
 from pipelines.params import PublishParams
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """Everything a dataset card is generated from."""
+
+    ds: xr.Dataset
+    provenance: dict[str, Any]
+    repo_id: str
+    configs: list[ConfigSpec]
+    stats: dict[str, Any]
+    sizes: dict[str, int]  # file path in the repo -> bytes
+    license: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.provenance.get("params", {})
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return self.provenance.get("versions", {})
+
+    @property
+    def built_from(self) -> str:
+        rev, created = self.provenance.get("git_revision", "unknown"), self.provenance.get("created_utc", "?")
+        return f"Built from git revision `{rev}` on {created}."
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a card figure reproducibly (no software/date stamp, so unchanged data gives the same bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(fig)
 
 
 class DatasetKind:
@@ -46,7 +81,7 @@ class DatasetKind:
     def figure(self, ds: xr.Dataset, path: Path) -> None:
         raise NotImplementedError
 
-    def card_body(self, ctx: dict[str, Any]) -> str:
+    def card_body(self, ctx: CardContext) -> str:
         raise NotImplementedError
 
 

@@ -22,12 +22,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import xarray as xr
 
 from pipelines.hub.card import front_matter
-from pipelines.hub.kinds import DatasetKind
+from pipelines.hub.kinds import CardContext, DatasetKind
 from pipelines.hub.zarr_copy import write_sharded_copy
 from pipelines.params import PublishParams
 from pipelines.storage import (
@@ -168,15 +167,7 @@ def build_repo(
         sizes = {
             p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()
         }
-        ctx: dict[str, Any] = {
-            "ds": ds,
-            "provenance": read_provenance(ds),
-            "repo_id": repo_id,
-            "configs": configs,
-            "stats": stats,
-            "sizes": sizes,
-            "license": params.license,
-        }
+        ctx = CardContext(ds, read_provenance(ds), repo_id, configs, stats, sizes, params.license)
         card = front_matter(
             pretty_name=kind.pretty_name,
             license=params.license,

@@ -27,7 +27,7 @@ from pipelines.hub.card import (
     table,
     versions_table,
 )
-from pipelines.hub.kinds import DatasetKind
+from pipelines.hub.kinds import CardContext, DatasetKind, save_figure
 from pipelines.hub.parquet import write_split
 from pipelines.params import PublishParams
 
@@ -181,17 +181,12 @@ class SmokeKind(DatasetKind):
                 ax.set_yticks([])
                 ax.set_title(f"E_{int(lv)}, {int(d)} deg", fontsize=9)
         fig.suptitle(f"smoke density and velocity at frame {int(ds.frame.values[t])}", fontsize=10)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=80, metadata={"Software": None})
-        plt.close(fig)
+        save_figure(fig, path)
 
-    def card_body(self, ctx: dict[str, Any]) -> str:
-        ds: xr.Dataset = ctx["ds"]
-        prov: dict[str, Any] = ctx["provenance"]
-        repo_id: str = ctx["repo_id"]
-        configs: list[ConfigSpec] = ctx["configs"]
-        p = prov.get("params", {})
-        versions = prov.get("versions", {})
+    def card_body(self, ctx: CardContext) -> str:
+        ds, repo_id, configs = ctx.ds, ctx.repo_id, ctx.configs
+        p = ctx.params
+        versions = ctx.versions
         windows = json.loads(ds.attrs["windows"])
         ranges = split_ranges(ds.attrs["splits"])
         solver = json.loads(ds.attrs.get("pressure_solver", "{}"))
@@ -208,8 +203,8 @@ class SmokeKind(DatasetKind):
             )
             for s, (a, b) in ranges.items()
         ]
-        level_err = prov.get("metrics", {}).get("level_equivariance_error", {})
-        published = prov.get("metrics", {}).get("published_level_equivariance_error", {})
+        level_err = ctx.provenance.get("metrics", {}).get("level_equivariance_error", {})
+        published = ctx.provenance.get("metrics", {}).get("published_level_equivariance_error", {})
         config_rows = [
             (f"`{c.name}`", c.description, " / ".join(str(c.rows[s]) for s in c.rows)) for c in configs
         ]
@@ -268,7 +263,7 @@ Windows never cross a split boundary.
 Per-component mean / std, and the root-mean-square vector magnitude that the loaders' rotation-safe `scale`
 normalisation divides by. The same numbers are in `stats.json`.
 
-{stats_table(ctx["stats"])}
+{stats_table(ctx.stats)}
 ## Symmetry
 
 Relative C4 equivariance error of each level's velocity (published values of the original study in brackets):
@@ -291,13 +286,13 @@ x, y = train[0]            # ({windows["input_frames"]}, 2, H, W), ({windows["ou
 
 ## Files
 
-{files_table(ctx["sizes"])}
+{files_table(ctx.sizes)}
 `checksums.sha256` lists the sha256 of every other file (`sha256sum -c checksums.sha256`).
 The zarr store uses zarr v3 sharding: one shard per (level, direction) series, one frame per inner chunk.
 
 ## Provenance
 
-Built from git revision `{prov.get("git_revision", "unknown")}` on {prov.get("created_utc", "?")}.
+{ctx.built_from}
 
 {versions_table(versions, ("python", "phiflow", "phiml", "numpy", "scipy", "xarray", "zarr"))}
 Simulation parameters:
@@ -312,5 +307,5 @@ Simulation parameters:
 
 ## License
 
-{ctx["license"]}
+{ctx.license}
 """

@@ -27,7 +27,7 @@ from pipelines.hub.card import (
     table,
     versions_table,
 )
-from pipelines.hub.kinds import DatasetKind
+from pipelines.hub.kinds import CardContext, DatasetKind, save_figure
 from pipelines.hub.parquet import write_split
 from pipelines.params import PublishParams
 
@@ -160,18 +160,13 @@ class TurbulenceKind(DatasetKind):
             ax.set_yticks([])
         fig.colorbar(im, ax=axes, shrink=0.8, label="u_x")
         fig.suptitle(f"u_x on the mid z-plane, time index {t}", fontsize=10)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=80, metadata={"Software": None})
-        plt.close(fig)
+        save_figure(fig, path)
 
-    def card_body(self, ctx: dict[str, Any]) -> str:
-        ds: xr.Dataset = ctx["ds"]
-        prov: dict[str, Any] = ctx["provenance"]
-        repo_id: str = ctx["repo_id"]
-        configs: list[ConfigSpec] = ctx["configs"]
-        p = prov.get("params", {})
+    def card_body(self, ctx: CardContext) -> str:
+        ds, repo_id, configs = ctx.ds, ctx.repo_id, ctx.configs
+        p = ctx.params
         params = p.get("turbulence", p)
-        versions = prov.get("versions", {})
+        versions = ctx.versions
         lo, hi = DEFAULT_PAIR
         source = str(ds.attrs.get("source") or params.get("source", "synthetic")).lower()
         if "jhtdb" in source:
@@ -224,7 +219,7 @@ Samples are disjoint windows of time steps, so no time step appears in two split
 {table(("split", "samples", "centre positions"), split_rows)}
 ## Statistics (train split only)
 
-{stats_table(ctx["stats"])}
+{stats_table(ctx.stats)}
 ## Usage
 
 ```python
@@ -242,12 +237,12 @@ lrs, hr = train[0]
 
 ## Files
 
-{files_table(ctx["sizes"])}
+{files_table(ctx.sizes)}
 `checksums.sha256` lists the sha256 of every other file (`sha256sum -c checksums.sha256`).
 
 ## Provenance
 
-Built from git revision `{prov.get("git_revision", "unknown")}` on {prov.get("created_utc", "?")}.
+{ctx.built_from}
 
 {versions_table(versions, ("python", "numpy", "scipy", "xarray", "zarr"))}
 Parameters:
@@ -257,5 +252,5 @@ Extra metadata: `{extra}`
 
 ## License
 
-{ctx["license"]}
+{ctx.license}
 """
