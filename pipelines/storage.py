@@ -221,8 +221,12 @@ class ResumableBatches:
         ds.to_zarr(store, mode="w", zarr_format=3, consolidated=False)
         write_json_atomic(self._marker(name), {"saved_utc": time.time()})
 
+    def open(self, name: str) -> xr.Dataset:
+        """A finished piece, lazily (dask-backed): large pieces are read a chunk at a time."""
+        return xr.open_zarr(self._store(name), consolidated=False)
+
     def load(self, name: str) -> xr.Dataset:
-        return xr.open_zarr(self._store(name), consolidated=False).load()
+        return self.open(name).load()
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

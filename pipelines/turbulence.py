@@ -55,13 +55,6 @@ DOMAIN = 2 * np.pi
 PIECE_CHUNK_BYTES = 8 << 20  # source pieces are read in chunks of about this size
 
 
-class Pieces(ResumableBatches):
-    """Scratch pieces that can also be opened lazily, so the source is read a chunk at a time."""
-
-    def open_lazy(self, name: str) -> xr.Dataset:
-        return xr.open_zarr(self._store(name), consolidated=False)
-
-
 def piece_encoding(shape: tuple[int, ...], factor: int) -> dict[str, Any]:
     """Chunks of z-slabs (multiples of the hr factor, about PIECE_CHUNK_BYTES) and no compression.
 
@@ -101,9 +94,9 @@ def sample_plan(p: TurbulenceParams) -> SamplePlan:
     return plan_samples(0, p.n_samples * p.window - 1, counts, p.window, p.seed, p.split_strategy, draw=False)
 
 
-def synthetic_scratch(p: TurbulenceParams, root: Path) -> Pieces:
+def synthetic_scratch(p: TurbulenceParams, root: Path) -> ResumableBatches:
     key = params_key({"synthetic": p.synthetic.model_dump(mode="json"), "frames": p.n_samples * p.window})
-    return Pieces(root, "turbulence-synthetic-" + key)
+    return ResumableBatches(root, "turbulence-synthetic-" + key)
 
 
 def _frame_name(i: int) -> str:
@@ -114,11 +107,11 @@ def _diag_name(i: int) -> str:
     return f"frame{i:05d}-diagnostics"
 
 
-def _frame_done(scratch: Pieces, i: int) -> bool:
+def _frame_done(scratch: ResumableBatches, i: int) -> bool:
     return scratch.done(_frame_name(i)) and scratch.done(_diag_name(i))
 
 
-def simulate(p: TurbulenceParams, scratch: Pieces, progress: bool | None = None) -> dict[str, Any]:
+def simulate(p: TurbulenceParams, scratch: ResumableBatches, progress: bool | None = None) -> dict[str, Any]:
     """Spin the solver up and save every stored time step as a scratch piece (velocity + diagnostics).
 
     A rerun with every piece present skips the solver; otherwise it integrates again (the run is
@@ -194,10 +187,10 @@ def _frame_datasets(solver: SpectralSolver, factor: int) -> tuple[xr.Dataset, xr
     return velocity, diagnostics
 
 
-def synthetic_source(p: TurbulenceParams, scratch: Pieces) -> tuple[da.Array, dict[str, Any]]:
+def synthetic_source(p: TurbulenceParams, scratch: ResumableBatches) -> tuple[da.Array, dict[str, Any]]:
     """The stored solver frames as a lazy (time, component, z, y, x) array, chunked like the pieces."""
     n_frames = p.n_samples * p.window
-    frames = [scratch.open_lazy(_frame_name(i))["velocity"].data for i in range(n_frames)]
+    frames = [scratch.open(_frame_name(i))["velocity"].data for i in range(n_frames)]
     diags = [scratch.load(_diag_name(i)) for i in range(n_frames)]
     return da.stack(frames), {
         "frames": [json.loads(d.attrs["diagnostics"]) for d in diags],
@@ -206,7 +199,7 @@ def synthetic_source(p: TurbulenceParams, scratch: Pieces) -> tuple[da.Array, di
     }
 
 
-def jhtdb_scratch(p: TurbulenceParams, root: Path, times: list[int]) -> Pieces:
+def jhtdb_scratch(p: TurbulenceParams, root: Path, times: list[int]) -> ResumableBatches:
     j = p.jhtdb
     key = params_key(
         {
@@ -215,11 +208,11 @@ def jhtdb_scratch(p: TurbulenceParams, root: Path, times: list[int]) -> Pieces:
             "times": times,
         }
     )  # fmt: skip
-    return Pieces(root, "turbulence-jhtdb-" + key)
+    return ResumableBatches(root, "turbulence-jhtdb-" + key)
 
 
 def jhtdb_source(
-    p: TurbulenceParams, plan: SamplePlan, scratch: Pieces, progress: bool | None = None
+    p: TurbulenceParams, plan: SamplePlan, scratch: ResumableBatches, progress: bool | None = None
 ) -> tuple[da.Array, dict[str, Any]]:
     """Download every missing block, then assemble the pieces lazily into (time, component, z, y, x)."""
     n = p.hr_resolution
@@ -236,7 +229,7 @@ def jhtdb_source(
         per_time.setdefault(b.time_index, []).append(b)
     steps = []
     for t in times:
-        grid = {b.lo: scratch.open_lazy(b.name)["velocity"].data for b in per_time[t]}
+        grid = {b.lo: scratch.open(b.name)["velocity"].data for b in per_time[t]}
         zs, ys, xs = (sorted({lo[a] for lo in grid}) for a in range(3))
         steps.append(da.block([[[grid[(z, y, x)] for x in xs] for y in ys] for z in zs]))
     return da.stack(steps), {"download": counters, "blocks_per_time_step": len(per_time[times[0]])}

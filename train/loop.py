@@ -7,7 +7,6 @@ epoch; a rerun with the same configuration continues from it, a changed configur
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipelines.params import OptimiserParams
+from pipelines.storage import write_json_atomic
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -174,7 +174,4 @@ def train(
 def write_curves(path: Path, history: dict[str, list], extra: dict[str, Any]) -> None:
     """Per-epoch rows for ``dvc plots``."""
     rows = [{**extra, **{key: history[key][i] for key in history}} for i in range(len(history["epoch"]))]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, rows)
