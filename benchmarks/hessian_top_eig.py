@@ -15,7 +15,7 @@ import time
 import torch
 
 from models.registry import build_model, count_parameters, default_hparams
-from train.landscape import FlatLoss, lanczos, power_iteration
+from train.curvature import FlatLoss, lanczos, power_iteration
 from train.tasks import task_for
 
 

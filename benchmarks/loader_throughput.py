@@ -1,6 +1,6 @@
 """Samples per second of our smoke loader next to the original study's way of loading, on the same data.
 
-    python benchmarks/loader_throughput.py [--store data/smoke_plume.zarr] [--seconds 20]
+    python benchmarks/loader_throughput.py [--store data/smoke.zarr] [--seconds 20]
 
 * ours: :func:`loaders.smoke_plume` over a local zarr store (lazy, chunk-aware reads, an LRU of a few chunks);
 * original: one ``.pt`` file per simulation; every sample ``torch.load``-s the whole file and slices its
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="train")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        store = args.store or synthetic_store(Path(tmp) / "smoke_plume.zarr")
+        store = args.store or synthetic_store(Path(tmp) / "smoke.zarr")
         group = open_group(str(store))
         levels = [int(v) for v in group["level"][:]]
         start, stop = split_ranges(group.attrs["splits"])[

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from pipelines.params import ComputeParams, SmokeParams
-from pipelines.smoke import Job, run_batch, run_batches
+from pipelines.smoke.stage import Job, run_batch, run_batches
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ disk chunked and encoded like the stage's source pieces, into the hr target (blo
 and the lr input (block mean of hr by ``lr-factor``), and write both to zarr:
 
 * naive: read the whole array into memory, then ``reshape(...).mean(...)`` over 6-D views;
-* ours: :func:`pipelines.turb.downsample.block_mean_dask` over the stored chunks, written through xarray
+* ours: :func:`pipelines.turbulence.downsample.block_mean_dask` over the stored chunks, written through xarray
   under :func:`pipelines.turbulence.downsample_scheduler` with the default compute params, as the stage
   does (local threads; a dask cluster only when ``compute.scheduler_address`` is set).
 
@@ -80,7 +80,7 @@ def make_field(path: Path, size: int, hr: int) -> tuple[int, ...]:
     encoded like the stage's source pieces."""
     import zarr
 
-    from pipelines.turbulence import piece_encoding
+    from pipelines.turbulence.stage import piece_encoding
 
     shape = (3, size, size, size)
     chunks = piece_encoding(shape, size // hr)["chunks"]
@@ -115,8 +115,8 @@ def run_dask(src: Path, out: Path, hr: int, lr_factor: int) -> dict:
     import xarray as xr
 
     from pipelines.params import ComputeParams
-    from pipelines.turb.downsample import block_mean_dask
-    from pipelines.turbulence import downsample_scheduler
+    from pipelines.turbulence.downsample import block_mean_dask
+    from pipelines.turbulence.stage import downsample_scheduler
 
     with downsample_scheduler(ComputeParams()), MemorySampler() as mem:
         start = time.perf_counter()

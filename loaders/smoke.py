@@ -1,6 +1,6 @@
 """Smoke plumes as a torch ``Dataset`` of (input frames, target frames) windows.
 
-    ds = smoke_plume("data/smoke_plume.zarr", level=5, split="train")        # local store
+    ds = smoke_plume("data/smoke.zarr", level=5, split="train")        # local store
     ds = smoke_plume("data/hub/smoke-plume-c4", level=5, split="valid")      # local repo folder
     ds = smoke_plume("symflow/smoke-plume-c4", level=5, normalise="scale")   # Hub repo (hf:// reads)
 
@@ -25,7 +25,7 @@ from loaders.normalisation import NormaliseMode, Normaliser, field_stats
 from loaders.sources import ChunkReader, Source, open_group, resolve_source
 from loaders.windows import WindowIndex, canonical_split, split_ranges
 
-STORE_NAME = "smoke_plume.zarr"
+STORE_NAME = "smoke.zarr"
 FIELDS = ("velocity", "smoke")
 
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import numpy as np
 import zarr
 
-from pipelines.storage import COMPLETE_MARKER, StoreError
+from loaders.storage import COMPLETE_MARKER, StoreError
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CHECKSUMS = "checksums.sha256"

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipelines.storage import to_json
+from loaders.storage import to_json
+
+# Where each dataset stage writes its store, and so where the run stages read it by default.
+STORE_PATHS = {"smoke": Path("data/smoke.zarr"), "turbulence": Path("data/turbulence.zarr")}
 
 # Failures a user can act on: bad params, a missing or corrupt input, a failing server or solver.
 # Anything else is a bug and keeps its traceback.

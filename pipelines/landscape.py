@@ -19,18 +19,20 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from pipelines.cli import run_stage, run_stage_parser
+from loaders.storage import write_json_atomic
+from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
 from pipelines.params import LandscapeParams, StudyParams, load_params
-from pipelines.storage import write_json_atomic
-from pipelines.train import DATA, build, load_splits, run_name
-from train.landscape import (
+from pipelines.run_config import hparams_of, split_spec
+from train.curvature import (
     FlatLoss,
     hutchinson_trace,
     random_directions,
     sharpness,
     spectral_density,
 )
+from train.data import build, load_splits
 from train.loop import load_checkpoint
+from train.runs import RunId
 from train.tasks import TASKS, task_for
 
 
@@ -77,21 +79,21 @@ def run_landscape(
 ) -> dict[str, Any]:  # fmt: skip
     section = getattr(params.train, dataset)
     task = task_for(dataset, section.train_rollout)  # the training loss the model was optimised on
-    path = runs / dataset / model_name / f"seed{seed}" / f"{checkpoint}.pt"
+    run = RunId(dataset, model_name, seed)
+    path = run.checkpoint(runs, checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}; run the train stage first (dvc repro)")
-    model, _ = build(dataset, model_name, seed, params)
+    model = build(dataset, model_name, seed, hparams_of(dataset, model_name, section))
     state = load_checkpoint(path)
     model.load_state_dict(state["model"])
-    subset = fixed_subset(load_splits(dataset, section, data)["train"], params.landscape)
+    subset = fixed_subset(load_splits(dataset, data, split_spec(section))["train"], params.landscape)
     flat = FlatLoss(model, subset, task.loss)
     result, spectrum = measure(flat, params.landscape)
     result.update(
         {"epoch": int(state["epoch"]), "checkpoint": checkpoint, "samples": sum(len(b[0]) for b in subset)}
     )
-    name = f"{run_name(dataset, model_name, seed)}-{checkpoint}"
-    write_json_atomic(metrics_dir / "landscape" / f"{name}.json", result)
-    write_json_atomic(metrics_dir / "spectra" / f"{name}.json", spectrum)
+    write_json_atomic(run.landscape_metrics(metrics_dir, checkpoint), result)
+    write_json_atomic(run.spectrum(metrics_dir, checkpoint), spectrum)
     return result
 
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> dict:
         params = load_params(args.params)
-        data = args.data or DATA[args.dataset]
+        data = args.data or STORE_PATHS[args.dataset]
         return run_landscape(
             args.dataset, args.model, args.seed, args.checkpoint, params, data, args.runs, args.metrics_dir
         )

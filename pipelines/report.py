@@ -20,9 +20,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from pipelines.cli import run_stage
+from loaders.storage import open_store
+from pipelines.cli import STORE_PATHS, run_stage
 from pipelines.params import StudyParams, load_params
-from pipelines.train import run_name
+from train.runs import RunId
 
 # Which models the study compares, relaxed first: (relaxed, fully equivariant, baseline or None).
 COMPARISONS = {"smoke": ("rsteer", "e2cnn", None), "turbulence": ("rgcnn", "gcnn", "cnn")}
@@ -40,12 +41,12 @@ def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[
         section = getattr(params.train, dataset)
         for model in section.models:
             for seed in section.seeds:
-                name = run_name(dataset, model, seed)
+                run = RunId(dataset, model, seed)
                 ckpts = params.landscape.checkpoints
                 entry = {
-                    "train": _read(metrics_dir / "train" / f"{name}.json"),
-                    "curves": _read(metrics_dir / "curves" / f"{name}.json"),
-                    "landscape": {c: _read(metrics_dir / "landscape" / f"{name}-{c}.json") for c in ckpts},
+                    "train": _read(run.train_metrics(metrics_dir)),
+                    "curves": _read(run.curves(metrics_dir)),
+                    "landscape": {c: _read(run.landscape_metrics(metrics_dir, c)) for c in ckpts},
                 }
                 if entry["train"] is not None:
                     out[dataset][model][seed] = entry
@@ -268,10 +269,9 @@ def dataset_sources(paths: dict[str, Path]) -> dict[str, tuple[str, str]]:
     store's attributes: JHTDB or synthetic, stated plainly."""
     out = {}
     for name, path in paths.items():
-        zattrs = path / "zarr.json"
-        if not zattrs.is_file():
+        if not Path(path).exists():
             continue
-        attrs = json.loads(zattrs.read_text()).get("attributes", {})
+        attrs = open_store(path).attrs
         if name == "smoke":
             out[name] = ("PhiFlow simulation", f"PhiFlow smoke plumes ({attrs.get('title', 'smoke plume')})")
         else:
@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
     parser.add_argument("--out", type=Path, default=Path("report"))
-    parser.add_argument("--smoke", type=Path, default=Path("data/smoke_plume.zarr"))
-    parser.add_argument("--turbulence", type=Path, default=Path("data/turbulence.zarr"))
+    parser.add_argument("--smoke", type=Path, default=STORE_PATHS["smoke"])
+    parser.add_argument("--turbulence", type=Path, default=STORE_PATHS["turbulence"])
     args = parser.parse_args(argv)
 
     def body() -> dict:

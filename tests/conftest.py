@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipelines.storage import provenance, publish_store, to_json
+from loaders.storage import provenance, publish_store, to_json
 
 
 def synthetic_smoke(path: Path, levels: tuple[int, ...] = (0, 3), n_time: int = 12, n: int = 16) -> Path:
@@ -96,7 +96,7 @@ def synthetic_turbulence(path: Path, n_time: int = 15, n_hr: int = 8, factor: in
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_smoke(tmp_path_factory.mktemp("stores") / "smoke_plume.zarr")
+    return synthetic_smoke(tmp_path_factory.mktemp("stores") / "smoke.zarr")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from train.landscape import (
+from train.curvature import (
     FlatLoss,
     hutchinson_trace,
     lanczos,

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from loaders import smoke_plume, turbulence_sr
 from loaders.normalisation import Normaliser, field_stats
 from loaders.sources import ChunkReader
+from loaders.storage import COMPLETE_MARKER, StoreError
 from loaders.windows import WindowIndex, split_ranges
-from pipelines.storage import COMPLETE_MARKER, StoreError
 
 
 def test_window_index_covers_every_window_once():

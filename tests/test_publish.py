@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.hub.repo import CHECKSUMS, read_checksums, verify_folder
-from pipelines.hub.upload import PublishError, upload_repo
+from loaders.storage import COMPLETE_MARKER, file_manifest
 from pipelines.params import PublishParams
-from pipelines.publish import publish
-from pipelines.storage import COMPLETE_MARKER, file_manifest
+from pipelines.publish.repo import CHECKSUMS, read_checksums, verify_folder
+from pipelines.publish.stage import publish
+from pipelines.publish.upload import PublishError, upload_repo
 
 REPO = Path(__file__).resolve().parent.parent
 REPOS = {"smoke": "tester/smoke-plume", "turbulence": "tester/turbulence-sr"}
@@ -166,7 +166,7 @@ CLIENT_CHECKS = textwrap.dedent(
             assert np.array_equal(np.stack(rows["smoke"]), want_s), split
             assert rows[0]["velocity"].dtype == np.float32 and rows[0]["velocity"].shape == (2, 16, 16)
         done.append("load_dataset")
-        remote = xr.open_zarr(f"hf://datasets/{repo}/zarr/smoke_plume.zarr", chunks=None)
+        remote = xr.open_zarr(f"hf://datasets/{repo}/zarr/smoke.zarr", chunks=None)
         for name in ("velocity", "smoke", "buoyancy", "frame"):
             assert np.array_equal(remote[name].values, local[name].values), name
         assert remote.velocity.dims == local.velocity.dims and remote.attrs["splits"] == local.attrs["splits"]

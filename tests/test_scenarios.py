@@ -11,9 +11,9 @@ from phi.flow import Sphere, extrapolation, union, vec
 
 from models.groups import c4_rotation, rotate_vector
 from pipelines.params import ParamsError, PressureSolverParams, parse_params
-from pipelines.plume.scenarios import SCENARIOS, BuoyantPlume, Domain
-from pipelines.plume.simulate import simulate
-from pipelines.smoke import assemble_levels, plan_jobs, run_batch
+from pipelines.smoke.scenarios import BUILTIN_SCENARIOS, BuoyantPlume, Domain, resolve_scenario
+from pipelines.smoke.simulate import simulate
+from pipelines.smoke.stage import assemble_levels, plan_jobs, run_batch
 from tests.smoke_support import SMALL_SMOKE
 
 
@@ -34,12 +34,19 @@ class TwinPlume(BuoyantPlume):
 
 @pytest.fixture
 def registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SCENARIOS, "twin_plume", TwinPlume)
+    monkeypatch.setitem(BUILTIN_SCENARIOS, "twin_plume", TwinPlume)
 
 
-def test_unknown_scenario_is_rejected_by_params() -> None:
-    with pytest.raises(ParamsError, match="unknown scenario 'twin_plume'"):
-        parse_params({"smoke": {"scenario": "twin_plume"}})
+def test_unknown_scenario_is_rejected_before_work() -> None:
+    # params check the name's form without importing PhiFlow; the stage resolves it before simulating
+    with pytest.raises(ParamsError, match="smoke.scenario"):
+        parse_params({"smoke": {"scenario": "not a name!"}})
+    with pytest.raises(ValueError, match="'twin_plume' is not a built-in scenario"):
+        resolve_scenario("twin_plume")
+    with pytest.raises(ValueError, match="cannot be imported"):
+        resolve_scenario("no_such_module_xyz:TwinPlume")
+    with pytest.raises(ValueError, match=r"unknown keys \['bogus'\]"):
+        resolve_scenario("buoyant_plume", {"bogus": 1})
 
 
 def test_new_scenario_rotates_like_its_simulation(registered: None) -> None:

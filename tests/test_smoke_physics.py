@@ -5,10 +5,10 @@ import pytest
 
 from models.groups import c4, c4_rotation, rotate_scalar, rotate_vector
 from pipelines.params import PressureSolverParams
-from pipelines.plume.levels import equivariance_errors, staggered_divergence_from_centres, undo_directions
-from pipelines.plume.pressure import SpectralProjection, neumann_laplacian
-from pipelines.plume.scenarios import BuoyantPlume, Domain
-from pipelines.plume.simulate import simulate
+from pipelines.smoke.levels import equivariance_errors, staggered_divergence_from_centres, undo_directions
+from pipelines.smoke.pressure import SpectralProjection, neumann_laplacian
+from pipelines.smoke.scenarios import BuoyantPlume, Domain
+from pipelines.smoke.simulate import simulate
 
 RNG = np.random.default_rng(0)
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from loaders.storage import COMPLETE_MARKER, StoreError, open_store, read_provenance
 from models.groups import c4_rotation, rotate_scalar, rotate_vector
-from pipelines.smoke import build_smoke_dataset, plan_jobs, validate_store
-from pipelines.storage import COMPLETE_MARKER, StoreError, open_store, read_provenance
+from pipelines.smoke.stage import build_smoke_dataset, plan_jobs, validate_store
 from tests.smoke_support import REPO, SMALL_SMOKE, small_params, write_params
 
 
@@ -239,6 +239,6 @@ def test_dvc_repro_runs_the_smoke_stage(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     metrics = json.loads((work / "metrics" / "smoke.json").read_text())
     assert metrics["level_equivariance_error"]["E0"] == 0.0
-    assert open_store(work / "data" / "smoke_plume.zarr").velocity.shape[0] == len(SMALL_SMOKE["levels"])
+    assert open_store(work / "data" / "smoke.zarr").velocity.shape[0] == len(SMALL_SMOKE["levels"])
     again = subprocess.run([dvc, "repro", "smoke"], cwd=work, env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "didn't change" in again.stdout + again.stderr

@@ -11,13 +11,13 @@ import torch
 from torch.utils.data import TensorDataset
 
 from models.registry import MODEL_NAMES, build_model, default_hparams
+from pipelines.fit import run_training
 from pipelines.landscape import run_landscape
 from pipelines.params import OptimiserParams, parse_params
 from pipelines.report import render
-from pipelines.smoke import build_smoke_dataset
-from pipelines.train import run_training
+from pipelines.smoke.stage import build_smoke_dataset
 from tests.smoke_support import SMALL_SMOKE
-from train.landscape import FlatLoss, random_directions
+from train.curvature import FlatLoss, random_directions
 from train.loop import train
 from train.tasks import TASKS
 

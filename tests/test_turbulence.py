@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from loaders.storage import open_store, read_provenance
 from models.groups import octahedral, rotate_vector
 from pipelines.params import ComputeParams, ParamsError, TurbulenceParams, load_params, parse_params
-from pipelines.storage import open_store, read_provenance
-from pipelines.turb.downsample import block_mean, block_mean_dask, stride_sample
-from pipelines.turb.solver import SolverConfig, SpectralSolver, initial_condition
-from pipelines.turb.spectra import field_spectrum, relative_divergence, to_fourier
-from pipelines.turb.task import check_plan, plan_samples
-from pipelines.turbulence import build_turbulence_dataset
+from pipelines.turbulence.downsample import block_mean, block_mean_dask, stride_sample
+from pipelines.turbulence.solver import SolverConfig, SpectralSolver, initial_condition
+from pipelines.turbulence.spectra import field_spectrum, relative_divergence, to_fourier
+from pipelines.turbulence.stage import build_turbulence_dataset
+from pipelines.turbulence.task import check_plan, plan_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 O = octahedral()

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import yaml
 
+from loaders.storage import open_store
 from pipelines.params import ComputeParams, TurbulenceParams, parse_params
-from pipelines.storage import open_store
-from pipelines.turb import jhtdb
-from pipelines.turb.downsample import block_mean
-from pipelines.turbulence import build_turbulence_dataset, jhtdb_scratch, main, sample_plan
+from pipelines.turbulence import jhtdb
+from pipelines.turbulence.downsample import block_mean
+from pipelines.turbulence.stage import build_turbulence_dataset, jhtdb_scratch, main, sample_plan
 from tests.jhtdb_standin import JHTDBStandIn, native_indices, standin_velocity
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,23 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipelines.params import OptimiserParams
-from pipelines.storage import write_json_atomic
+from loaders.storage import write_json_atomic
+
+
+@dataclass(frozen=True)
+class OptimiserConfig:
+    """Adam + StepLR + early stopping on the validation metric (the study's recipe)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 4e-4
+    batch_size: int = 8
+    max_epochs: int = 6
+    lr_step_epochs: int = 1
+    lr_gamma: float = 0.9
+    patience: int = 5
+    early_epoch: int = 3
+    max_train_batches: int | None = None
+    num_workers: int = 0
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -78,7 +93,7 @@ def train(
     task: Any,
     train_set: Dataset,
     valid_set: Dataset,
-    settings: OptimiserParams,
+    settings: OptimiserConfig,
     run_dir: Path,
     seed: int,
     config_key: str,

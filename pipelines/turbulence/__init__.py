@@ -1,4 +1,6 @@
-"""Pieces of the isotropic-turbulence stage (:mod:`pipelines.turbulence`).
+"""The turbulence stage: isotropic-turbulence super-resolution data (``python -m pipelines.turbulence``).
+
+* :mod:`.stage` -- the stage function and its command line;
 
 * :mod:`.solver` -- pseudo-spectral forced Navier-Stokes solver (the offline ``synthetic`` source);
 * :mod:`.jhtdb` -- JHTDB cutout client and block-wise resumable download (the ``jhtdb`` source);

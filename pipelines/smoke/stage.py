@@ -1,10 +1,10 @@
 """Stage: simulate buoyant smoke plumes, build the C4 symmetry levels, write and validate the zarr store.
 
-    python -m pipelines.smoke --params params.yaml --out data/smoke_plume.zarr
+    python -m pipelines.smoke --params params.yaml --out data/smoke.zarr
 
 Simulations run in batches along a PhiFlow batch dimension, one batch per dask task. Each finished
 batch is saved to a scratch folder keyed by the params, so an interrupted run resumes from the batches
-it already has. The final store is written atomically (see :mod:`pipelines.storage`).
+it already has. The final store is written atomically (see :mod:`loaders.storage`).
 """
 
 from __future__ import annotations
@@ -21,19 +21,7 @@ import xarray as xr
 from distributed import as_completed
 from tqdm import tqdm
 
-from pipelines.cli import dataset_stage_parser, run_stage
-from pipelines.compute import dask_client
-from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams, load_params
-from pipelines.plume.levels import (
-    equivariance_errors,
-    max_c4_violation,
-    rotate_frames,
-    staggered_divergence_from_centres,
-    undo_directions,
-)
-from pipelines.plume.scenarios import SCENARIOS, Domain, Scenario
-from pipelines.plume.simulate import simulate
-from pipelines.storage import (
+from loaders.storage import (
     ResumableBatches,
     ensure_writable,
     params_key,
@@ -42,6 +30,18 @@ from pipelines.storage import (
     to_json,
     write_json_atomic,
 )
+from pipelines.cli import dataset_stage_parser, run_stage
+from pipelines.compute import dask_client
+from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams, load_params
+from pipelines.smoke.levels import (
+    equivariance_errors,
+    max_c4_violation,
+    rotate_frames,
+    staggered_divergence_from_centres,
+    undo_directions,
+)
+from pipelines.smoke.scenarios import Domain, Scenario, resolve_scenario
+from pipelines.smoke.simulate import simulate
 
 DIRECTIONS_DEG = (0, 90, 180, 270)
 
@@ -63,7 +63,7 @@ def domain_of(p: SmokeParams) -> Domain:
 
 
 def scenario_for(p: SmokeParams, job: Job) -> Scenario:
-    base = SCENARIOS[p.scenario](
+    base = resolve_scenario(p.scenario)(
         inflow_center=p.inflow_center,
         inflow_radius=p.inflow_radius,
         buoyancy=(0.0, p.buoyancy_unit * (job.index + 1)),
@@ -255,6 +255,7 @@ def build_smoke_dataset(
     """Simulate, symmetrise, write and validate the smoke-plume store; returns the metrics."""
     out = Path(out)
     ensure_writable(out, overwrite)
+    resolve_scenario(params.scenario, params.scenario_options)  # a bad name or option fails before work
     start = time.perf_counter()
     sims = simulate_all(params, compute, scratch_root)
     sim_seconds = time.perf_counter() - start
@@ -289,7 +290,7 @@ def build_smoke_dataset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = dataset_stage_parser(__doc__.splitlines()[0], "data/smoke_plume.zarr", "metrics/smoke.json")
+    parser = dataset_stage_parser(__doc__.splitlines()[0], "data/smoke.zarr", "metrics/smoke.json")
     args = parser.parse_args(argv)
 
     def body() -> dict:
@@ -302,6 +303,3 @@ def main(argv: list[str] | None = None) -> int:
         "smoke", body, lambda r: {k: v for k, v in r.items() if k != "level_equivariance_error_all"}
     )
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """The dataset kinds the publish stage knows, and what each must provide.
 
 A kind turns one completed zarr store into the files of a Hub dataset repo. Adding a dataset means adding a
-:class:`DatasetKind` subclass and registering it in :data:`KINDS` (and a loader in ``loaders/``); the repo
-building, checksums, upload and receipt are shared (:mod:`pipelines.hub.repo`, :mod:`pipelines.hub.upload`).
+:class:`DatasetKind` subclass and listing it in :data:`pipelines.publish.registry.KINDS` (and a loader in
+``loaders/``); the repo building, checksums, upload and receipt are shared (:mod:`.repo`, :mod:`.upload`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import matplotlib.pyplot as plt
 import xarray as xr
 
-from pipelines.hub.card import ConfigSpec
 from pipelines.params import PublishParams
+from pipelines.publish.card import ConfigSpec
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,3 @@ class DatasetKind:
 
     def card_body(self, ctx: CardContext) -> str:
         raise NotImplementedError
-
-
-def get_kind(name: str) -> DatasetKind:
-    if name == "smoke":
-        from pipelines.hub.smoke import SmokeKind
-
-        return SmokeKind()
-    if name == "turbulence":
-        from pipelines.hub.turbulence import TurbulenceKind
-
-        return TurbulenceKind()
-    raise ValueError(f"unknown dataset kind {name!r}; known: smoke, turbulence")

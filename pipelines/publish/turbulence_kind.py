@@ -18,7 +18,8 @@ import xarray as xr
 from loaders.sources import open_group
 from loaders.turbulence import DEFAULT_PAIR, STORE_NAME, compute_stats, pair_config, sample_centres, window_of
 from loaders.windows import HUB_SPLIT_NAMES
-from pipelines.hub.card import (
+from pipelines.params import PublishParams
+from pipelines.publish.card import (
     ConfigSpec,
     arrays_table,
     files_table,
@@ -27,9 +28,8 @@ from pipelines.hub.card import (
     table,
     versions_table,
 )
-from pipelines.hub.kinds import CardContext, DatasetKind, save_figure
-from pipelines.hub.parquet import write_split
-from pipelines.params import PublishParams
+from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
+from pipelines.publish.parquet import write_split
 
 
 class TurbulenceKind(DatasetKind):

@@ -18,7 +18,8 @@ import xarray as xr
 from loaders.smoke import STORE_NAME, compute_stats, config_name
 from loaders.sources import open_group
 from loaders.windows import HUB_SPLIT_NAMES, WindowIndex, split_ranges
-from pipelines.hub.card import (
+from pipelines.params import PublishParams
+from pipelines.publish.card import (
     ConfigSpec,
     arrays_table,
     files_table,
@@ -27,9 +28,8 @@ from pipelines.hub.card import (
     table,
     versions_table,
 )
-from pipelines.hub.kinds import CardContext, DatasetKind, save_figure
-from pipelines.hub.parquet import write_split
-from pipelines.params import PublishParams
+from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
+from pipelines.publish.parquet import write_split
 
 
 class SmokeKind(DatasetKind):

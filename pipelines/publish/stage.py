@@ -1,13 +1,13 @@
 """Stage: build one Hugging Face dataset repo per dataset, and upload it when asked to.
 
-    python -m pipelines.publish --params params.yaml --smoke data/smoke_plume.zarr \\
+    python -m pipelines.publish --params params.yaml --smoke data/smoke.zarr \\
         --turbulence data/turbulence.zarr --out data/hub --receipt metrics/publish_receipt.json
 
 For every dataset named in ``publish.datasets`` the repo layout (card, parquet, sharded zarr, stats,
-figure, checksums) is built under ``<out>/<repo name>`` (see :mod:`pipelines.hub.repo`). With
+figure, checksums) is built under ``<out>/<repo name>`` (see :mod:`pipelines.publish.repo`). With
 ``publish.target: local`` (the embedded default) that folder is the target and the stage runs offline; with
 ``publish.target: hub`` each folder is then uploaded to ``HF_ENDPOINT`` with ``HF_TOKEN``
-(:mod:`pipelines.hub.upload`). The receipt (repo, revision, commit id, file hashes) is written only after
+(:mod:`pipelines.publish.upload`). The receipt (repo, revision, commit id, file hashes) is written only after
 every dataset succeeded; on failure the previous receipt and the input stores are left as they were.
 """
 
@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.hub.kinds import get_kind
-from pipelines.hub.repo import CHECKSUMS, build_repo
-from pipelines.hub.upload import PublishError, upload_repo
+from loaders.storage import StoreError, to_json, write_json_atomic
 from pipelines.params import ParamsError, PublishParams, load_params
-from pipelines.storage import StoreError, to_json, write_json_atomic
+from pipelines.publish.registry import get_kind
+from pipelines.publish.repo import CHECKSUMS, build_repo
+from pipelines.publish.upload import PublishError, upload_repo
 
 
 def publish(
@@ -65,7 +65,7 @@ def publish(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--smoke", type=Path, default=None, help="smoke-plume store (data/smoke_plume.zarr)")
+    parser.add_argument("--smoke", type=Path, default=None, help="smoke-plume store (data/smoke.zarr)")
     parser.add_argument(
         "--turbulence", type=Path, default=None, help="turbulence store (data/turbulence.zarr)"
     )
@@ -90,6 +90,3 @@ def main(argv: list[str] | None = None) -> int:
     print(to_json(summary))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -34,9 +34,9 @@ import requests
 import xarray as xr
 from tqdm import tqdm
 
+from loaders.storage import ResumableBatches
 from pipelines.params import JHTDBParams
-from pipelines.storage import ResumableBatches
-from pipelines.turb.downsample import block_mean
+from pipelines.turbulence.downsample import block_mean
 
 PLACEHOLDER = -999.9
 COMPONENTS = ("ux", "uy", "uz")

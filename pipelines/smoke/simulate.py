@@ -8,8 +8,8 @@ import numpy as np
 from phi import math
 
 from pipelines.params import PressureSolverParams
-from pipelines.plume.pressure import make_projection
-from pipelines.plume.scenarios import Domain, Scenario
+from pipelines.smoke.pressure import make_projection
+from pipelines.smoke.scenarios import Domain, Scenario
 
 
 def configure_phiflow() -> None:

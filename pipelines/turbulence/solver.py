@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from pipelines.turb.spectra import energy_spectrum, rfft_weights, wavenumbers
+from pipelines.turbulence.spectra import energy_spectrum, rfft_weights, wavenumbers
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from phi import field, math
 from phi.flow import Solve, StaggeredGrid, extrapolation, fluid
 
 from pipelines.params import PressureSolverParams
-from pipelines.plume.scenarios import Domain
+from pipelines.smoke.scenarios import Domain
 
 
 class PressureSolveError(RuntimeError):

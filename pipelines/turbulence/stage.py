@@ -7,14 +7,13 @@
 The source writes one piece per stored time step (synthetic) or per (time step, block) (JHTDB) to a
 scratch folder keyed by the params, so an interrupted run resumes from the pieces it has. The pieces
 are then filtered to the hr target and the lr input by block means in a dask graph, one time step per
-task, and written atomically through :mod:`pipelines.storage`. Store layout: docs/turbulence.md.
+task, and written atomically through :mod:`loaders.storage`. Store layout: docs/turbulence.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +25,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from pipelines.cli import dataset_stage_parser, run_stage
-from pipelines.compute import dask_client
-from pipelines.params import ComputeParams, TurbulenceParams, load_params
-from pipelines.storage import (
+from loaders.storage import (
     ResumableBatches,
     ensure_writable,
     params_key,
@@ -38,17 +34,20 @@ from pipelines.storage import (
     to_json,
     write_json_atomic,
 )
-from pipelines.turb import jhtdb
-from pipelines.turb.downsample import block_mean, block_mean_dask, stride_sample, subcube
-from pipelines.turb.solver import SolverConfig, SpectralSolver, initial_condition, model_spectrum
-from pipelines.turb.spectra import (
+from pipelines.cli import dataset_stage_parser, run_stage
+from pipelines.compute import dask_client
+from pipelines.params import ComputeParams, TurbulenceParams, load_params
+from pipelines.turbulence import jhtdb
+from pipelines.turbulence.downsample import block_mean, block_mean_dask, stride_sample, subcube
+from pipelines.turbulence.solver import SolverConfig, SpectralSolver, initial_condition, model_spectrum
+from pipelines.turbulence.spectra import (
     axis_statistics,
     field_spectrum,
     fit_slope,
     flow_statistics,
     relative_divergence,
 )
-from pipelines.turb.task import SamplePlan, check_plan, plan_samples
+from pipelines.turbulence.task import SamplePlan, check_plan, plan_samples
 
 COMPONENTS = ("u_x", "u_y", "u_z")
 DOMAIN = 2 * np.pi
@@ -643,6 +642,3 @@ def main(argv: list[str] | None = None) -> int:
         "turbulence", body, lambda r: {k: v for k, v in r.items() if k not in ("energy_trace", "splits")}
     )
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,11 +25,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from pipelines.hub.card import front_matter
-from pipelines.hub.kinds import CardContext, DatasetKind
-from pipelines.hub.zarr_copy import write_sharded_copy
-from pipelines.params import PublishParams
-from pipelines.storage import (
+from loaders.storage import (
     COMPLETE_MARKER,
     file_manifest,
     library_versions,
@@ -38,6 +34,10 @@ from pipelines.storage import (
     sha256_file,
     write_json_atomic,
 )
+from pipelines.params import PublishParams
+from pipelines.publish.card import front_matter
+from pipelines.publish.kinds import CardContext, DatasetKind
+from pipelines.publish.zarr_copy import write_sharded_copy
 
 CHECKSUMS = "checksums.sha256"
 CODE_DIRS = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent.parent / "loaders")

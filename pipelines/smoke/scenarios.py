@@ -2,17 +2,19 @@
 
 A scenario's fields are its physical parameters. It says how to build its sources on a domain, how to
 advance a (batched) state by one step, and how it looks after a quarter turn. The batched runner in
-:mod:`pipelines.plume.simulate` stacks many scenarios of one class along a PhiFlow batch dimension, and
+:mod:`pipelines.smoke.simulate` stacks many scenarios of one class along a PhiFlow batch dimension, and
 the symmetry code rotates their outputs with :mod:`models.groups`; neither needs to know the physics.
 
-To add an experiment, subclass :class:`Scenario` (or an existing scenario), register it in
-:data:`SCENARIOS` and select it with ``smoke.scenario`` (extra fields in ``smoke.scenario_options``);
-README.md has a worked example, which ``tests/test_scenarios.py`` runs.
+To add an experiment, subclass :class:`Scenario` (or an existing scenario) in any importable module and
+select it with ``smoke.scenario: package.module:ClassName`` (extra fields in ``smoke.scenario_options``).
+An importable name, not a run-time registry, is what lets dask workers on other machines find the class.
+README.md has a worked example, which ``tests/test_scenarios.py`` runs on a real dask cluster.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import importlib
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -137,4 +139,37 @@ class BuoyantPlume(Scenario):
         }
 
 
-SCENARIOS: dict[str, type[Scenario]] = {BuoyantPlume.name: BuoyantPlume}
+BUILTIN_SCENARIOS: dict[str, type[Scenario]] = {BuoyantPlume.name: BuoyantPlume}
+
+
+def resolve_scenario(name: str, options: dict[str, Any] | None = None) -> type[Scenario]:
+    """The scenario class named by a built-in name or ``package.module:ClassName``.
+
+    ``options`` (``smoke.scenario_options``) are checked against the class's own fields here, so a typo
+    fails before any simulation instead of in a worker.
+    """
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(
+                f"smoke.scenario={name!r} cannot be imported ({err}); the module must be importable on every "
+                "dask worker (installed, or on PYTHONPATH)"
+            ) from None
+    elif name in BUILTIN_SCENARIOS:
+        cls = BUILTIN_SCENARIOS[name]
+    else:
+        raise ValueError(
+            f"smoke.scenario={name!r} is not a built-in scenario {sorted(BUILTIN_SCENARIOS)} "
+            "and not an importable `package.module:ClassName`"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, Scenario)):
+        raise ValueError(f"smoke.scenario={name!r} is not a Scenario subclass")
+    own = {f.name for f in fields(cls)} - {"inflow_center", "inflow_radius", "buoyancy"}
+    unknown = sorted(set(options or {}) - own)
+    if unknown:
+        raise ValueError(
+            f"smoke.scenario_options has unknown keys {unknown} for {cls.__name__}; its fields: {sorted(own)}"
+        )
+    return cls

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.hub.repo import CHECKSUMS, read_checksums
+from pipelines.publish.repo import CHECKSUMS, read_checksums
 
 # Files the Hub manages itself; never deleted by a publish.
 HUB_OWNED = {".gitattributes"}

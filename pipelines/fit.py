@@ -1,0 +1,93 @@
+"""Stage: train one model on one dataset with one seed; checkpoints, curves and test metrics.
+
+    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0
+
+Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (resumable), per-epoch curves in
+``metrics/curves/<dataset>-<model>-seed<k>.json`` (DVC plots) and final metrics in
+``metrics/train/<dataset>-<model>-seed<k>.json`` (DVC metrics): the test metric of the best checkpoint on
+the real test split, in physical units, the parameter count and the equivariance error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from loaders.storage import params_key, write_json_atomic
+from models.equivariance import equivariance_error
+from models.registry import count_parameters
+from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
+from pipelines.params import StudyParams, TaskTrainParams, load_params
+from pipelines.run_config import hparams_of, optimiser_config, split_spec
+from train.data import build, load_splits, output_scale
+from train.loop import evaluate, load_checkpoint, train, write_curves
+from train.runs import RunId
+from train.tasks import TASKS, task_for
+
+
+def run_training(
+    dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path
+) -> dict[str, Any]:
+    section: TaskTrainParams = getattr(params.train, dataset)
+    task = task_for(dataset, section.train_rollout)
+    if model_name not in section.models:
+        raise ValueError(f"train.{dataset}.models does not list {model_name!r}: {section.models}")
+    run = RunId(dataset, model_name, seed)
+    splits = load_splits(dataset, data, split_spec(section))
+    hparams = hparams_of(dataset, model_name, section)
+    model = build(dataset, model_name, seed, hparams)
+    run_dir = run.run_dir(runs)
+    key = params_key(
+        {"section": section.model_dump(mode="json"), "model": model_name, "seed": seed, "hp": hparams}
+    )
+    start = time.perf_counter()
+    settings = optimiser_config(section)
+    result = train(model, task, splits["train"], splits["valid"], settings, run_dir, seed, key)
+    seconds = time.perf_counter() - start
+
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    loader = DataLoader(splits["test"], batch_size=section.optimiser.batch_size)
+    scale = output_scale(splits["test"])
+    test_metric = evaluate(model, task, loader) * scale
+    model.eval()
+    probe = task.equivariance_probe(next(iter(DataLoader(splits["valid"], batch_size=2))))
+    with torch.no_grad():
+        equi = equivariance_error(model, probe, task.model_task)
+    metrics = {
+        f"test_{task.metric_name}": test_metric,
+        f"best_valid_{task.metric_name}": result["best_valid"] * scale,
+        "best_epoch": result["best_epoch"],
+        "epochs_run": len(result["history"]["epoch"]),
+        "stopped_early": result["stopped_early"],
+        "parameters": count_parameters(model),
+        "equivariance_error": equi,
+        "train_seconds": seconds,
+        "samples": {split: len(ds) for split, ds in splits.items()},
+        "units_scale": scale,
+    }
+    history = dict(result["history"])
+    history["valid_metric"] = [v * scale for v in history["valid_metric"]]
+    write_curves(run.curves(metrics_dir), history, {"model": model_name, "seed": seed})
+    write_json_atomic(run.train_metrics(metrics_dir), metrics)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS))
+    args = parser.parse_args(argv)
+
+    def body() -> dict:
+        params = load_params(args.params)
+        data = args.data or STORE_PATHS[args.dataset]
+        return run_training(args.dataset, args.model, args.seed, params, data, args.runs, args.metrics_dir)
+
+    return run_stage("train", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

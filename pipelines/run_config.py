@@ -1,0 +1,21 @@
+"""From the params schema to the plain arguments the training library takes (shared by the run stages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.params import TaskTrainParams
+from train.data import SplitSpec, model_hparams
+from train.loop import OptimiserConfig
+
+
+def split_spec(section: TaskTrainParams) -> SplitSpec:
+    return SplitSpec(normalise=section.normalise, level=section.level, window_stride=section.window_stride)
+
+
+def optimiser_config(section: TaskTrainParams) -> OptimiserConfig:
+    return OptimiserConfig(**section.optimiser.model_dump())
+
+
+def hparams_of(dataset: str, model_name: str, section: TaskTrainParams) -> dict[str, Any]:
+    return model_hparams(dataset, model_name, section.hparams.get(model_name, {}))

@@ -1,0 +1,7 @@
+"""Command-line entry point of the smoke stage: `python -m pipelines.smoke --help`."""
+
+import sys
+
+from pipelines.smoke.stage import main
+
+sys.exit(main())

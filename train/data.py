@@ -1,0 +1,70 @@
+"""What a training run is built from: its model (by name, seeded) and its data splits (by dataset name).
+
+Plain arguments only (names, paths, numbers), so the training and landscape stages share one way to build
+a run without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from loaders.smoke import smoke_plume
+from loaders.turbulence import turbulence_sr
+from models.registry import build_model, default_hparams
+from train.loop import seed_everything
+from train.tasks import TASKS
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How a dataset's store is cut into train / valid / test for training."""
+
+    normalise: str | None = "scale"
+    level: int = 0  # smoke only: the symmetry level trained on
+    window_stride: int = 1  # smoke only: spacing of training windows
+
+
+def load_splits(dataset: str, data: Path, spec: SplitSpec) -> dict[str, Dataset]:
+    """train / valid / test datasets, normalised with the train-split statistics."""
+    if dataset == "smoke":
+        return {
+            split: smoke_plume(data, level=spec.level, split=split, normalise=spec.normalise,
+                               stride=spec.window_stride if split == "train" else 1)
+            for split in ("train", "valid", "test")
+        }  # fmt: skip
+    if dataset == "turbulence":
+        return {
+            split: turbulence_sr(data, split=split, normalise=spec.normalise)
+            for split in ("train", "valid", "test")
+        }
+    raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(TASKS)}")
+
+
+def output_scale(dataset: Dataset) -> float:
+    """Factor from normalised to physical units of the target (1 without normalisation)."""
+    normalisers = getattr(dataset, "normalisers", {}) or {}
+    target = (
+        "velocity" if "velocity" in normalisers else (dataset.pair[1] if hasattr(dataset, "pair") else None)
+    )
+    if target is None or target not in normalisers:
+        return 1.0
+    scale = normalisers[target].scale
+    if not (scale == scale[0]).all() or (normalisers[target].shift != 0).any():
+        raise ValueError("metrics in physical units need the 'scale' normalisation (one factor per field)")
+    return float(scale[0])
+
+
+def model_hparams(dataset: str, model_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The model's default size for this dataset's task, with ``overrides`` applied."""
+    return {**default_hparams(TASKS[dataset].model_task, model_name), **overrides}
+
+
+def build(dataset: str, model_name: str, seed: int, hparams: dict[str, Any]) -> torch.nn.Module:
+    """The model with its initial weights, which depend on the seed only."""
+    seed_everything(seed)
+    return build_model(TASKS[dataset].model_task, model_name, **hparams)

@@ -1,0 +1,43 @@
+"""Run identity: which files belong to one trained (dataset, model, seed) run and its checkpoints.
+
+The one place the path pattern is spelled (``dvc.yaml`` spells it again because DVC templates cannot
+import Python; tests/test_architecture.py checks that the two agree). No torch import: the report stage
+uses it without loading any model code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINTS = ("early", "best")
+
+
+@dataclass(frozen=True)
+class RunId:
+    dataset: str
+    model: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.model}-seed{self.seed}"
+
+    def run_dir(self, runs: Path) -> Path:
+        """Checkpoints (``early.pt``, ``best.pt``, ``last.pt``) of this run."""
+        return Path(runs) / self.dataset / self.model / f"seed{self.seed}"
+
+    def checkpoint(self, runs: Path, which: str) -> Path:
+        return self.run_dir(runs) / f"{which}.pt"
+
+    def train_metrics(self, metrics_dir: Path) -> Path:
+        return Path(metrics_dir) / "train" / f"{self.name}.json"
+
+    def curves(self, metrics_dir: Path) -> Path:
+        return Path(metrics_dir) / "curves" / f"{self.name}.json"
+
+    def landscape_metrics(self, metrics_dir: Path, checkpoint: str) -> Path:
+        return Path(metrics_dir) / "landscape" / f"{self.name}-{checkpoint}.json"
+
+    def spectrum(self, metrics_dir: Path, checkpoint: str) -> Path:
+        return Path(metrics_dir) / "spectra" / f"{self.name}-{checkpoint}.json"
