@@ -28,7 +28,7 @@ def test_imports_point_one_way():
         for dst in targets
         if LAYER[dst.split(".")[0]] > LAYER[src.split(".")[0]]
     ]
-    assert backward == [], "imports must point pipelines -> train -> loaders -> models:\n" + "\n".join(backward)
+    assert backward == [], "imports must go pipelines -> train -> loaders -> models:\n" + "\n".join(backward)
 
 
 def test_no_import_cycles():
@@ -84,5 +84,5 @@ def test_run_path_pattern_matches_dvc_yaml():
     text = (ROOT / "dvc.yaml").read_text()
     run = RunId("smoke", "${item.model}", "${item.seed}")
     assert f"metrics/train/{run.name}.json" in text
-    assert f"runs/smoke/${{item.model}}/seed${{item.seed}}" == run.run_dir("runs").as_posix()
+    assert "runs/smoke/${item.model}/seed${item.seed}" == run.run_dir("runs").as_posix()
     assert run.run_dir("runs").as_posix() in text
