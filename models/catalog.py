@@ -26,14 +26,25 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "e2cnn": {"hidden": 91, "layers": 5, "kernel_size": 3, "in_frames": 1, "batch_norm": True},
         "rsteer": {
-            "hidden": 29,
+            "hidden": 30,  # one direct weight per (basis element, kernel point): 9x E2CNN's weights
             "layers": 5,
             "kernel_size": 3,
             "in_frames": 1,
             "batch_norm": True,
             "alpha": 0.0,
         },
-        "gmcnn": {"hidden": 16, "layers": 5, "in_frames": 1, "error": False, "alpha": 0.0},
+        # seed 003's form and layout; the project's first form is variant "circular" (with hidden 16,
+        # layers 5 it is the old default, 22,528 parameters). grid: image size, used by the error vector
+        "gmcnn": {
+            "hidden": 15,
+            "layers": 4,
+            "in_frames": 1,
+            "error": False,
+            "alpha": 0.0,
+            "variant": "seed003",
+            "radius": 1,
+            "grid": 64,
+        },
     },
     "sr": {
         "cnn": {

@@ -8,11 +8,25 @@ Outside the context nothing is cached, so ``torch.func`` and weight perturbation
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+
+def filters_along(shape: Sequence[int], axis: int | None) -> torch.Tensor:
+    """Output-filter id of every entry of a parameter whose output filters run along ``axis``.
+
+    ``axis=None`` makes the whole parameter one filter. Layers return this from
+    ``output_filter_index(name)`` so that filter-normalised directions (Li et al. 2018, see
+    ``train.landscape.random_directions``) know which entries feed which output filter.
+    """
+    shape = tuple(shape)
+    if axis is None:
+        return torch.zeros(shape, dtype=torch.long)
+    ids = torch.arange(shape[axis]).reshape([-1 if i == axis else 1 for i in range(len(shape))])
+    return ids.expand(shape).clone()
 
 
 class ExpandedKernel(nn.Module):

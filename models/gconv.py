@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import groups as G
-from models.expansion import ExpandedKernel
+from models.expansion import ExpandedKernel, filters_along
 
 Kind = Literal["lift", "group", "project"]
 Rep = Literal["vector", "scalar"]
@@ -143,6 +143,24 @@ class GroupConv(ExpandedKernel):
         if self.padding_mode == "circular":
             return conv(F.pad(x, (pad,) * (2 * self.dim), mode="circular"), weight, bias)
         return conv(x, weight, bias, padding=pad)
+
+    def output_filter_index(self, name: str) -> torch.Tensor | None:
+        """Output filter of every entry of parameter ``name`` (None: the bias, left unperturbed).
+
+        A filter is everything feeding one output field: ``weight[:, a]`` over all banks for lift and
+        group layers; for the projection the output field sits inside ``flat`` (out-major). The relaxed
+        table ``w_l(g)`` feeds output element g in lift/group layers (one filter per g) and every output
+        in the projection (one filter).
+        """
+        if name == "weight":
+            if self.kind != "project":
+                return filters_along(self.weight.shape, 1)
+            banks, a, flat = self.weight.shape
+            ids = filters_along((banks, a, self.out_channels, flat // self.out_channels), 2)
+            return ids.reshape(self.weight.shape)
+        if name == "relaxed_weights":
+            return filters_along(self.relaxed_weights.shape, None if self.kind == "project" else 1)
+        return None
 
     def relaxation_penalty(self) -> torch.Tensor:
         """``sum_l sum_{g,h} |w_l(g) - w_l(h)|``: zero exactly when every bank is group-constant."""

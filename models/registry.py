@@ -57,7 +57,16 @@ def _smoke_steerable(name: str, hp: dict[str, Any]) -> nn.Module:
 def _smoke_gm(name: str, hp: dict[str, Any]) -> nn.Module:
     from models.gmcnn import GMCNN
 
-    return GMCNN(hp["hidden"], hp["layers"], hp["in_frames"], hp["error"], hp["alpha"])
+    return GMCNN(
+        hp["hidden"],
+        hp["layers"],
+        hp["in_frames"],
+        hp["error"],
+        hp["alpha"],
+        variant=hp["variant"],
+        radius=hp["radius"],
+        grid=hp["grid"],
+    )
 
 
 def _sr(name: str, hp: dict[str, Any]) -> nn.Module:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import groups as G
-from models.expansion import ExpandedKernel, refresh_cached_filters
+from models.expansion import ExpandedKernel, filters_along, refresh_cached_filters
 from models.gconv import FieldNorm
 
 __all__ = ["SteerableConv", "SteerableNet", "refresh_cached_filters"]
@@ -38,11 +38,14 @@ def _field_types(in_frames: int, hidden: int, out_fields: int):
 
 
 class SteerableConv(ExpandedKernel):
-    """A C4-steerable convolution; ``relaxed`` adds a weight per (basis coefficient, kernel position).
+    """A C4-steerable convolution; ``relaxed`` gives every basis element its own weight per kernel position.
 
     Field types must be uniform (one representation in, one out), so e2cnn's basis is a single block
     ``B[b, o, i, p]`` shared by every (output field, input field) pair; the filter of a pair is
-    ``sum_b c[pair, b] B[b]`` and, relaxed, ``sum_b c[pair, b] w[pair, b, p] B[b, :, :, p]``.
+    ``sum_b c[pair, b] B[b]`` (parameter ``weights``) and, relaxed, ``sum_b w[pair, b, p] B[b, :, :, p]``
+    (parameter ``relaxed_weights``, the only weight then), seed 000's ``sum_l w_l(y) * psi_l(y)``.
+    A product ``c[pair, b] * w[pair, b, p]`` would add a rescaling symmetry (c -> s c, w -> w / s) that
+    changes the Hessian without changing the function, so it is not used.
     """
 
     def __init__(self, in_type, out_type, kernel_size: int, relaxed: bool = False, bias: bool = True) -> None:
@@ -66,25 +69,30 @@ class SteerableConv(ExpandedKernel):
         self.in_size, self.out_size = in_type.size, out_type.size
         self.kernel_size = kernel_size
         nb, n_points = self.basis.shape[0], kernel_size * kernel_size
-        self.weights = nn.Parameter(torch.randn(self.n_out * self.n_in, nb))
         self.bias = None if conv.bias is None else nn.Parameter(torch.zeros(conv.bias.shape))
         self.register_buffer("bias_expansion", None if conv.bias is None else conv.bias_expansion.clone())
-        self.relaxed_weights = (
-            nn.Parameter(torch.ones(self.n_out * self.n_in, nb, n_points)) if relaxed else None
-        )
         # +-1 on input/output channels: the y-up / y-down conversion for vector fields (see module doc)
         self.register_buffer("in_sign", torch.ones(self.in_size), persistent=False)
         self.register_buffer("out_sign", torch.ones(self.out_size), persistent=False)
+        coef = torch.randn(self.n_out * self.n_in, nb)
         with torch.no_grad():  # He-style: scale the expanded filter to variance 2 / fan_in
-            filt, _ = self.expand()
-            self.weights.mul_(math.sqrt(2.0 / (self.in_size * n_points)) / filt.std())
+            filt = torch.einsum("boip,kb->koip", self.basis.to(coef.dtype), coef)
+            coef.mul_(math.sqrt(2.0 / (self.in_size * n_points)) / filt.std())
+        if relaxed:
+            # the equivariant solution: each coefficient repeated at every kernel position, so RSteer starts
+            # exactly equivariant and draws the same filter as an E2CNN built from the same seed
+            self.weights = None
+            self.relaxed_weights = nn.Parameter(coef[:, :, None].repeat(1, 1, n_points))
+        else:
+            self.weights = nn.Parameter(coef)
+            self.relaxed_weights = None
 
     def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        basis = self.basis.to(self.weights.dtype)
         if self.relaxed_weights is None:
-            filt = torch.einsum("boip,kb->koip", basis, self.weights)
+            filt = torch.einsum("boip,kb->koip", self.basis.to(self.weights.dtype), self.weights)
         else:
-            filt = torch.einsum("boip,kbp->koip", basis, self.weights[:, :, None] * self.relaxed_weights)
+            w = self.relaxed_weights
+            filt = torch.einsum("boip,kbp->koip", self.basis.to(w.dtype), w)
         _, o, i, p = filt.shape
         # [(out field, in field), o, i, p] -> [out field * o, in field * i, k, k]
         filt = filt.reshape(self.n_out, self.n_in, o, i, p).transpose(1, 2)
@@ -99,8 +107,19 @@ class SteerableConv(ExpandedKernel):
         bias = None if bias is None else bias.to(x.dtype)
         return F.conv2d(x, weight.to(x.dtype), bias, padding=self.kernel_size // 2)
 
+    def output_filter_index(self, name: str) -> torch.Tensor | None:
+        """Output field of every entry of parameter ``name`` (rows are (out field, in field) pairs,
+        out-major); None for the bias, which filter normalisation leaves unperturbed."""
+        if name not in ("weights", "relaxed_weights"):
+            return None
+        shape = getattr(self, name).shape
+        return (filters_along(shape, 0) // self.n_in).contiguous()
+
     def relaxation_penalty(self) -> torch.Tensor:
-        """Smoothness of the per-position weights: sum of |differences| between adjacent kernel points."""
+        """Smoothness of the per-position weights: sum of |differences| between adjacent kernel points.
+
+        Zero exactly when every ``w[pair, b, :]`` is constant over the kernel, i.e. the layer is equivariant.
+        """
         if self.relaxed_weights is None:
             return self.weights.new_zeros(())
         w = self.relaxed_weights.reshape(-1, self.kernel_size, self.kernel_size)  # [pair * b, k, k]

@@ -9,6 +9,7 @@ from train.curvature import (
     FlatLoss,
     hutchinson_trace,
     lanczos,
+    output_filter_index,
     power_iteration,
     random_directions,
     sharpness,
@@ -124,6 +125,102 @@ def test_filter_normalised_directions_match_filter_norms() -> None:
     w = weights["0.weight"].view(4, 3)
     assert torch.allclose(parts["0.weight"].view(4, 3).norm(dim=1), w.norm(dim=1))
     assert torch.count_nonzero(parts["0.bias"]) == 0
+
+
+# tiny configurations of every bundled model family (task "smoke" and "sr")
+FAMILIES = [
+    ("smoke", "cnn", {"hidden": 3}),
+    ("smoke", "gcnn", {"hidden": 2}),
+    ("smoke", "rgcnn", {"hidden": 2}),
+    ("smoke", "e2cnn", {"hidden": 2}),
+    ("smoke", "rsteer", {"hidden": 2}),
+    ("smoke", "gmcnn", {"hidden": 3, "layers": 2}),
+    ("smoke", "gmcnn", {"hidden": 3, "layers": 2, "error": True, "grid": 8}),
+    ("smoke", "gmcnn", {"hidden": 3, "layers": 3, "variant": "circular"}),
+    ("sr", "cnn", {"hidden": 2, "enc_layers": 1}),
+    ("sr", "gcnn", {"hidden": 2, "enc_layers": 1}),
+    ("sr", "rgcnn", {"hidden": 1, "enc_layers": 1}),
+]
+
+
+def _family(task: str, name: str, hp: dict) -> FlatLoss:
+    from models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model(task, name, **hp)
+    with torch.no_grad():  # move relaxed and error weights off their constant start: every norm differs
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return FlatLoss(model, [], lambda m, b: torch.zeros(()))
+
+
+@pytest.mark.parametrize("task,name,hp", FAMILIES)
+def test_filter_normalised_directions_match_per_output_filter_norms(task: str, name: str, hp: dict) -> None:
+    flat = _family(task, name, hp)
+    (d,) = random_directions(flat, count=1, seed=0, filter_normalised=True)
+    # the Gaussian it was made from: one scale factor per whole filter, not per row of the storage layout
+    raw = torch.randn(flat.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    filters = 0
+    sizes = flat.sizes
+    chunks = zip(flat.names, d.split(sizes), raw.split(sizes), flat.w0.split(sizes), flat.shapes, strict=True)
+    for pname, dp, rp, wp, shape in chunks:
+        idx = output_filter_index(flat.model, pname)
+        if idx is None:  # biases, norm and PReLU parameters: not filters, left where they are
+            assert len(shape) == 1 or pname.endswith(".bias"), pname
+            assert torch.count_nonzero(dp) == 0
+            continue
+        assert idx.shape == shape
+        ids = idx.reshape(-1)
+        for f in ids.unique():
+            sel = ids == f
+            assert dp[sel].norm() == pytest.approx(float(wp[sel].norm()), rel=1e-10), (pname, int(f))
+            ratio = dp[sel] / rp[sel]
+            assert torch.allclose(ratio, ratio[:1].expand_as(ratio), rtol=1e-10, atol=0), (pname, int(f))
+            filters += 1
+    assert filters > 0
+
+
+def _changed_rows(layer: nn.Module, pname: str, mask: torch.Tensor) -> frozenset[int]:
+    """Rows (output channels) of the layer's expanded conv weight that move when ``mask`` entries move."""
+    expand = getattr(layer, "dense_weight", None) or (lambda: layer.expand()[0])
+    param = getattr(layer, pname)
+    with torch.no_grad():
+        before = expand().clone()
+        saved = param.clone()
+        param[mask] += 0.37
+        after = expand()
+        param.copy_(saved)
+    return frozenset(torch.nonzero((after - before).flatten(1).abs().sum(1) > 0).reshape(-1).tolist())
+
+
+@pytest.mark.parametrize("task,name,hp", [f for f in FAMILIES if f[1] != "cnn"] + [FAMILIES[0]])
+def test_output_filters_are_the_output_fields_of_each_layer(task: str, name: str, hp: dict) -> None:
+    """What a filter is, checked on the expanded kernels rather than on the storage layout: the entries of
+    one filter of a layer's weight feed exactly one output field, and distinct filters distinct fields."""
+    from models.gconv import GroupConv
+    from models.gmcnn import GMConv
+    from models.steerable import SteerableConv
+
+    flat = _family(task, name, hp)
+    kinds = (GroupConv, SteerableConv, GMConv)
+    layers = {n: m for n, m in flat.model.named_modules() if isinstance(m, kinds)}
+    assert layers
+    for lname, layer in layers.items():
+        if isinstance(layer, GroupConv):
+            fields, main = layer.out_channels, "weight"
+        elif isinstance(layer, SteerableConv):
+            fields, main = layer.n_out, "weights" if layer.weights is not None else "relaxed_weights"
+        else:
+            fields, main = layer.kappa.shape[1], "kappa"
+        for pname, _ in layer.named_parameters():
+            idx = output_filter_index(flat.model, f"{lname}.{pname}")
+            if idx is None or getattr(layer, "error_form", None) == "vector" and pname.startswith("error"):
+                continue  # seed 003's error term acts after the conv (v varies in space)
+            rows = [_changed_rows(layer, pname, idx == f) for f in idx.unique()]
+            assert all(rows) and all(a.isdisjoint(b) for i, a in enumerate(rows) for b in rows[i + 1:])
+            if pname == main:
+                assert len(rows) == fields, (lname, pname)
+                assert len({len(r) for r in rows}) == 1  # every field has the same number of channels
 
 
 def test_lanczos_with_a_tolerance_stops_once_the_top_value_settles() -> None:

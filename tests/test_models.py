@@ -31,7 +31,7 @@ SMALL = {
     ("smoke", "rgcnn"): {"hidden": 2},
     ("smoke", "e2cnn"): {"hidden": 3},
     ("smoke", "rsteer"): {"hidden": 2},
-    ("smoke", "gmcnn"): {"hidden": 3},
+    ("smoke", "gmcnn"): {"hidden": 3, "grid": 16},
     ("sr", "cnn"): {"hidden": 2, "enc_layers": 1},
     ("sr", "gcnn"): {"hidden": 1, "enc_layers": 1},
     ("sr", "rgcnn"): {"hidden": 1, "enc_layers": 1},
@@ -39,7 +39,7 @@ SMALL = {
 ALL = sorted(SMALL)
 EQUIVARIANT = [k for k in ALL if k[1] != "cnn"]
 RELAXED = [("smoke", "rgcnn", {}), ("smoke", "rsteer", {}), ("smoke", "gmcnn", {"error": True}),
-           ("sr", "rgcnn", {})]
+           ("smoke", "gmcnn", {"error": True, "variant": "circular"}), ("sr", "rgcnn", {})]
 TOL = 1e-10  # float64 throughout
 
 
@@ -69,7 +69,8 @@ def build_small(task: str, name: str, **extra) -> torch.nn.Module:
 
 
 def relaxed_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return [p for n, p in model.named_parameters() if "relaxed_weights" in n or n.endswith(".error")]
+    names = (".error", ".error_vector")
+    return [p for n, p in model.named_parameters() if "relaxed_weights" in n or n.endswith(names)]
 
 
 # ---------------------------------------------------------------- interface
@@ -257,8 +258,9 @@ def _smoke_group_count(hidden: int, group: int, layers: int, frames: int, banks:
 
 
 def _e2cnn_count(hidden: int, layers: int, frames: int, relaxed: bool) -> int:
-    # e2cnn's C4 basis at kernel 3: 12 coefficients per (vector, regular) pair, 24 per (regular, regular)
-    r = 10 if relaxed else 1  # RSteer: one extra weight per coefficient and kernel point (9)
+    # e2cnn's C4 basis at kernel 3: 12 coefficients per (vector, regular) pair, 24 per (regular, regular);
+    # RSteer has one direct weight per (basis element, kernel point) instead: 9 per coefficient
+    r = 9 if relaxed else 1
     return r * (12 * frames * hidden + (layers - 2) * 24 * hidden**2 + 12 * hidden) + \
         (layers - 1) * hidden + (layers - 1) * 2 * hidden
 
@@ -272,9 +274,20 @@ def _sr_count(hidden: int, group: int, enc: int, ups: tuple[int, int], banks: in
 
 
 def _gm_count(hidden: int, layers: int, frames: int, error: bool) -> int:
+    """The project's first form (variant "circular"): a plain stack of radius-1 GMConvs."""
     widths = [2 * frames] + [hidden] * (layers - 1) + [2]
     pairs = zip(widths[:-1], widths[1:], strict=True)
     return sum(27 * a * b * (2 if error else 1) for a, b in pairs) + (layers - 1) * hidden
+
+
+def _gm_seed003_count(
+    hidden: int, blocks: int, frames: int, error: bool, radius: int = 1, grid: int = 64
+) -> int:
+    """Seed 003's layout: embedding 2F -> C (+ bias), blocks of GMConv (|N| C^2 + C bias, doubled
+    coefficients and a 4 grid^2 vector with the error term) + PReLU (1), head C -> 2 (no bias)."""
+    n = (2 * radius + 1) ** 2 * (3 if radius == 1 else 4)
+    block = n * hidden**2 * (2 if error else 1) + hidden + 1 + (4 * grid**2 if error else 0)
+    return 2 * frames * hidden + hidden + blocks * block + 2 * hidden
 
 
 def test_parameter_counts_match_formulas() -> None:
@@ -283,8 +296,8 @@ def test_parameter_counts_match_formulas() -> None:
     assert counts[("smoke", "gcnn")] == _smoke_group_count(74, 4, 5, 1)
     assert counts[("smoke", "rgcnn")] == _smoke_group_count(43, 4, 5, 1, banks=3)
     assert counts[("smoke", "e2cnn")] == _e2cnn_count(91, 5, 1, relaxed=False)
-    assert counts[("smoke", "rsteer")] == _e2cnn_count(29, 5, 1, relaxed=True)
-    assert counts[("smoke", "gmcnn")] == _gm_count(16, 5, 1, error=False)
+    assert counts[("smoke", "rsteer")] == _e2cnn_count(30, 5, 1, relaxed=True)
+    assert counts[("smoke", "gmcnn")] == _gm_seed003_count(15, 4, 1, error=False)
     assert counts[("sr", "cnn")] == _sr_count(24, 1, 6, (1, 0))
     assert counts[("sr", "gcnn")] == _sr_count(5, 24, 6, (1, 0))
     assert counts[("sr", "rgcnn")] == _sr_count(3, 24, 6, (1, 0), banks=3)
@@ -296,18 +309,62 @@ def test_parameter_counts_match_formulas() -> None:
     # formulas also hold off the defaults (in_frames, error term)
     gcnn3 = build_model("smoke", "gcnn", hidden=5, in_frames=3)
     assert count_parameters(gcnn3) == _smoke_group_count(5, 4, 5, 3)
-    assert count_parameters(build_model("smoke", "gmcnn", hidden=4, error=True)) == _gm_count(4, 5, 1, True)
+    circular = build_model("smoke", "gmcnn", variant="circular", hidden=4, layers=5, error=True)
+    assert count_parameters(circular) == _gm_count(4, 5, 1, True)
+    assert count_parameters(build_model("smoke", "gmcnn", variant="circular", hidden=16, layers=5)) == 22_528
+    with_error = build_model("smoke", "gmcnn", hidden=4, layers=3, error=True, grid=8)
+    assert count_parameters(with_error) == _gm_seed003_count(4, 3, 1, True, grid=8)
+    wider = build_model("smoke", "gmcnn", hidden=4, layers=3, radius=2, in_frames=2)
+    assert count_parameters(wider) == _gm_seed003_count(4, 3, 2, False, radius=2)
+    # the embedded defaults (params.yaml train.smoke.hparams) stay near 17-23k parameters
+    assert count_parameters(build_model("smoke", "rsteer", hidden=5)) == _e2cnn_count(5, 5, 1, True)
+    assert count_parameters(build_model("smoke", "gmcnn", hidden=14)) == _gm_seed003_count(14, 4, 1, False)
+    assert _e2cnn_count(5, 5, 1, True) == 17_340 and _gm_seed003_count(14, 4, 1, False) == 21_298
 
 
-@pytest.mark.parametrize("error", [False, True])
-def test_gmconv_dense_equals_group_diagonals(error: bool) -> None:
-    from models.gmcnn import GMConv
+# ---------------------------------------------------------------- RSteer: one direct weight per basis element
 
+
+def test_rsteer_has_one_direct_weight_per_basis_element_and_position() -> None:
+    model = build_small("smoke", "rsteer")
+    convs = [m for m in model.modules() if type(m).__name__ == "SteerableConv"]
+    for conv in convs:
+        names = {n for n, _ in conv.named_parameters()}
+        assert names <= {"relaxed_weights", "bias"} and conv.weights is None  # no coefficient tensor
+        pairs, nb, points = conv.relaxed_weights.shape
+        assert (pairs, nb, points) == (conv.n_out * conv.n_in, conv.basis.shape[0], 9)
+        # initialised to the equivariant solution: the same value at every kernel position
+        w = conv.relaxed_weights.detach()
+        assert torch.equal(w, w[:, :, :1].expand_as(w))
+    # and drawn as E2CNN's coefficients: the same seed gives the same function
     torch.manual_seed(0)
-    conv = GMConv(3, 2, error=error).double()
+    e2 = build_model("smoke", "e2cnn", hidden=2, in_frames=2).double()
+    x = sample("smoke")
+    assert torch.allclose(e2.eval()(x), model.eval()(x), atol=1e-12)
+
+
+def test_rsteer_has_no_rescaling_symmetry() -> None:
+    # a product c * w could be rescaled (c -> 2c, w -> w/2) without changing the function; one direct
+    # weight cannot: scaling the only weight tensor of a layer changes the output
+    model, x = build_small("smoke", "rsteer").eval(), sample("smoke")
+    before = model(x)
+    conv = next(m for m in model.modules() if type(m).__name__ == "SteerableConv")
     with torch.no_grad():
-        if conv.error is not None:
-            conv.error.normal_()
-        conv.bias.normal_()
-    x = torch.randn(2, 3, 4, 6, 5, dtype=torch.float64)
-    assert torch.allclose(conv(x), conv.forward_diagonals(x), atol=1e-12)
+        conv.relaxed_weights.mul_(2.0)
+    assert not torch.allclose(model(x), before, atol=1e-6)
+
+
+def test_rsteer_fresh_is_equivariant_and_perturbed_is_not() -> None:
+    model, x = build_small("smoke", "rsteer"), sample("smoke", batch=1)
+    assert equivariance_error(model, x, "smoke") < TOL
+    assert float(model.regularizer().detach()) == 0.0
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in relaxed_params(model):
+            p.add_(0.05 * torch.randn_like(p))
+    assert equivariance_error(model, x, "smoke") > 1e-3
+    reg = build_small("smoke", "rsteer", alpha=1.0)
+    with torch.no_grad():
+        for p, q in zip(relaxed_params(reg), relaxed_params(model), strict=True):
+            p.copy_(q)
+    assert float(reg.regularizer().detach()) > 0  # the smoothness penalty acts on the one weight tensor

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.expansion import filters_along
+
 Tensor = torch.Tensor
 LossOfBatch = Callable[[nn.Module, tuple[Tensor, ...]], Tensor]
 
@@ -116,14 +118,35 @@ def _regulariser_with_params(model: nn.Module, params: dict[str, Tensor]) -> Ten
 # ----------------------------------------------------------------------------------------------- sharpness
 
 
+def output_filter_index(model: nn.Module, name: str) -> Tensor | None:
+    """Which output filter each entry of parameter ``name`` feeds, or None for a non-filter parameter.
+
+    A layer says so itself through ``output_filter_index(param_name)`` (group, steerable and GM layers,
+    whose filters are not their first axis); otherwise plain convs and linears use axis 0 (axis 1 for
+    transposed convs) and 1-D parameters (biases, norm scales, PReLU slopes) are not filters.
+    """
+    owner, _, attr = name.rpartition(".")
+    module = model.get_submodule(owner) if owner else model
+    method = getattr(module, "output_filter_index", None)
+    if method is not None:
+        return method(attr)
+    param = getattr(module, attr)
+    if param.dim() < 2:
+        return None
+    return filters_along(param.shape, 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) else 0)
+
+
 def random_directions(flat: FlatLoss, count: int, seed: int, filter_normalised: bool = False) -> list[Tensor]:
     """Directions shared across checkpoints through ``seed``.
 
     Plain: uniformly random unit vectors over all parameters (a normalised Gaussian). Filter-normalised
-    (Li et al. 2018): each output filter of every weight with >= 2 dims is scaled to the norm of the same
-    filter of the current weights, and 1-D parameters (biases, norms) are left unperturbed.
+    (Li et al. 2018): the entries of the direction feeding one output filter (all weights of one output
+    channel/field, whatever the layer's storage layout: :func:`output_filter_index`) are rescaled to the
+    norm of the same entries of the current weights. Non-filter parameters (biases, norm parameters) get a
+    zero direction, Li et al.'s choice for biases and batch norm, so they stay at their current values.
     """
     gen = torch.Generator().manual_seed(seed)
+    index = [output_filter_index(flat.model, n) for n in flat.names]
     out = []
     for _ in range(count):
         d = torch.randn(flat.dim, generator=gen, dtype=torch.float64).to(flat.w0.dtype)
@@ -131,13 +154,15 @@ def random_directions(flat: FlatLoss, count: int, seed: int, filter_normalised: 
             out.append(d / d.norm())
             continue
         parts = []
-        for chunk, w, shape in zip(d.split(flat.sizes), flat.w0.split(flat.sizes), flat.shapes, strict=True):
-            if len(shape) < 2:
+        for chunk, w, idx in zip(d.split(flat.sizes), flat.w0.split(flat.sizes), index, strict=True):
+            if idx is None:
                 parts.append(torch.zeros_like(chunk))
                 continue
-            dc, wc = chunk.view(shape[0], -1), w.view(shape[0], -1)
-            scale = wc.norm(dim=1, keepdim=True) / dc.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            parts.append((dc * scale).reshape(-1))
+            ids = idx.reshape(-1).to(chunk.device)
+            n = int(ids.max()) + 1
+            d_norm = chunk.new_zeros(n).index_add_(0, ids, chunk**2).sqrt()
+            w_norm = w.new_zeros(n).index_add_(0, ids, w**2).sqrt()
+            parts.append(chunk * (w_norm / d_norm.clamp_min(1e-12))[ids])
         out.append(torch.cat(parts))
     return out
 
