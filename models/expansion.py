@@ -20,7 +20,7 @@ def filters_along(shape: Sequence[int], axis: int | None) -> torch.Tensor:
 
     ``axis=None`` makes the whole parameter one filter. Layers return this from
     ``output_filter_index(name)`` so that filter-normalised directions (Li et al. 2018, see
-    ``train.landscape.random_directions``) know which entries feed which output filter.
+    ``train.curvature.random_directions``) know which entries feed which output filter.
     """
     shape = tuple(shape)
     if axis is None:
