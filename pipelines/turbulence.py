@@ -221,7 +221,7 @@ def jhtdb_source(
     token = jhtdb.read_token(p.jhtdb)  # before any request: a missing token fails at once
     with jhtdb.CutoutClient(
         p.jhtdb.base_url, token, p.jhtdb.dataset, p.jhtdb.timeout_s, p.jhtdb.retries,
-        p.jhtdb.backoff_s, p.jhtdb.backoff_max_s,
+        p.jhtdb.backoff_s, p.jhtdb.backoff_max_s, allow_insecure_http=p.jhtdb.allow_insecure_http,
     ) as client:  # fmt: skip
         counters = jhtdb.download_blocks(p.jhtdb, blocks, scratch, client, progress)
     per_time: dict[int, list[jhtdb.Block]] = {}
