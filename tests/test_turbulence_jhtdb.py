@@ -442,3 +442,62 @@ def test_malformed_payloads_are_retried_and_name_the_block(server: JHTDBStandIn)
         with client_for(server.url, retries=1, backoff_s=0.01) as client:
             with pytest.raises(jhtdb.JHTDBError, match=rf"t=3 x=1..2 y=1..2 z=1..2.*{match}"):
                 client.fetch(cut)
+
+
+# --- issue 10: resume and scratch safety ------------------------------------------------------------------
+
+
+def test_corrupted_resume_pieces_are_downloaded_again(
+    server: JHTDBStandIn, token_env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.faults = [None] * 7  # type: ignore[list-item]
+    server.persistent = "500"  # then the download stops, keeping 7 finished pieces
+    with pytest.raises(jhtdb.JHTDBError):
+        build(params_for(server.url, jhtdb={"retries": 0}), tmp_path)
+    server.persistent = None
+    p = params_for(server.url)
+    scratch = jhtdb_scratch(p, tmp_path / "scratch", [int(t) for t in sample_plan(p).time_index])
+    names = sorted(m.stem for m in scratch.dir.glob("*.done"))
+    assert len(names) == 7
+    flipped, deleted, unrecorded = names[1], names[4], names[6]
+    chunks = [f for f in (scratch.dir / f"{flipped}.zarr" / "velocity" / "c").rglob("*") if f.is_file()]
+    data = bytearray(chunks[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in an uncompressed chunk: still a valid store
+    chunks[0].write_bytes(bytes(data))
+    for f in (scratch.dir / f"{deleted}.zarr" / "velocity" / "c").rglob("*"):
+        if f.is_file():
+            f.unlink()  # zarr reads a missing chunk back as the fill value, silently
+    (scratch.dir / f"{unrecorded}.integrity.json").unlink()  # e.g. killed between piece and record
+    server.requests.clear()
+    caplog.set_level(logging.WARNING)
+    result = build(p, tmp_path)
+    redone = {flipped, deleted, unrecorded}
+    assert result["download"]["blocks_resumed"] == 4 and result["download"]["blocks_fetched"] == 5
+    requested = {int(q["ts"]) for q in server.requests}  # one block per time step here
+    assert {int(n[1:6]) for n in redone} <= requested
+    assert not requested & {int(n[1:6]) for n in set(names) - redone}
+    for name in redone:
+        assert f"JHTDB scratch piece {name} is not reusable" in caplog.text
+    ds = open_store(tmp_path / "t.zarr", verify=True)
+    for i, t in enumerate(sample_plan(p).time_index):
+        np.testing.assert_array_equal(ds.hr[i].values, expected_hr(p, int(t)))
+
+
+def test_a_new_base_url_never_reuses_pieces_of_the_old_server(
+    server: JHTDBStandIn, token_env: None, tmp_path: Path
+) -> None:
+    server.faults = [None, None, None]  # type: ignore[list-item]
+    server.persistent = "500"
+    with pytest.raises(jhtdb.JHTDBError, match="failed after 1 attempts"):
+        build(params_for(server.url, jhtdb={"retries": 0}), tmp_path)
+    assert len(server.served) == 3
+    with JHTDBStandIn(TOKEN) as other:
+        other.offset = 1.0  # a different field
+        p = params_for(other.url)
+        server.requests.clear()
+        result = build(p, tmp_path)
+        assert result["download"]["blocks_resumed"] == 0
+        assert len(other.requests) == result["download"]["blocks_total"] and server.requests == []
+    ds = open_store(tmp_path / "t.zarr")
+    for i, t in enumerate(sample_plan(p).time_index):
+        np.testing.assert_array_equal(ds.hr[i].values, expected_hr(p, int(t)) + np.float32(1.0))

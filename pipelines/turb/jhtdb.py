@@ -49,6 +49,8 @@ from pipelines.turb.jhtdb_payload import (
     parse_cutout,
     read_body,
     retry_after_seconds,
+    reusable,
+    save_piece,
 )
 
 log = logging.getLogger(__name__)
@@ -371,9 +373,11 @@ def download_blocks(
 ) -> dict[str, Any]:
     """Fetch every block not yet in ``scratch``, saving each as it arrives; returns counters.
 
+    A finished piece is reused only if it still matches the integrity record written beside it when it
+    arrived (:func:`reusable`); any other piece is downloaded again, with a warning naming it.
     ``progress=None`` shows the bar only on a terminal.
     """
-    pending = [b for b in blocks if not scratch.done(b.name)]
+    pending = [b for b in blocks if not reusable(scratch, b.name, (3, *b.size))]
     f = native_factor(p)
     start = time.perf_counter()
     with tqdm(
@@ -389,7 +393,7 @@ def download_blocks(
                 values = block_mean(values, f)  # reduce at once: the native block is never kept
             piece = xr.Dataset({"velocity": (("component", "z", "y", "x"), values)})
             piece["velocity"].encoding = {"compressors": None}  # scratch: speed over size
-            scratch.save(block.name, piece)
+            save_piece(scratch, block.name, piece)
             bar.update(1)
             bar.set_postfix_str(f"{client.stats.bytes / 2**20:.1f} MB, {client.stats.retries} retries")
     return {

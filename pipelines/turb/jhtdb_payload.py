@@ -1,21 +1,29 @@
-"""Safety helpers of the JHTDB client: token redaction and the reply (deadline, payload, ``Retry-After``).
+"""Safety helpers of the JHTDB client: token redaction, the reply (deadline, payload, ``Retry-After``)
+and resume pieces.
 
 Everything a server sends is untrusted: :func:`parse_cutout` raises ``ValueError`` (never anything else)
 for any reply that is not exactly the documented layout with a regular array of JSON numbers, so the
-client can treat every malformed payload as a retryable fault of the block.
+client can treat every malformed payload as a retryable fault of the block. :func:`piece_record` and
+:func:`piece_problem` let a resumed download reuse a finished piece only if it still holds exactly the
+values that were validated when it arrived.
 """
 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
 import time
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import requests
+import xarray as xr
+
+from pipelines.storage import ResumableBatches, write_json_atomic
 
 PLACEHOLDER = -999.9
 COMPONENTS = ("ux", "uy", "uz")
@@ -150,3 +158,61 @@ def read_body(response: requests.Response, deadline: float) -> bytes:
         if not data:
             return b"".join(parts)
         parts.append(data)
+
+
+# --- resume pieces ------------------------------------------------------------------------------------
+
+
+def piece_record(values: np.ndarray) -> dict[str, Any]:
+    """What a finished piece must still hold when it is reused: shape, dtype and sha256 of its values."""
+    values = np.ascontiguousarray(values)
+    return {
+        "shape": list(values.shape),
+        "dtype": str(values.dtype),
+        "sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+    }
+
+
+def piece_problem(values: np.ndarray, record: Any, shape: tuple[int, ...]) -> str | None:
+    """Why ``values`` read back from a piece cannot be reused (None if it matches ``record``)."""
+    if not isinstance(record, dict):
+        return "no integrity record"
+    if tuple(values.shape) != tuple(shape) or record.get("shape") != list(shape):
+        return f"shape {tuple(values.shape)}, expected {tuple(shape)}"
+    if str(values.dtype) != record.get("dtype"):
+        return f"dtype {values.dtype}, recorded {record.get('dtype')}"
+    if not np.all(np.isfinite(values)):
+        return "non-finite values"
+    if piece_record(values)["sha256"] != record.get("sha256"):
+        return "sha256 differs from the record written when it was downloaded"
+    return None
+
+
+def _record_path(scratch: ResumableBatches, name: str) -> Path:
+    return scratch.dir / f"{name}.integrity.json"
+
+
+def save_piece(scratch: ResumableBatches, name: str, piece: xr.Dataset) -> None:
+    """Save a validated piece, then its integrity record (shape, dtype, sha256 of its values)."""
+    _record_path(scratch, name).unlink(missing_ok=True)  # no stale record while the piece is rewritten
+    scratch.save(name, piece)
+    write_json_atomic(_record_path(scratch, name), piece_record(piece["velocity"].values))
+
+
+def reusable(scratch: ResumableBatches, name: str, shape: tuple[int, ...]) -> bool:
+    """Whether a finished piece still holds exactly the values that were validated when it arrived.
+
+    Pieces are stored uncompressed, so a flipped byte, a deleted chunk (read back as the fill value) or a
+    piece half-rewritten by an interrupted run would otherwise pass unnoticed. A piece that fails is
+    logged (a warning naming it) and must be downloaded again.
+    """
+    if not scratch.done(name):
+        return False
+    try:
+        record = json.loads(_record_path(scratch, name).read_text())
+        problem = piece_problem(scratch.load(name)["velocity"].values, record, shape)
+    except Exception as err:  # noqa: BLE001 - an unreadable piece or record is simply downloaded again
+        problem = f"unreadable ({type(err).__name__})"
+    if problem:
+        log.warning("JHTDB scratch piece %s is not reusable (%s); downloading it again", name, problem)
+    return problem is None
