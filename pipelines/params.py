@@ -245,9 +245,20 @@ class TurbulenceSolverParams(Strict):
 class JHTDBParams(Strict):
     """``jhtdb`` source: cutouts of isotropic1024coarse from the JHTDB REST service (token from the env)."""
 
-    base_url: str = Field(JHTDB_CUTOUT_URL, pattern=r"^https?://", description="REST cutout endpoint")
+    base_url: str = Field(
+        JHTDB_CUTOUT_URL,
+        pattern=r"^https?://",
+        description="REST cutout endpoint; https:// unless allow_insecure_http (the token is in the query)",
+    )
+    allow_insecure_http: bool = Field(
+        False, description="accept an http:// base_url: only for a local test server (token sent in clear)"
+    )
     dataset: Literal["isotropic1024coarse"] = "isotropic1024coarse"
-    token_env: str = Field("JHTDB_TOKEN", pattern=r"^[A-Za-z_]\w*$", description="env var with the token")
+    token_env: str = Field(
+        "JHTDB_TOKEN",
+        pattern=r"^JHTDB_[A-Z0-9_]+$",
+        description="env var with the token; must be named JHTDB_* so no other secret can be sent",
+    )
     mode: Literal["stride", "box", "subcube"] = Field(
         "stride",
         description="stride: the server samples every factor-th point; box: block means of full-resolution "
@@ -258,10 +269,14 @@ class JHTDBParams(Strict):
     time_range: tuple[int, int] = Field((1, 1024), description="time indices the sample windows come from")
     max_points_per_request: PositiveInt = Field(4096, description="points x times per request (4096 testing)")
     max_request_mb: PositiveFloat = Field(3072.0, description="unstrided box x times x 12 B per request, MiB")
-    timeout_s: PositiveFloat = 60.0
+    timeout_s: PositiveFloat = Field(
+        60.0, description="deadline of one request: connect, headers and the whole body (a retryable fault)"
+    )
     retries: NonNegativeInt = Field(5, description="retries per block after the first attempt")
     backoff_s: NonNegativeFloat = Field(1.0, description="first retry delay; doubles per retry")
-    backoff_max_s: NonNegativeFloat = 60.0
+    backoff_max_s: NonNegativeFloat = Field(
+        60.0, description="longest retry delay; a longer Retry-After (HTTP 429 / 503) stops the download"
+    )
 
     @property
     def grid_points(self) -> int:
@@ -281,6 +296,11 @@ class JHTDBParams(Strict):
 
     @model_validator(mode="after")
     def _inside(self) -> JHTDBParams:
+        if self.base_url.startswith("http://") and not self.allow_insecure_http:
+            raise ValueError(
+                "jhtdb.base_url must start with https:// (the token is sent in the query string); "
+                "set jhtdb.allow_insecure_http: true only for a local test server"
+            )
         for name, value in zip("xyz", self.origin, strict=True):
             if not 1 <= value <= JHTDB_GRID_POINTS:
                 raise ValueError(

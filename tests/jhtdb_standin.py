@@ -9,8 +9,12 @@ compute exactly what any request should return.
 Faults are injected per request from a queue (``server.faults``), or for every request
 (``server.persistent``): ``timeout`` (answer only after ``slow_seconds``), ``500``, ``truncate`` (declare
 the full length, send half, close), ``badjson``, ``placeholder`` (some values are -999.9), ``echo401``
-(a 401 whose description repeats the token, as a careless server might) and ``hang`` (wait until
-``release`` is set, for kill tests).
+(a 401 whose description repeats the token, as a careless server might), ``hang`` (wait until
+``release`` is set, for kill tests), ``redirect`` (a 302 to ``redirect_to`` carrying the whole query,
+token included, as a hostile server might), ``429`` / ``503`` (with ``Retry-After: retry_after`` when
+that is set), ``drip`` (the body in 20 pieces over ``drip_seconds``), ``bool`` (one velocity value is
+JSON ``true``) and ``deep`` (deeply nested JSON). ``offset`` is added to every velocity served, so two
+stand-ins can serve different fields.
 """
 
 from __future__ import annotations
@@ -54,6 +58,11 @@ class JHTDBStandIn:
         self.faults: list[str] = []
         self.persistent: str | None = None
         self.requests: list[dict[str, Any]] = []  # query of every request, token removed
+        self.tokens_received = 0  # requests that carried a token (any value)
+        self.redirect_to = ""
+        self.retry_after: str | None = None
+        self.drip_seconds = 2.0
+        self.offset = 0.0
         self.served: list[dict[str, Any]] = []  # queries answered with a good payload
         self.hanging = threading.Event()
         self.release = threading.Event()
@@ -98,9 +107,19 @@ class JHTDBStandIn:
         fault = self.next_fault()
         with self._lock:
             self.requests.append({**query, "fault": fault})
+            self.tokens_received += token is not None
         try:
             if url.path != PATH:
                 return self._json(h, 404, {"description": f"no endpoint {url.path}"})
+            if fault == "redirect":
+                h.send_response(302)
+                h.send_header("Location", f"{self.redirect_to}?{url.query}")
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return None
+            if fault in ("429", "503"):
+                headers = {} if self.retry_after is None else {"Retry-After": self.retry_after}
+                return self._json(h, int(fault), {"description": "slow down"}, headers)
             if fault == "echo401":
                 return self._json(h, 401, {"description": [f"token {token} is not authorised"]})
             if token != self.token:
@@ -129,12 +148,21 @@ class JHTDBStandIn:
                 return None
             if fault == "badjson":
                 body = body[: len(body) - 7]
+            elif fault == "deep":
+                body = b"[" * 100_000 + b"]" * 100_000
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
-            h.wfile.write(body)
-            if fault not in ("badjson", "placeholder", "timeout"):
+            if fault == "drip":
+                step = len(body) // 20 + 1
+                for i in range(0, len(body), step):
+                    h.wfile.write(body[i : i + step])
+                    h.wfile.flush()
+                    time.sleep(self.drip_seconds / 20)
+            else:
+                h.wfile.write(body)
+            if fault not in ("badjson", "placeholder", "timeout", "drip", "bool", "deep"):
                 with self._lock:
                     self.served.append(query)
         except (BrokenPipeError, ConnectionResetError):
@@ -153,7 +181,7 @@ class JHTDBStandIn:
         if points > self.max_points:
             return None, f"too many points requested: {points} > {self.max_points}"
         t = int(q["ts"])
-        values = standin_velocity(*axes, t)
+        values = standin_velocity(*axes, t) + np.float32(self.offset)
         if fault == "placeholder":
             values.reshape(-1)[::5] = np.float32(-999.9)
         doc = {
@@ -178,13 +206,17 @@ class JHTDBStandIn:
                 }
             },
         }
+        if fault == "bool":
+            doc["data_vars"][f"velocity_{t:04d}"]["data"][0][0][0][0] = True
         return json.dumps(doc).encode(), values.shape
 
     @staticmethod
-    def _json(h: BaseHTTPRequestHandler, status: int, doc: dict) -> None:
+    def _json(h: BaseHTTPRequestHandler, status: int, doc: dict, headers: dict | None = None) -> None:
         body = json.dumps(doc).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
         h.end_headers()
         h.wfile.write(body)

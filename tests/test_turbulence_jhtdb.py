@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -16,8 +18,8 @@ import pytest
 import yaml
 
 from loaders.storage import open_store
-from pipelines.params import ComputeParams, TurbulenceParams, parse_params
-from pipelines.turbulence import jhtdb
+from pipelines.params import ComputeParams, ParamsError, TurbulenceParams, parse_params
+from pipelines.turbulence import jhtdb, jhtdb_payload
 from pipelines.turbulence.downsample import block_mean
 from pipelines.turbulence.stage import build_turbulence_dataset, jhtdb_scratch, main, sample_plan
 from tests.jhtdb_standin import JHTDBStandIn, native_indices, standin_velocity
@@ -54,11 +56,17 @@ def jhtdb_section(url: str, **over: object) -> dict:
             "timeout_s": 5.0,
             "retries": 3,
             "backoff_s": 0.01,
+            "allow_insecure_http": True,  # the loopback stand-in speaks plain http
             **jhtdb_over,
         },
     }
     section.update(over)
     return section
+
+
+def client_for(url: str, token: str = TOKEN, **kw: object) -> jhtdb.CutoutClient:
+    """A client of the loopback stand-in (plain http, so the insecure override is needed)."""
+    return jhtdb.CutoutClient(url, token, allow_insecure_http=True, **kw)  # type: ignore[arg-type]
 
 
 def params_for(url: str, **over: object) -> TurbulenceParams:
@@ -90,13 +98,13 @@ def expected_hr(p: TurbulenceParams, t: int) -> np.ndarray:
 def test_client_retries_every_transient_fault_then_succeeds(server: JHTDBStandIn) -> None:
     server.faults = ["timeout", "500", "truncate", "badjson", "placeholder"]
     cut = jhtdb.Cutout(time_index=3, start=(1020, 5, 9), count=(6, 4, 2), stride=2)  # wraps in x
-    with jhtdb.CutoutClient(server.url, TOKEN, timeout_s=0.8, retries=5, backoff_s=0.01) as client:
+    with client_for(server.url, timeout_s=0.8, retries=5, backoff_s=0.01) as client:
         values = client.fetch(cut)
     assert client.stats.requests == 6 and client.stats.retries == 5
     assert set(client.stats.failures) == {
         "ReadTimeout",
         "HTTP 500",
-        "ChunkedEncodingError",
+        "ProtocolError",  # the truncated body (urllib3's IncompleteRead)
         "malformed payload",
     }
     axes = [native_indices(s, e, 2) for s, e in zip(cut.start, cut.end, strict=True)]
@@ -107,22 +115,20 @@ def test_client_retries_every_transient_fault_then_succeeds(server: JHTDBStandIn
 def test_client_gives_up_with_a_clear_error(server: JHTDBStandIn) -> None:
     server.persistent = "500"
     sleeps: list[float] = []
-    client = jhtdb.CutoutClient(
-        server.url, TOKEN, retries=3, backoff_s=0.5, backoff_max_s=1.5, sleep=sleeps.append
-    )
+    client = client_for(server.url, retries=3, backoff_s=0.5, backoff_max_s=1.5, sleep=sleeps.append)
     with pytest.raises(jhtdb.JHTDBError, match=r"failed after 4 attempts \(last: HTTP 500\)") as err:
         client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
     client.close()
     assert sleeps == [0.5, 1.0, 1.5]  # exponential backoff, capped
     assert "t=1 x=1..2 y=1..2 z=1..2" in str(err.value) and TOKEN not in str(err.value)
     server.persistent = "placeholder"
-    with jhtdb.CutoutClient(server.url, TOKEN, retries=1, backoff_s=0) as client:
+    with client_for(server.url, retries=1, backoff_s=0) as client:
         with pytest.raises(jhtdb.JHTDBError, match="missing-value placeholder"):
             client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
 
 
 def test_client_does_not_retry_refusals(server: JHTDBStandIn) -> None:
-    with jhtdb.CutoutClient(server.url, "wrong-token", retries=3, backoff_s=0) as client:
+    with client_for(server.url, "wrong-token", retries=3, backoff_s=0) as client:
         with pytest.raises(jhtdb.JHTDBError, match="HTTP 401"):
             client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
     assert len(server.requests) == 1
@@ -289,10 +295,209 @@ def test_token_never_leaks(
     for path in tmp_path.rglob("*"):
         if path.is_file():
             texts.append(path.read_bytes().decode("latin-1"))
-    client = jhtdb.CutoutClient(server.url, TOKEN)
+    client = client_for(server.url)
     texts.append(repr(client))
     client.close()
     assert len(texts) > 10 and all(TOKEN not in t for t in texts)
     # the name of the variable is recorded, its value is not
     assert json.loads((tmp_path / "m.json").read_text())["source"] == "jhtdb"
     assert "JHTDB_TOKEN" in open_store(tmp_path / "t.zarr").attrs["provenance"]
+
+
+# --- issue 10: token and request safety ------------------------------------------------------------------
+
+
+def test_redirect_is_not_followed_so_the_token_stays_with_base_url(server: JHTDBStandIn) -> None:
+    with JHTDBStandIn(TOKEN) as other:  # another port: another origin
+        server.redirect_to = other.url
+        server.faults = ["redirect"]
+        with client_for(server.url, retries=3, backoff_s=0) as client:
+            with pytest.raises(jhtdb.JHTDBError, match=r"redirect \(HTTP 302\)") as err:
+                client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
+        assert other.requests == [] and other.tokens_received == 0
+    message = str(err.value)
+    assert "t=1 x=1..2 y=1..2 z=1..2" in message
+    assert TOKEN not in message and "127.0.0.1" not in message  # neither the token nor a URL
+    assert len(server.requests) == 1  # a redirect is not retried
+
+
+def test_params_require_https_and_a_jhtdb_token_variable(
+    server: JHTDBStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insecure = jhtdb_section(server.url, jhtdb={"allow_insecure_http": False})
+    with pytest.raises(ParamsError, match=r"jhtdb.base_url must start with https://"):
+        parse_params({"turbulence": insecure})
+    assert params_for(server.url).jhtdb.allow_insecure_http  # the documented override
+    secure = {**insecure["jhtdb"], "base_url": "https://jhtdb.example/cutout"}
+    assert parse_params({"turbulence": {**insecure, "jhtdb": secure}}).turbulence.jhtdb.base_url
+    for name, ok in (("HF_TOKEN", False), ("PATH", False), ("jhtdb_token", False), ("JHTDB_TOKEN_2", True)):
+        section = jhtdb_section(server.url, jhtdb={"token_env": name})
+        if ok:
+            assert parse_params({"turbulence": section}).turbulence.jhtdb.token_env == name
+        else:
+            with pytest.raises(ParamsError, match=r"turbulence\.jhtdb\.token_env"):
+                parse_params({"turbulence": section})
+    for url in (server.url, "ftp://127.0.0.1/x"):  # the client refuses them too
+        with pytest.raises(jhtdb.JHTDBError, match="https://"):
+            jhtdb.CutoutClient(url, TOKEN)
+    # the stage: any other secret in the environment is never sent anywhere
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    for i, over in enumerate([insecure["jhtdb"], {"token_env": "HF_TOKEN"}]):
+        path = tmp_path / f"bad{i}.yaml"
+        path.write_text(yaml.safe_dump({"turbulence": jhtdb_section(server.url, jhtdb=over)}))
+        out = tmp_path / f"o{i}.zarr"
+        assert main(["--params", str(path), "--out", str(out), "--scratch", str(tmp_path)]) == 1
+    assert server.requests == []
+
+
+def test_retry_after_is_honoured_up_to_backoff_max(server: JHTDBStandIn) -> None:
+    cut = jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1)
+    server.faults, server.retry_after = ["429"], "1"
+    with client_for(server.url, retries=2, backoff_s=0.01, backoff_max_s=2) as client:
+        start = time.monotonic()
+        client.fetch(cut)
+        assert time.monotonic() - start >= 1.0  # waited as asked, not 0.01 s
+    assert client.stats.retries == 1 and client.stats.failures == {"HTTP 429": 1}
+    server.faults, server.retry_after = ["503"], "5"
+    sleeps: list[float] = []
+    with client_for(server.url, retries=3, backoff_s=0.01, backoff_max_s=1, sleep=sleeps.append) as client:
+        with pytest.raises(jhtdb.JHTDBError, match=r"asked to wait 5 s .*backoff_max_s=1") as err:
+            client.fetch(cut)
+    assert sleeps == [] and "t=1 x=1..2" in str(err.value)  # fails at once instead of hammering
+    # the HTTP-date form, and headers that say nothing usable
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= jhtdb_payload.retry_after_seconds(date, now=now) <= 31
+    assert jhtdb_payload.retry_after_seconds(email.utils.formatdate(now - 60, usegmt=True), now=now) == 0
+    for bad in (None, "", "soon", "-3", "1.5e3"):
+        assert jhtdb_payload.retry_after_seconds(bad) is None
+
+
+def test_timeout_is_a_deadline_for_the_whole_reply(server: JHTDBStandIn) -> None:
+    cut = jhtdb.Cutout(2, (1, 1, 1), (4, 4, 4), 1)
+    server.drip_seconds = 1.5  # every byte arrives well within any per-read timeout
+    server.faults = ["drip"]
+    with client_for(server.url, timeout_s=0.4, retries=1, backoff_s=0.01) as client:
+        values = client.fetch(cut)
+    assert client.stats.failures == {"deadline": 1} and client.stats.retries == 1
+    assert values.shape == (3, 4, 4, 4)
+    server.persistent = "drip"
+    with client_for(server.url, timeout_s=0.4, retries=1, backoff_s=0.01) as client:
+        with pytest.raises(jhtdb.JHTDBError, match=r"t=2 x=1..4 .*0.4 s deadline"):
+            client.fetch(cut)
+
+
+def payload(values: np.ndarray) -> dict:
+    """A reply document in the service's layout for ``values`` (nz, ny, nx, 3)."""
+    return {
+        "coords": {"values": {"dims": ["values"], "data": ["ux", "uy", "uz"]}},
+        "data_vars": {"velocity_0001": {"dims": jhtdb_payload.DIMS, "data": values.tolist()}},
+    }
+
+
+def _set_first(doc: dict, value: object) -> dict:
+    doc["data_vars"]["velocity_0001"]["data"][0][0][0][0] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda d: _set_first(d, True), "non-numbers"),
+        (lambda d: _set_first(d, "0.5"), "non-numbers"),
+        (lambda d: _set_first(d, None), "non-numbers"),
+        (lambda d: _set_first(d, [0.5]), "non-numbers|shape"),
+        (lambda d: _set_first(d, {"v": 1}), "non-numbers"),
+        (lambda d: _set_first(d, float("nan")), "non-finite"),
+        (lambda d: _set_first(d, 1e39), "float32 range"),
+        (lambda d: _set_first(d, 10**400), "out of range|float32 range"),
+        (lambda d: _set_first(d, -999.9), "placeholder"),
+        (lambda d: {**d, "coords": []}, "coords"),
+        (
+            lambda d: {**d, "data_vars": {"v": {**d["data_vars"]["velocity_0001"], "data": "x"}}},
+            "not an array",
+        ),
+        (lambda d: {**d, "data_vars": {"v": {**d["data_vars"]["velocity_0001"], "data": [[1.0]]}}}, "shape"),
+        (lambda d: [d], "data_vars"),
+    ],
+)
+def test_payload_must_be_a_regular_array_of_json_numbers(mutate, match: str) -> None:
+    values = standin_velocity(np.arange(2), np.arange(3), np.arange(4), 1)
+    ok = json.dumps(payload(values)).encode()
+    np.testing.assert_array_equal(jhtdb.parse_cutout(ok, (4, 3, 2)), values.transpose(3, 0, 1, 2))
+    with pytest.raises(ValueError, match=match):
+        jhtdb.parse_cutout(json.dumps(mutate(payload(values))).encode(), (4, 3, 2))
+    with pytest.raises(ValueError, match="nested too deeply"):
+        jhtdb.parse_cutout(b"[" * 100_000 + b"]" * 100_000, (4, 3, 2))
+
+
+def test_malformed_payloads_are_retried_and_name_the_block(server: JHTDBStandIn) -> None:
+    cut = jhtdb.Cutout(3, (1, 1, 1), (2, 2, 2), 1)
+    server.faults = ["bool", "deep"]
+    with client_for(server.url, retries=2, backoff_s=0.01) as client:
+        values = client.fetch(cut)
+    assert client.stats.failures == {"malformed payload": 2} and np.all(values != 1.0)
+    for fault, match in (("bool", r"non-numbers \(bool\)"), ("deep", "nested too deeply")):
+        server.persistent = fault
+        with client_for(server.url, retries=1, backoff_s=0.01) as client:
+            with pytest.raises(jhtdb.JHTDBError, match=rf"t=3 x=1..2 y=1..2 z=1..2.*{match}"):
+                client.fetch(cut)
+
+
+# --- issue 10: resume and scratch safety ------------------------------------------------------------------
+
+
+def test_corrupted_resume_pieces_are_downloaded_again(
+    server: JHTDBStandIn, token_env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.faults = [None] * 7  # type: ignore[list-item]
+    server.persistent = "500"  # then the download stops, keeping 7 finished pieces
+    with pytest.raises(jhtdb.JHTDBError):
+        build(params_for(server.url, jhtdb={"retries": 0}), tmp_path)
+    server.persistent = None
+    p = params_for(server.url)
+    scratch = jhtdb_scratch(p, tmp_path / "scratch", [int(t) for t in sample_plan(p).time_index])
+    names = sorted(m.stem for m in scratch.dir.glob("*.done"))
+    assert len(names) == 7
+    flipped, deleted, unrecorded = names[1], names[4], names[6]
+    chunks = [f for f in (scratch.dir / f"{flipped}.zarr" / "velocity" / "c").rglob("*") if f.is_file()]
+    data = bytearray(chunks[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in an uncompressed chunk: still a valid store
+    chunks[0].write_bytes(bytes(data))
+    for f in (scratch.dir / f"{deleted}.zarr" / "velocity" / "c").rglob("*"):
+        if f.is_file():
+            f.unlink()  # zarr reads a missing chunk back as the fill value, silently
+    (scratch.dir / f"{unrecorded}.integrity.json").unlink()  # e.g. killed between piece and record
+    server.requests.clear()
+    caplog.set_level(logging.WARNING)
+    result = build(p, tmp_path)
+    redone = {flipped, deleted, unrecorded}
+    assert result["download"]["blocks_resumed"] == 4 and result["download"]["blocks_fetched"] == 5
+    requested = {int(q["ts"]) for q in server.requests}  # one block per time step here
+    assert {int(n[1:6]) for n in redone} <= requested
+    assert not requested & {int(n[1:6]) for n in set(names) - redone}
+    for name in redone:
+        assert f"JHTDB scratch piece {name} is not reusable" in caplog.text
+    ds = open_store(tmp_path / "t.zarr", verify=True)
+    for i, t in enumerate(sample_plan(p).time_index):
+        np.testing.assert_array_equal(ds.hr[i].values, expected_hr(p, int(t)))
+
+
+def test_a_new_base_url_never_reuses_pieces_of_the_old_server(
+    server: JHTDBStandIn, token_env: None, tmp_path: Path
+) -> None:
+    server.faults = [None, None, None]  # type: ignore[list-item]
+    server.persistent = "500"
+    with pytest.raises(jhtdb.JHTDBError, match="failed after 1 attempts"):
+        build(params_for(server.url, jhtdb={"retries": 0}), tmp_path)
+    assert len(server.served) == 3
+    with JHTDBStandIn(TOKEN) as other:
+        other.offset = 1.0  # a different field
+        p = params_for(other.url)
+        server.requests.clear()
+        result = build(p, tmp_path)
+        assert result["download"]["blocks_resumed"] == 0
+        assert len(other.requests) == result["download"]["blocks_total"] and server.requests == []
+    ds = open_store(tmp_path / "t.zarr")
+    for i, t in enumerate(sample_plan(p).time_index):
+        np.testing.assert_array_equal(ds.hr[i].values, expected_hr(p, int(t)) + np.float32(1.0))

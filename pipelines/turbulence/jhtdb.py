@@ -15,7 +15,11 @@ metadata from GitHub when a dataset object is built, so it cannot be pointed at 
 The token comes from an environment variable. It is sent in the query string (the service wants it
 there) and nowhere else: error messages are built from status codes and block coordinates only, the
 exceptions raised never chain the ``requests`` exceptions (whose text contains the URL), and a logging
-filter redacts it from urllib3's debug log of request lines.
+filter redacts it from urllib3's debug log of request lines. Only ``base_url`` receives it: https://
+unless ``allow_insecure_http`` (loopback tests), and a redirect (3xx) stops the download unfollowed.
+
+A request must complete (connect to last body byte) within ``timeout_s``; ``Retry-After`` on HTTP 429 /
+503 is honoured up to ``backoff_max_s``. Reply, payload and resume-piece checks: :mod:`.jhtdb_payload`.
 """
 
 from __future__ import annotations
@@ -31,17 +35,25 @@ from typing import Any
 
 import numpy as np
 import requests
+import urllib3
 import xarray as xr
 from tqdm import tqdm
 
 from loaders.storage import ResumableBatches
 from pipelines.params import JHTDBParams
 from pipelines.turbulence.downsample import block_mean
+from pipelines.turbulence.jhtdb_payload import (
+    REDACTED,
+    DeadlinePassed,
+    RedactToken,
+    parse_cutout,
+    read_body,
+    retry_after_seconds,
+    reusable,
+    save_piece,
+)
 
-PLACEHOLDER = -999.9
-COMPONENTS = ("ux", "uy", "uz")
-DIMS = ["zcoor", "ycoor", "xcoor", "values"]
-REDACTED = "<redacted>"
+log = logging.getLogger(__name__)
 BYTES_PER_POINT = 3 * 4  # three float32 components, the unit of the service's request-size limit
 
 
@@ -52,21 +64,9 @@ class JHTDBError(RuntimeError):
 class _Retryable(Exception):
     """Internal: this attempt failed in a way worth retrying (timeout, 5xx, broken payload)."""
 
-
-class _RedactToken(logging.Filter):
-    """Replace the token in log records (urllib3 logs request lines, query string included, at DEBUG)."""
-
-    def __init__(self, token: str):
-        super().__init__()
-        self._token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._token in str(record.msg):
-            record.msg = str(record.msg).replace(self._token, REDACTED)
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(a.replace(self._token, REDACTED) if isinstance(a, str) else a for a in args)
-        return True
+    def __init__(self, reason: str, wait: float | None = None):
+        super().__init__(reason)
+        self.wait = wait  # seconds the server asked for (Retry-After), if it did
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class ClientStats:
 
 
 class CutoutClient:
-    """Fetch and validate cutouts, retrying timeouts, 5xx replies and malformed payloads with backoff."""
+    """Fetch and validate cutouts, retrying timeouts, 5xx / 429 and malformed payloads with backoff."""
 
     def __init__(
         self,
@@ -136,9 +136,15 @@ class CutoutClient:
         backoff_s: float = 1.0,
         backoff_max_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        allow_insecure_http: bool = False,
     ):
         if not token:
             raise JHTDBError("empty JHTDB token")
+        if not (base_url.startswith("https://") or (allow_insecure_http and base_url.startswith("http://"))):
+            raise JHTDBError(
+                "turbulence.jhtdb.base_url must be an https:// URL (the token travels in the query string); "
+                "http:// needs turbulence.jhtdb.allow_insecure_http: true (local test servers only)"
+            )
         self.base_url = base_url
         self.dataset = dataset
         self.timeout_s = timeout_s
@@ -149,7 +155,7 @@ class CutoutClient:
         self._token = token
         self._sleep = sleep
         self._session = requests.Session()
-        self._filter = _RedactToken(token)
+        self._filter = RedactToken(token)
         self._loggers = [
             logging.getLogger(name) for name in ("urllib3.connectionpool", "urllib3", "requests")
         ]
@@ -175,47 +181,78 @@ class CutoutClient:
 
     def fetch(self, cutout: Cutout) -> np.ndarray:
         """Velocity of one cutout as float32 ``[component, z, y, x]`` (components x, y, z)."""
-        reason = ""
+        reason, asked = "", None
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.retries += 1
-                self._sleep(min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1)))
+                backoff = min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1))
+                self._sleep(max(backoff, asked or 0.0))
             try:
                 return self._fetch_once(cutout)
             except _Retryable as err:
-                reason = str(err)
+                reason, asked = str(err), err.wait
+            if attempt == self.retries:
+                break
+            if asked is not None and asked > self.backoff_max_s:
+                raise JHTDBError(
+                    f"JHTDB asked to wait {asked:g} s before retrying cutout {cutout.describe()} "
+                    f"({reason}), longer than turbulence.jhtdb.backoff_max_s={self.backoff_max_s:g}. "
+                    "Finished blocks are kept: rerun later, or raise backoff_max_s."
+                )
+            log.warning(
+                "JHTDB cutout %s: attempt %d failed (%s); retrying", cutout.describe(), attempt + 1, reason
+            )
         raise JHTDBError(
             f"JHTDB cutout {cutout.describe()} failed after {self.retries + 1} attempts (last: {reason}). "
             "Finished blocks are kept: rerun to resume, or raise turbulence.jhtdb.retries / timeout_s."
         )
 
+    def _fault(self, kind: str, reason: str | None = None, wait: float | None = None) -> _Retryable:
+        """Count a retryable failure of ``kind``; ``reason`` (default ``kind``) goes into the messages."""
+        self.stats.count_failure(kind)
+        reason = reason or kind
+        return _Retryable(reason if wait is None else f"{reason}, Retry-After {wait:.3g} s", wait)
+
     def _fetch_once(self, cutout: Cutout) -> np.ndarray:
         params = {"token": self._token, **cutout.query(self.dataset)}
         self.stats.requests += 1
-        failure = None
+        deadline = time.monotonic() + self.timeout_s
+        late = f"reply not complete within the {self.timeout_s:g} s deadline"
         try:
-            response = self._session.get(self.base_url, params=params, timeout=self.timeout_s)
-            body = response.content  # read fully here, so a truncated body fails inside this try
+            response = self._session.get(
+                self.base_url, params=params, timeout=self.timeout_s, stream=True, allow_redirects=False
+            )
         except (
             requests.exceptions.InvalidURL,
             requests.exceptions.MissingSchema,
             requests.exceptions.InvalidSchema,
         ):
-            failure = "fatal"
-        except requests.exceptions.RequestException as err:
-            failure = type(err).__name__  # never str(err): it holds the URL and so the token
-        if failure == "fatal":
-            raise JHTDBError(f"invalid JHTDB base_url {self.base_url!r} (turbulence.jhtdb.base_url)")
-        if failure is not None:
-            self.stats.count_failure(failure)
-            raise _Retryable(
-                f"{failure} after {self.timeout_s:g} s timeout" if "Timeout" in failure else failure
-            )
+            raise JHTDBError(
+                f"invalid JHTDB base_url (turbulence.jhtdb.base_url {self.base_url!r})"
+            ) from None
+        except requests.exceptions.RequestException as err:  # never str(err): it holds the URL and token
+            kind = type(err).__name__
+            raise self._fault(kind, late if "Timeout" in kind else None) from None
+        with response:
+            status = response.status_code
+            if 300 <= status < 400:  # its Location may carry the token on to another host: never follow
+                raise JHTDBError(
+                    f"JHTDB answered cutout {cutout.describe()} with a redirect (HTTP {status}), which is "
+                    "not followed so that the token never reaches another host; set "
+                    "turbulence.jhtdb.base_url to the final https:// endpoint."
+                )
+            try:
+                body = read_body(response, deadline)  # the whole body, or DeadlinePassed
+            except DeadlinePassed:
+                raise self._fault("deadline", late) from None
+            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
+                if time.monotonic() >= deadline:  # the socket timed out at the deadline
+                    raise self._fault("deadline", late) from None
+                raise self._fault(type(err).__name__) from None
         self.stats.bytes += len(body)
-        status = response.status_code
         if status >= 500 or status == 429:
-            self.stats.count_failure(f"HTTP {status}")
-            raise _Retryable(f"HTTP {status}")
+            asked = retry_after_seconds(response.headers.get("Retry-After")) if status in (429, 503) else None
+            raise self._fault(f"HTTP {status}", wait=asked)
         if status != 200:
             raise JHTDBError(
                 f"JHTDB refused cutout {cutout.describe()}: HTTP {status}{self._server_message(body)}. "
@@ -223,50 +260,18 @@ class CutoutClient:
             )
         try:
             return parse_cutout(body, cutout.shape)
-        except ValueError as err:
+        except Exception as err:  # noqa: BLE001 - whatever a broken reply raises, the block is retried
             self.stats.count_failure("malformed payload")
-            raise _Retryable(self._redact(f"malformed payload: {err}")) from None
+            raise _Retryable(self._redact(f"malformed payload: {err}")[:300]) from None
 
     def _server_message(self, body: bytes) -> str:
         try:
             description = json.loads(body).get("description", "")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return ""
         if isinstance(description, list):
             description = " ".join(str(d) for d in description)
         return f" ({self._redact(str(description))[:300]})" if description else ""
-
-
-def parse_cutout(body: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-    """Decode and validate one reply; raises ``ValueError`` on anything unexpected."""
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"not JSON ({type(err).__name__}, {len(body)} bytes)") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("data_vars"), dict):
-        raise ValueError("no data_vars mapping")
-    if len(obj["data_vars"]) != 1:
-        raise ValueError(f"expected one variable (one time step), got {len(obj['data_vars'])}")
-    var = next(iter(obj["data_vars"].values()))
-    if not isinstance(var, dict) or list(var.get("dims", [])) != DIMS:
-        raise ValueError(f"expected dims {DIMS}")
-    values = obj.get("coords", {}).get("values", {}).get("data")
-    if values is not None and list(values) != list(COMPONENTS):
-        raise ValueError(f"expected components {list(COMPONENTS)}, got {values}")
-    try:
-        arr = np.asarray(var["data"], dtype=np.float32)
-    except (ValueError, TypeError, KeyError):
-        raise ValueError("data is not a regular numeric array") from None
-    expected = (*shape, 3)
-    if arr.shape != expected:
-        raise ValueError(f"shape {arr.shape}, expected {expected}")
-    if np.any(arr == np.float32(PLACEHOLDER)):
-        raise ValueError(
-            f"{int(np.sum(arr == np.float32(PLACEHOLDER)))} values hold the missing-value placeholder"
-        )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("non-finite values")
-    return np.ascontiguousarray(arr.transpose(3, 0, 1, 2))
 
 
 # --- planning and download --------------------------------------------------------------------------
@@ -368,9 +373,11 @@ def download_blocks(
 ) -> dict[str, Any]:
     """Fetch every block not yet in ``scratch``, saving each as it arrives; returns counters.
 
+    A finished piece is reused only if it still matches the integrity record written beside it when it
+    arrived (:func:`reusable`); any other piece is downloaded again, with a warning naming it.
     ``progress=None`` shows the bar only on a terminal.
     """
-    pending = [b for b in blocks if not scratch.done(b.name)]
+    pending = [b for b in blocks if not reusable(scratch, b.name, (3, *b.size))]
     f = native_factor(p)
     start = time.perf_counter()
     with tqdm(
@@ -386,7 +393,7 @@ def download_blocks(
                 values = block_mean(values, f)  # reduce at once: the native block is never kept
             piece = xr.Dataset({"velocity": (("component", "z", "y", "x"), values)})
             piece["velocity"].encoding = {"compressors": None}  # scratch: speed over size
-            scratch.save(block.name, piece)
+            save_piece(scratch, block.name, piece)
             bar.update(1)
             bar.set_postfix_str(f"{client.stats.bytes / 2**20:.1f} MB, {client.stats.retries} retries")
     return {

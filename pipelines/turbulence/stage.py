@@ -199,12 +199,13 @@ def synthetic_source(p: TurbulenceParams, scratch: ResumableBatches) -> tuple[da
 
 
 def jhtdb_scratch(p: TurbulenceParams, root: Path, times: list[int]) -> ResumableBatches:
+    """Scratch keyed by everything that decides a piece's content (a new server never mixes with an old)."""
     j = p.jhtdb
     key = params_key(
         {
-            "dataset": j.dataset, "mode": j.mode, "factor": j.factor, "origin": list(j.origin),
-            "n": p.hr_resolution, "max_points": j.max_points_per_request, "max_mb": j.max_request_mb,
-            "times": times,
+            "source": p.source, "base_url": j.base_url, "dataset": j.dataset, "mode": j.mode,
+            "factor": j.factor, "origin": list(j.origin), "n": p.hr_resolution,
+            "max_points": j.max_points_per_request, "max_mb": j.max_request_mb, "times": times,
         }
     )  # fmt: skip
     return ResumableBatches(root, "turbulence-jhtdb-" + key)
@@ -220,7 +221,7 @@ def jhtdb_source(
     token = jhtdb.read_token(p.jhtdb)  # before any request: a missing token fails at once
     with jhtdb.CutoutClient(
         p.jhtdb.base_url, token, p.jhtdb.dataset, p.jhtdb.timeout_s, p.jhtdb.retries,
-        p.jhtdb.backoff_s, p.jhtdb.backoff_max_s,
+        p.jhtdb.backoff_s, p.jhtdb.backoff_max_s, allow_insecure_http=p.jhtdb.allow_insecure_http,
     ) as client:  # fmt: skip
         counters = jhtdb.download_blocks(p.jhtdb, blocks, scratch, client, progress)
     per_time: dict[int, list[jhtdb.Block]] = {}
