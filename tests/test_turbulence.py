@@ -13,10 +13,13 @@ import xarray as xr
 from loaders.storage import open_store, read_provenance
 from models.groups import octahedral, rotate_vector
 from pipelines.params import ComputeParams, ParamsError, TurbulenceParams, load_params, parse_params
+from pipelines.turbulence.cutouts import JHTDBSource
 from pipelines.turbulence.downsample import block_mean, block_mean_dask, stride_sample
 from pipelines.turbulence.solver import SolverConfig, SpectralSolver, initial_condition
+from pipelines.turbulence.sources import SOURCES, source_for
 from pipelines.turbulence.spectra import field_spectrum, relative_divergence, to_fourier
 from pipelines.turbulence.stage import build_turbulence_dataset
+from pipelines.turbulence.synthetic import SyntheticSource
 from pipelines.turbulence.task import check_plan, plan_samples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,6 +167,38 @@ def test_repository_params_and_bad_values() -> None:
         parse_params({"turbulence": {"jhtdb": {"bogus": 1}}})
 
 
+# --- sources ------------------------------------------------------------------------------------------
+
+
+def test_source_for_picks_the_named_source_and_refuses_unknown_names() -> None:
+    assert isinstance(source_for(tiny_params()), SyntheticSource)
+    assert isinstance(source_for(tiny_params(source="jhtdb", hr_resolution=16)), JHTDBSource)
+    assert set(SOURCES) == {"synthetic", "jhtdb"}  # the params' Literal and the registry agree
+    bad = tiny_params().model_copy(update={"source": "lidar"})  # past validation, as a future key might be
+    with pytest.raises(ValueError, match="turbulence.source: unknown source 'lidar'"):
+        source_for(bad)
+
+
+def test_jhtdb_source_geometry_and_words_need_no_network() -> None:
+    p = tiny_params(source="jhtdb", jhtdb={"mode": "stride", "factor": 16, "time_range": [1, 60]})
+    src = source_for(p)
+    plan = src.plan()
+    times, dt = src.physical_times(plan)
+    np.testing.assert_allclose(times, (plan.time_index - 1) * p.jhtdb.dt)  # JHTDB index 1 is t = 0
+    assert dt == p.jhtdb.dt and plan.time_index.min() >= 1 and plan.time_index.max() <= 60
+    assert src.hr_filter(1) == {
+        "kind": "stride_sample", "factor": 16, "of": "JHTDB native 1024^3 grid", "jhtdb_mode": "stride"
+    }  # fmt: skip
+    assert src.mode == "stride" and src.viscosity == p.jhtdb.viscosity
+    assert src.extent() == pytest.approx(16 * 16 * 2 * np.pi / 1024)  # 16 points every 16th of 1024
+    words = src.description()
+    assert words.startswith("**Source: JHTDB**") and "mode `stride` with factor 16" in words
+    assert "\n\n" not in words  # one paragraph, as the cards and the report quote it
+    synthetic = source_for(tiny_params())
+    assert synthetic.mode == "n/a" and synthetic.extent() == 2 * np.pi
+    assert "NOT JHTDB" in synthetic.description() and "at 32^3" in synthetic.description()
+
+
 # --- the synthetic stage end to end -------------------------------------------------------------------
 
 
@@ -182,6 +217,9 @@ def test_synthetic_stage_builds_a_complete_store(tmp_path: Path) -> None:
     np.testing.assert_allclose(ds.x.values, (np.arange(16) * 2 + 0.5) * 2 * np.pi / 32)
     np.testing.assert_allclose(ds.lr.values, block_mean(ds.hr.values, 4), rtol=1e-6, atol=1e-6)
     assert ds.attrs["source"] == "synthetic" and "NOT JHTDB" in ds.attrs["dataset_card"]
+    # one description of the source: the stored attr is the source's text, and the stored card quotes it
+    description = source_for(p).description()
+    assert ds.attrs["source_description"] == description and description in ds.attrs["dataset_card"]
     assert json.loads(ds.attrs["filter"])["hr"] == {"kind": "block_mean", "factor": 2, "of": "source field"}
     splits = json.loads(ds.attrs["splits"])
     assert sorted(c for v in splits.values() for c in v) == [1, 4, 7, 10, 13, 16]

@@ -2,16 +2,31 @@
 
 The card is generated from the store's metadata only (provenance, attributes, statistics, file list), so
 it cannot drift from the data it describes, and it holds no timestamp of its own: rebuilding an unchanged
-dataset gives a byte-identical card.
+dataset gives a byte-identical card. The prose of each kind's card is a Jinja2 template in ``templates/``
+(shipped with the package), rendered by :func:`render` from a typed context; the tables come from the
+helpers here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
+
+TEMPLATES = Path(__file__).parent / "templates"
+# StrictUndefined: a name the context lacks fails the render instead of leaving a silent gap in the card;
+# no autoescape (Markdown, not HTML) and the final newline kept, so the text is exactly the template's
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
 
 
 @dataclass
@@ -116,3 +131,13 @@ def files_table(sizes: dict[str, int], limit: int = 40) -> str:
         groups.setdefault(key, []).append(size)
     rows = [(f"`{k}`", len(v), f"{sum(v) / 1e6:.2f} MB") for k, v in sorted(groups.items())[:limit]]
     return table(("path", "files", "size"), rows)
+
+
+def render(template: str, context: Any) -> str:
+    """Render ``templates/<template>`` with the fields of the dataclass ``context`` as its variables."""
+    if not dataclasses.is_dataclass(context) or isinstance(context, type):
+        raise TypeError(
+            f"card context for {template} must be a dataclass instance, not {type(context).__name__}"
+        )
+    variables = {f.name: getattr(context, f.name) for f in dataclasses.fields(context)}
+    return _ENV.get_template(template).render(variables)

@@ -8,6 +8,7 @@ by the user), which keeps the files free of the overlapping copies a row-per-win
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,44 @@ from pipelines.publish.card import (
     arrays_table,
     files_table,
     params_block,
+    render,
     stats_table,
     table,
     versions_table,
 )
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
+
+
+@dataclass(frozen=True)
+class SmokeCard:
+    """What templates/smoke.md.j2 is rendered from (tables already as Markdown)."""
+
+    pretty_name: str
+    simulator: str  # name and version
+    phiml_version: str
+    n: int
+    input_frames: int
+    output_frames: int
+    figure_name: str
+    config_table: str
+    arrays_table: str
+    timing: str
+    pressure_solver: str  # JSON
+    split_table: str
+    stats_table: str
+    errors: str  # per level "E0: 0.001 (0.002)", empty when not recorded
+    repo_id: str
+    first_config: str
+    height: int
+    width: int
+    store_name: str
+    level0: int
+    files_table: str
+    built_from: str
+    versions_table: str
+    params_block: str
+    license: str
 
 
 class SmokeKind(DatasetKind):
@@ -184,7 +217,10 @@ class SmokeKind(DatasetKind):
         save_figure(fig, path)
 
     def card_body(self, ctx: CardContext) -> str:
-        ds, repo_id, configs = ctx.ds, ctx.repo_id, ctx.configs
+        return render("smoke.md.j2", self.card_context(ctx))
+
+    def card_context(self, ctx: CardContext) -> SmokeCard:
+        ds, configs = ctx.ds, ctx.configs
         p = ctx.params
         versions = ctx.versions
         windows = json.loads(ds.attrs["windows"])
@@ -208,104 +244,47 @@ class SmokeKind(DatasetKind):
         config_rows = [
             (f"`{c.name}`", c.description, " / ".join(str(c.rows[s]) for s in c.rows)) for c in configs
         ]
-        first = configs[0].name
-        level0 = int(ds.level.values[0])
-        simulator = (
-            f"{ds.attrs.get('simulator', 'PhiFlow')} {versions.get('phiflow', '(version not recorded)')}"
+        phiflow = versions.get("phiflow", "(version not recorded)")
+        return SmokeCard(
+            pretty_name=self.pretty_name,
+            simulator=f"{ds.attrs.get('simulator', 'PhiFlow')} {phiflow}",
+            phiml_version=versions.get("phiml", "?"),
+            n=p.get("resolution", ds.sizes["x"]),
+            input_frames=windows["input_frames"],
+            output_frames=windows["output_frames"],
+            figure_name=self.figure_name,
+            config_table=table(("config", "contents", "rows train / validation / test"), config_rows),
+            arrays_table=arrays_table(ds, ["velocity", "smoke", "buoyancy", "frame", "split"]),
+            timing=(
+                f"Grid spacing {ds.attrs.get('grid_spacing')}, time step {ds.attrs.get('dt')}, "
+                f"frames {int(frames[0])}..{int(frames[-1])} of {p.get('steps', '?')} simulated steps."
+            ),
+            pressure_solver=json.dumps(solver),
+            split_table=table(
+                (
+                    "split",
+                    "frames",
+                    "frames per series",
+                    "rows per config",
+                    f"windows of {length} per config",
+                ),
+                split_rows,
+            ),
+            stats_table=stats_table(ctx.stats),
+            errors=", ".join(
+                f"{k}: {level_err[k]:.3f} ({published.get(k, float('nan')):.3f})" for k in level_err
+            ),
+            repo_id=ctx.repo_id,
+            first_config=configs[0].name,
+            height=ds.sizes["y"],
+            width=ds.sizes["x"],
+            store_name=self.store_name,
+            level0=int(ds.level.values[0]),
+            files_table=files_table(ctx.sizes),
+            built_from=ctx.built_from,
+            versions_table=versions_table(
+                versions, ("python", "phiflow", "phiml", "numpy", "scipy", "xarray", "zarr")
+            ),
+            params_block=params_block(p),
+            license=ctx.license,
         )
-        n = p.get("resolution", ds.sizes["x"])
-        timing = (
-            f"Grid spacing {ds.attrs.get('grid_spacing')}, time step {ds.attrs.get('dt')}, "
-            f"frames {int(frames[0])}..{int(frames[-1])} of {p.get('steps', '?')} simulated steps."
-        )
-        split_table = table(
-            ("split", "frames", "frames per series", "rows per config", f"windows of {length} per config"),
-            split_rows,
-        )
-        errors = ", ".join(
-            f"{k}: {level_err[k]:.3f} ({published.get(k, float('nan')):.3f})" for k in level_err
-        )
-        return f"""
-# {self.pretty_name}
-
-**Source: synthetic.** Every frame was simulated for this dataset with {simulator}
-(phiml {versions.get("phiml", "?")}); no measured or third-party data is included. It re-creates,
-with fixes, the smoke-plume "symmetry level" data of the relaxed-equivariance training-dynamics study.
-
-Two-dimensional buoyant smoke plumes in a closed {n} x {n} box. A symmetry level E_i stacks four
-simulations whose buoyancy grows with i and rotates the 2nd, 3rd and 4th by 90, 180 and 270 degrees
-(grid and vector components), so E_0 is exactly C4-symmetric and larger i breaks the symmetry more.
-The task is next-frame prediction: {windows["input_frames"]} input frame(s) ->
-{windows["output_frames"]} output frame(s).
-
-![one frame per C4 direction]({self.figure_name})
-
-## Configurations
-
-Each config is one symmetry level; a row is one frame of one direction (parquet, fixed-shape arrays).
-
-{table(("config", "contents", "rows train / validation / test"), config_rows)}
-## Arrays
-
-Velocity is stored at cell centres (`y` pointing up, `x` to the right), components `(u, v)` along `(x, y)`.
-
-{arrays_table(ds, ["velocity", "smoke", "buoyancy", "frame", "split"])}
-{timing} Pressure solve: `{json.dumps(solver)}`.
-
-## Splits
-
-Splits are contiguous, disjoint time ranges of every simulation (train first, then validation, then test).
-Windows never cross a split boundary.
-
-{split_table}
-## Statistics (train split only)
-
-Per-component mean / std, and the root-mean-square vector magnitude that the loaders' rotation-safe `scale`
-normalisation divides by. The same numbers are in `stats.json`.
-
-{stats_table(ctx.stats)}
-## Symmetry
-
-Relative C4 equivariance error of each level's velocity (published values of the original study in brackets):
-{errors or "not recorded"}.
-
-## Usage
-
-```python
-from datasets import load_dataset
-ds = load_dataset("{repo_id}", "{first}", split="train").with_format("numpy")
-ds[0]["velocity"].shape   # (2, {ds.sizes["y"]}, {ds.sizes["x"]})
-
-import xarray as xr       # the whole store, lazily, through huggingface_hub's HfFileSystem
-store = xr.open_zarr("hf://datasets/{repo_id}/zarr/{self.store_name}")
-
-from loaders import smoke_plume   # windows as a torch Dataset (this project's loader)
-train = smoke_plume("{repo_id}", level={level0}, split="train", normalise="scale")
-x, y = train[0]            # ({windows["input_frames"]}, 2, H, W), ({windows["output_frames"]}, 2, H, W)
-```
-
-## Files
-
-{files_table(ctx.sizes)}
-`checksums.sha256` lists the sha256 of every other file (`sha256sum -c checksums.sha256`).
-The zarr store uses zarr v3 sharding: one shard per (level, direction) series, one frame per inner chunk.
-
-## Provenance
-
-{ctx.built_from}
-
-{versions_table(versions, ("python", "phiflow", "phiml", "numpy", "scipy", "xarray", "zarr"))}
-Simulation parameters:
-
-{params_block(p)}
-## Changes from the original study's data
-
-- Velocity is sampled at cell centres; the original cropped the staggered grid, which alone broke C4 by ~12%.
-- The test split is a held-out time range; the original "test" set was its validation set.
-- Data ship as parquet and zarr with named dimensions instead of zips of pickled `.pt` files.
-- The simulator and solver versions are pinned and recorded, here and in every store's metadata.
-
-## License
-
-{ctx.license}
-"""

@@ -8,6 +8,7 @@ the low-resolution window ``lrs`` (window, 3, n, n, n) and the high-resolution c
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,41 @@ from pipelines.publish.card import (
     arrays_table,
     files_table,
     params_block,
+    render,
     stats_table,
     table,
     versions_table,
 )
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
+
+
+@dataclass(frozen=True)
+class TurbulenceCard:
+    """What templates/turbulence.md.j2 is rendered from (tables already as Markdown)."""
+
+    pretty_name: str
+    source_description: str  # empty: the store predates the stage's description, the template words it
+    jhtdb: bool
+    window: int
+    lo: str
+    hi: str
+    n_lo: int
+    n_hi: int
+    figure_name: str
+    config_table: str
+    arrays_table: str
+    split_table: str
+    stats_table: str
+    repo_id: str
+    first_config: str
+    store_name: str
+    files_table: str
+    built_from: str
+    versions_table: str
+    params_block: str
+    extra: str
+    license: str
 
 
 class TurbulenceKind(DatasetKind):
@@ -163,94 +193,45 @@ class TurbulenceKind(DatasetKind):
         save_figure(fig, path)
 
     def card_body(self, ctx: CardContext) -> str:
-        ds, repo_id, configs = ctx.ds, ctx.repo_id, ctx.configs
+        return render("turbulence.md.j2", self.card_context(ctx))
+
+    def card_context(self, ctx: CardContext) -> TurbulenceCard:
+        ds, configs = ctx.ds, ctx.configs
         p = ctx.params
         params = p.get("turbulence", p)
-        versions = ctx.versions
         lo, hi = DEFAULT_PAIR
         source = str(ds.attrs.get("source") or params.get("source", "synthetic")).lower()
-        if "jhtdb" in source:
-            source_text = (
-                "**Source: real data.** Velocity cut-outs of the Johns Hopkins Turbulence Database (JHTDB), "
-                "forced isotropic turbulence `isotropic1024coarse` (1024^3 direct numerical simulation), "
-                "downloaded through the JHTDB cutout service. Please cite JHTDB when you use it."
-            )
-        else:
-            source_text = (
-                "**Source: synthetic.** Not JHTDB data: the fields were generated for this dataset by this "
-                "project's pseudo-spectral solver of forced, incompressible Navier-Stokes on a periodic box, "
-                "a stand-in that matches the large scales of JHTDB's isotropic turbulence at a lower "
-                "Reynolds number."
-            )
-        if ds.attrs.get("source_description"):  # the turbulence stage's own account of its source
-            source_text = str(ds.attrs["source_description"])
         centres = sample_centres(ds.attrs["splits"])
-        window = window_of(ds)
         skip = ("provenance", "splits", "dataset_card", "source_description")
         extra = json.dumps({k: v for k, v in ds.attrs.items() if k not in skip}, sort_keys=True)
-        extra = extra[:2000]
         split_rows = [
             (HUB_SPLIT_NAMES[s], len(c), f"{min(c)}..{max(c)}" if c else "-") for s, c in centres.items()
         ]
         config_rows = [
             (f"`{c.name}`", c.description, " / ".join(str(c.rows[s]) for s in c.rows)) for c in configs
         ]
-        return f"""
-# {self.pretty_name}
-
-{source_text}
-
-A sample pairs {window} consecutive low-resolution frames ({lo}, {ds[lo].shape[-1]}^3) around a centre time
-with the high-resolution frame ({hi}, {ds[hi].shape[-1]}^3) at that time. Velocity components (u_x, u_y, u_z),
-space ordered (z, y, x) on the periodic box [0, 2 pi)^3.
-
-![velocity slice at both resolutions]({self.figure_name})
-
-## Configurations
-
-{table(("config", "contents", "rows train / validation / test"), config_rows)}
-## Arrays
-
-{arrays_table(ds, [lo, hi])}
-## Splits
-
-Samples are disjoint windows of time steps, so no time step appears in two splits.
-
-{table(("split", "samples", "centre positions"), split_rows)}
-## Statistics (train split only)
-
-{stats_table(ctx.stats)}
-## Usage
-
-```python
-from datasets import load_dataset
-ds = load_dataset("{repo_id}", "{configs[0].name}", split="train").with_format("numpy")
-ds[0]["lrs"].shape, ds[0]["hr"].shape
-
-import xarray as xr
-store = xr.open_zarr("hf://datasets/{repo_id}/zarr/{self.store_name}")
-
-from loaders import turbulence_sr
-train = turbulence_sr("{repo_id}", split="train", normalise="scale")
-lrs, hr = train[0]
-```
-
-## Files
-
-{files_table(ctx.sizes)}
-`checksums.sha256` lists the sha256 of every other file (`sha256sum -c checksums.sha256`).
-
-## Provenance
-
-{ctx.built_from}
-
-{versions_table(versions, ("python", "numpy", "scipy", "xarray", "zarr"))}
-Parameters:
-
-{params_block(p)}
-Extra metadata: `{extra}`
-
-## License
-
-{ctx.license}
-"""
+        return TurbulenceCard(
+            pretty_name=self.pretty_name,
+            # the turbulence stage's description of its source; the template words older stores without one
+            source_description=str(ds.attrs.get("source_description") or ""),
+            jhtdb="jhtdb" in source,
+            window=window_of(ds),
+            lo=lo,
+            hi=hi,
+            n_lo=ds[lo].shape[-1],
+            n_hi=ds[hi].shape[-1],
+            figure_name=self.figure_name,
+            config_table=table(("config", "contents", "rows train / validation / test"), config_rows),
+            arrays_table=arrays_table(ds, [lo, hi]),
+            split_table=table(("split", "samples", "centre positions"), split_rows),
+            stats_table=stats_table(ctx.stats),
+            repo_id=ctx.repo_id,
+            first_config=configs[0].name,
+            store_name=self.store_name,
+            files_table=files_table(ctx.sizes),
+            built_from=ctx.built_from,
+            versions_table=versions_table(ctx.versions, ("python", "numpy", "scipy", "xarray", "zarr")),
+            params_block=params_block(p),
+            extra=extra[:2000],
+            license=ctx.license,
+        )
