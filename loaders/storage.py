@@ -235,3 +235,16 @@ class ResumableBatches:
 def params_key(params: dict[str, Any]) -> str:
     """Short stable hash of a params mapping (keys sorted), for scratch folders."""
     return hashlib.sha256(to_json(params).encode()).hexdigest()[:16]
+
+
+def store_digest(path: str | Path) -> str:
+    """Content address of a completed store: sha256 over its manifest's ``files`` mapping (path -> sha256).
+
+    Cheap (no data is read) and changes exactly when a file of the store does; a run keys its checkpoints
+    on it so that a rebuilt store never resumes a model trained on the old data.
+    """
+    marker = Path(path) / COMPLETE_MARKER
+    if not marker.is_file():
+        raise StoreError(f"{path} has no {COMPLETE_MARKER}: not a completed store; `dvc repro` builds it")
+    files = json.loads(marker.read_text())["files"]
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
