@@ -312,12 +312,17 @@ class PublishParams(Strict):
         if missing:
             raise ValueError(f"no repos.<name> entry for dataset(s) {missing}")
         # one repo per dataset: a second dataset's commit would delete the first one's files
+        # and one local folder per repo: the folder is named after the repo's name part
         seen: dict[str, str] = {}
         for name, repo_id in self.repos.items():
-            if repo_id.lower() in seen:
-                first = seen[repo_id.lower()]
-                raise ValueError(f"repos.{name} and repos.{first} are the same repo {repo_id!r}")
-            seen[repo_id.lower()] = name
+            folder = repo_id.split("/")[-1].lower()
+            if folder in seen:
+                first = seen[folder]
+                raise ValueError(
+                    f"repos.{name} ({repo_id!r}) and repos.{first} ({self.repos[first]!r}) share the repo "
+                    f"name {folder!r}: one would overwrite the other"
+                )
+            seen[folder] = name
         return self
 
 
