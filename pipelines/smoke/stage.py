@@ -3,8 +3,9 @@
     python -m pipelines.smoke --params params.yaml --out data/smoke.zarr
 
 Simulations run in batches along a PhiFlow batch dimension, one batch per dask task. Each finished
-batch is saved to a scratch folder keyed by the params, so an interrupted run resumes from the batches
-it already has. The final store is written atomically (see :mod:`loaders.storage`).
+batch is saved to a scratch folder keyed by the physics params (:func:`scratch_key`), so an interrupted run
+resumes from the batches it already has, and a change of only dtype, windows or splits re-simulates nothing.
+The final store is written atomically (see :mod:`loaders.storage`).
 """
 
 from __future__ import annotations
@@ -291,7 +292,10 @@ def build_smoke_dataset(
     result["wall_seconds"] = time.perf_counter() - start
     if metrics is not None:
         write_json_atomic(Path(metrics), result)
-    ResumableBatches(scratch_root, scratch_key(params)).clear()
+    # keep this physics' simulations (a later change of dtype, windows or splits reuses them); drop others
+    for old in Path(scratch_root).glob("smoke-*"):
+        if old.name != scratch_key(params):
+            ResumableBatches(scratch_root, old.name).clear()
     return result
 
 
