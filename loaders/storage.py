@@ -123,6 +123,25 @@ def ensure_writable(path: Path, overwrite: bool) -> None:
         )
 
 
+def _clear_partials(path: Path) -> None:
+    """Remove ``.<name>.partial-<pid>`` copies left by killed writers; refuse if a live one is writing."""
+    for partial in path.parent.glob(f".{path.name}.partial-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(partial, ignore_errors=True)  # its writer is gone
+            continue
+        except PermissionError:
+            pass  # alive, owned by someone else
+        raise StoreError(
+            f"{path} is being written by another process (pid {pid}, {partial}); "
+            "two stages must not write one store"
+        )
+
+
 def publish_store(
     ds: xr.Dataset,
     path: Path,
@@ -138,6 +157,7 @@ def publish_store(
     """
     path = Path(path)
     ensure_writable(path, overwrite)
+    _clear_partials(path)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -235,3 +255,16 @@ class ResumableBatches:
 def params_key(params: dict[str, Any]) -> str:
     """Short stable hash of a params mapping (keys sorted), for scratch folders."""
     return hashlib.sha256(to_json(params).encode()).hexdigest()[:16]
+
+
+def store_digest(path: str | Path) -> str:
+    """Content address of a completed store: sha256 over its manifest's ``files`` mapping (path -> sha256).
+
+    Cheap (no data is read) and changes exactly when a file of the store does; a run keys its checkpoints
+    on it so that a rebuilt store never resumes a model trained on the old data.
+    """
+    marker = Path(path) / COMPLETE_MARKER
+    if not marker.is_file():
+        raise StoreError(f"{path} has no {COMPLETE_MARKER}: not a completed store; `dvc repro` builds it")
+    files = json.loads(marker.read_text())["files"]
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from loaders.storage import params_key, write_json_atomic
+from loaders.storage import params_key, store_digest, write_json_atomic
 from models.equivariance import equivariance_error
 from models.registry import count_parameters
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
@@ -30,6 +30,24 @@ from train.runs import RunId
 from train.tasks import TASKS, task_for
 
 
+def run_key(
+    dataset: str, model_name: str, seed: int, section: TaskTrainParams, hparams: dict[str, Any], data: Path
+) -> str:
+    """What a run's checkpoints depend on, and nothing else: the data's content, this model and its
+    hparams, the optimiser, the seed and the task layout. Another model's hparams or another seed in the
+    list do not change it (so those runs still resume); a rebuilt store with other content does."""
+    layout = section.model_dump(mode="json", include={"level", "normalise", "train_rollout", "window_stride"})
+    return params_key({
+        "data": store_digest(data),
+        "dataset": dataset,
+        "model": model_name,
+        "hp": hparams,
+        "optimiser": section.optimiser.model_dump(mode="json"),
+        "seed": seed,
+        "layout": layout,
+    })  # fmt: skip
+
+
 def run_training(
     dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path
 ) -> dict[str, Any]:
@@ -37,14 +55,14 @@ def run_training(
     task = task_for(dataset, section.train_rollout)
     if model_name not in section.models:
         raise ValueError(f"train.{dataset}.models does not list {model_name!r}: {section.models}")
+    if dataset == "turbulence":
+        params.turbulence.check_trainable()
     run = RunId(dataset, model_name, seed)
     splits = load_splits(dataset, data, split_spec(section))
     hparams = hparams_of(dataset, model_name, section)
     model = build(dataset, model_name, seed, hparams)
     run_dir = run.run_dir(runs)
-    key = params_key(
-        {"section": section.model_dump(mode="json"), "model": model_name, "seed": seed, "hp": hparams}
-    )
+    key = run_key(dataset, model_name, seed, section, hparams, Path(data))
     start = time.perf_counter()
     settings = optimiser_config(section)
     result = train(model, task, splits["train"], splits["valid"], settings, run_dir, seed, key)

@@ -7,15 +7,39 @@ key is an error (typos must not be silently ignored).
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+# Every model below is strict (no bool or float read as an int, no "1" read as a number) and refuses inf
+# and NaN (``allow_inf_nan=False`` in :class:`Strict`), so a float alias needs no extra marker to be finite.
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+
+# Upper bounds checked before any work (documented in the field descriptions and docs/params.md). The
+# throughputs are deliberately optimistic, so a run refused here would take longer than the limit.
+MAX_MEMORY_GIB = 64.0  # estimated peak memory of one stage
+MAX_DISK_GIB = 512.0  # estimated size of a stage's store plus its scratch
+MAX_HOURS = 72.0  # estimated wall time of one stage
+SMOKE_CELL_STEPS_PER_S = 2e6  # PhiFlow cell updates per second, one worker
+SOLVER_POINT_STEPS_PER_S = 2e7  # pseudo-spectral 3D solver point updates per second
+MAX_STEPS = 1_000_000
+MAX_EPOCHS = 100_000
+SR_FACTOR = 4  # models/nets.py SRGroupNet: two x2 up-blocks, so lr is hr / 4 per axis
+SCHEDULER_ADDRESS = r"^(tcp|tls)://[A-Za-z0-9.\-\[\]:]+:(\d{1,5})$"
 
 # Published data equivariance error per symmetry level E_0..E_9 (study spec, section 1).
 PUBLISHED_LEVEL_ERRORS = (0.0, 0.17, 0.313, 0.435, 0.541, 0.63, 0.709, 0.78, 0.84, 0.896)
@@ -33,7 +57,26 @@ class ParamsError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _gib(n_bytes: float) -> float:
+    return n_bytes / 2**30
+
+
+def check_budget(section: str, memory_bytes: float, disk_bytes: float, seconds: float) -> None:
+    """Refuse a configuration whose estimated memory, disk or time exceeds the documented limits."""
+    for what, value, limit, unit in (
+        ("memory", _gib(memory_bytes), MAX_MEMORY_GIB, "GiB"),
+        ("disk", _gib(disk_bytes), MAX_DISK_GIB, "GiB"),
+        ("time", seconds / 3600, MAX_HOURS, "h"),
+    ):
+        if not value <= limit:  # also catches a NaN estimate
+            raise ValueError(
+                f"{section}: estimated {what} {value:.3g} {unit} exceeds the limit of {limit:g} {unit} "
+                f"(pipelines/params.py MAX_{'HOURS' if what == 'time' else what.upper() + '_GIB'}); "
+                "reduce the resolution, steps or counts"
+            )
 
 
 class ComputeParams(Strict):
@@ -42,8 +85,26 @@ class ComputeParams(Strict):
     scheduler_address: str | None = Field(
         None, description="tcp://host:port of a running dask scheduler; null starts a LocalCluster"
     )
-    n_workers: PositiveInt = 2
+    n_workers: PositiveInt = Field(2, description="LocalCluster workers; workers x threads <= 4 x CPU count")
     threads_per_worker: PositiveInt = 1
+
+    @field_validator("scheduler_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        match = re.match(SCHEDULER_ADDRESS, value) if value is not None else None
+        if value is not None and (match is None or not 0 < int(match.group(2)) < 65536):
+            raise ValueError(f"must be tcp://host:port (or tls://host:port), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_machine(self) -> ComputeParams:
+        limit = 4 * (os.cpu_count() or 1)  # a LocalCluster beyond this only thrashes
+        if self.scheduler_address is None and self.n_workers * self.threads_per_worker > limit:
+            raise ValueError(
+                f"n_workers x threads_per_worker = {self.n_workers * self.threads_per_worker} exceeds "
+                f"4 x CPU count = {limit} (use scheduler_address for a cluster)"
+            )
+        return self
 
 
 class SplitFractions(Strict):
@@ -82,13 +143,19 @@ class SmokeParams(Strict):
     scenario_options: dict[str, Any] = Field(
         default_factory=dict, description="extra fields of the scenario class (e.g. a TwinPlume offset)"
     )
-    resolution: PositiveInt = 64
+    resolution: PositiveInt = Field(
+        64,
+        description=f"cells per axis; the estimated memory (<= {MAX_MEMORY_GIB:g} GiB), disk (<= "
+        f"{MAX_DISK_GIB:g} GiB) and time (<= {MAX_HOURS:g} h) of the run are checked before any work",
+    )
     box_size: PositiveFloat = 64.0
-    inflow_center: tuple[float, float] = (32.0, 5.0)
+    inflow_center: tuple[float, float] = Field((32.0, 5.0), strict=False)  # strict=False: a YAML list
     inflow_radius: PositiveFloat = 5.0
     buoyancy_unit: PositiveFloat = Field(0.005, description="simulation i has buoyancy (0, unit * (i + 1))")
     n_simulations: PositiveInt = Field(50, description="size of the buoyancy ladder the levels index into")
-    steps: PositiveInt = 61
+    steps: Annotated[int, Field(gt=0, le=MAX_STEPS)] = Field(
+        61, description=f"at most {MAX_STEPS}; the whole run must also fit the memory/disk/time limits"
+    )
     dt: PositiveFloat = 1.0
     keep_start: NonNegativeInt = 10
     keep_stop: PositiveInt = 60
@@ -132,6 +199,7 @@ class SmokeParams(Strict):
             raise ValueError(
                 f"levels {self.levels} need buoyancy index {top} but n_simulations={self.n_simulations}"
             )
+        self._check_budget()
         window = self.input_frames + self.output_frames
         for split, count in self.split_frame_counts().items():
             if count < window:
@@ -140,6 +208,21 @@ class SmokeParams(Strict):
                     f"(input_frames + output_frames = {window}); keep more frames or change the fractions"
                 )
         return self
+
+    def _check_budget(self) -> None:
+        # jobs: the buoyancy rungs (x4 directions when simulated) plus the symmetry check's three turns
+        jobs = len(self.buoyancy_indices) * (4 if self.symmetrisation == "simulate" else 1) + 3
+        cells = self.resolution**2
+        scratch = jobs * self.n_frames * 3 * cells * 8  # float64 velocity (2) + smoke (1) per kept frame
+        store = len(self.levels) * 4 * self.n_frames * 3 * cells * (4 if self.dtype == "float32" else 8)
+        solver = self.batch_size * 3 * cells * 8 * 20  # working fields of one batch (generous)
+        seconds = jobs * self.steps * cells / SMOKE_CELL_STEPS_PER_S
+        check_budget("smoke", scratch + store + solver, scratch + store, seconds)
+
+    def physics(self) -> dict[str, Any]:
+        """The keys that decide which simulations run and what they produce (the scratch key): not the
+        store's layout (dtype, windows, splits), which is applied afterwards and never re-simulates."""
+        return self.model_dump(mode="json", exclude={"dtype", "input_frames", "output_frames", "splits"})
 
     @property
     def n_frames(self) -> int:
@@ -165,7 +248,26 @@ class SmokeParams(Strict):
         return {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, n)}
 
 
-HubRepoId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")]
+def check_repo_id(repo_id: str) -> str:
+    """The Hub's repo id rules: ``namespace/name``, each part of [A-Za-z0-9-_.], not starting or ending
+    with ``-`` or ``.``, no ``--`` or ``..``, at most 96 characters. Path-like values (``..``, ``.``,
+    ``a/../b``, absolute paths) fail here, before any folder named after the id is written or synced."""
+    parts = repo_id.split("/")
+    if len(repo_id) > 96:
+        raise ValueError(f"repo id {repo_id!r} is longer than 96 characters")
+    if len(parts) != 2:
+        raise ValueError(f"repo id {repo_id!r} must be namespace/name (exactly one '/')")
+    for part in parts:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", part):
+            raise ValueError(f"repo id {repo_id!r}: {part!r} may only use letters, digits, '-', '_' and '.'")
+        if part[0] in "-." or part[-1] in "-." or "--" in part or ".." in part:
+            raise ValueError(
+                f"repo id {repo_id!r}: {part!r} must not start or end with '-' or '.', nor hold '--' or '..'"
+            )
+    return repo_id
+
+
+HubRepoId = str  # checked by check_repo_id in PublishParams
 
 
 class PublishParams(Strict):
@@ -190,6 +292,13 @@ class PublishParams(Strict):
     timeout_seconds: PositiveFloat = Field(60.0, description="per-request timeout when talking to the Hub")
     verify_store: bool = Field(True, description="check the input stores' sha256 manifests before publishing")
 
+    @field_validator("repos")
+    @classmethod
+    def _valid_repo_ids(cls, repos: dict[str, str]) -> dict[str, str]:
+        for repo_id in repos.values():
+            check_repo_id(repo_id)
+        return repos
+
     @field_validator("datasets")
     @classmethod
     def _unique_datasets(cls, datasets: list[str]) -> list[str]:
@@ -202,6 +311,18 @@ class PublishParams(Strict):
         missing = [name for name in self.datasets if name not in self.repos]
         if missing:
             raise ValueError(f"no repos.<name> entry for dataset(s) {missing}")
+        # one repo per dataset: a second dataset's commit would delete the first one's files
+        # and one local folder per repo: the folder is named after the repo's name part
+        seen: dict[str, str] = {}
+        for name, repo_id in self.repos.items():
+            folder = repo_id.split("/")[-1].lower()
+            if folder in seen:
+                first = seen[folder]
+                raise ValueError(
+                    f"repos.{name} ({repo_id!r}) and repos.{first} ({self.repos[first]!r}) share the repo "
+                    f"name {folder!r}: one would overwrite the other"
+                )
+            seen[folder] = name
         return self
 
 
@@ -218,11 +339,17 @@ JHTDB_CUTOUT_URL = "https://web.idies.jhu.edu/turbulence-svc/cutout/api/local"
 class TurbulenceSolverParams(Strict):
     """``synthetic`` source: forced incompressible Navier-Stokes, pseudo-spectral, on [0, 2 pi)^3."""
 
-    resolution: PositiveInt = Field(64, description="solver points per axis; a multiple of hr_resolution")
+    resolution: PositiveInt = Field(
+        64,
+        description="solver points per axis; a multiple of hr_resolution. Memory ~ 320 B x resolution^3 and "
+        f"time are checked against {MAX_MEMORY_GIB:g} GiB and {MAX_HOURS:g} h before any work",
+    )
     viscosity: PositiveFloat = 8e-3
     dt: PositiveFloat = Field(0.015, description="solver time step")
     save_every: PositiveInt = Field(1, description="solver steps between consecutive stored time steps")
-    spinup_time: NonNegativeFloat = Field(4.0, description="simulated time before the first stored step")
+    spinup_time: NonNegativeFloat = Field(
+        4.0, description="simulated time before the first stored step (the run must fit the time limit)"
+    )
     forcing_power: PositiveFloat = Field(0.0928, description="energy input per unit time (JHTDB dissipation)")
     forcing_wavenumber: PositiveFloat = Field(2.0, description="the shells 0 < |k| <= this are forced")
     initial_energy: PositiveFloat = Field(0.55, description="kinetic energy of the random initial field")
@@ -265,8 +392,12 @@ class JHTDBParams(Strict):
         "blocks; subcube: a contiguous native-resolution region (factor 1)",
     )
     factor: PositiveInt = Field(16, description="native points per stored point per axis (stride or box)")
-    origin: tuple[int, int, int] = Field((1, 1, 1), description="1-based (x, y, z) index of the first point")
-    time_range: tuple[int, int] = Field((1, 1024), description="time indices the sample windows come from")
+    origin: tuple[int, int, int] = Field(
+        (1, 1, 1), strict=False, description="1-based (x, y, z) index of the first point"
+    )
+    time_range: tuple[int, int] = Field(
+        (1, 1024), strict=False, description="time indices the sample windows come from"
+    )
     max_points_per_request: PositiveInt = Field(4096, description="points x times per request (4096 testing)")
     max_request_mb: PositiveFloat = Field(3072.0, description="unstrided box x times x 12 B per request, MiB")
     timeout_s: PositiveFloat = Field(
@@ -329,13 +460,15 @@ class TurbulenceParams(Strict):
 
     source: Literal["synthetic", "jhtdb"] = "synthetic"
     hr_resolution: PositiveInt = Field(64, description="points per axis of the high-resolution target")
-    lr_factor: PositiveInt = Field(4, description="block-mean factor from hr to the low-resolution input")
+    lr_factor: PositiveInt = Field(
+        4, description=f"block-mean factor from hr to the lr input; training needs {SR_FACTOR} (SR models)"
+    )
     window: PositiveInt = Field(3, description="consecutive steps per sample (t-1, t, t+1); odd")
     splits: TurbulenceSplitCounts = TurbulenceSplitCounts()
     split_strategy: Literal["random", "time_blocks"] = "random"
     seed: NonNegativeInt = Field(123, description="draws the JHTDB time windows and the split assignment")
     spectrum_fit_range: tuple[PositiveFloat, PositiveFloat] = Field(
-        (2.0, 6.0), description="wavenumbers of the spectral-slope fit (inertial range)"
+        (2.0, 6.0), strict=False, description="wavenumbers of the spectral-slope fit (inertial range)"
     )
     synthetic: TurbulenceSolverParams = TurbulenceSolverParams()
     jhtdb: JHTDBParams = JHTDBParams()
@@ -343,6 +476,27 @@ class TurbulenceParams(Strict):
     @property
     def n_samples(self) -> int:
         return self.splits.train + self.splits.valid + self.splits.test
+
+    def check_trainable(self) -> None:
+        """The training stages' check (the dataset itself may use any dividing factor): the SR models
+        upsample by exactly SR_FACTOR."""
+        if self.lr_factor != SR_FACTOR:
+            raise ParamsError(
+                f"turbulence.lr_factor={self.lr_factor}: the super-resolution models upsample x{SR_FACTOR} "
+                "(two x2 up-blocks, models/nets.py); set turbulence.lr_factor: 4 to train on this data"
+            )
+
+    def _check_budget(self) -> None:
+        stored = self.n_samples * self.window  # windows share no step
+        hr_bytes = stored * 3 * self.hr_resolution**3 * 4 * (1 + 1 / self.lr_factor**3)  # float32 hr + lr
+        memory, seconds = hr_bytes, 0.0
+        if self.source == "synthetic":
+            s = self.synthetic
+            points = s.resolution**3
+            steps = s.spinup_time / s.dt + stored * s.save_every
+            memory += 40 * 8 * points  # ~20 float64 / complex working arrays of the solver
+            seconds = steps * points * math.log2(s.resolution) / SOLVER_POINT_STEPS_PER_S
+        check_budget("turbulence", memory, hr_bytes, seconds)
 
     @property
     def lr_resolution(self) -> int:
@@ -362,6 +516,7 @@ class TurbulenceParams(Strict):
                 f"hr_resolution={self.hr_resolution} does not divide synthetic.resolution="
                 f"{self.synthetic.resolution} (the hr field is a block mean of the solver field)"
             )
+        self._check_budget()
         if self.source == "jhtdb":
             j = self.jhtdb
             extent = self.hr_resolution * (1 if j.mode == "subcube" else j.factor)
@@ -387,10 +542,10 @@ class TurbulenceParams(Strict):
 class OptimiserParams(Strict):
     """Adam + StepLR + early stopping on the validation metric (the study's recipe)."""
 
-    lr: PositiveFloat = 1e-3
+    lr: Annotated[float, Field(gt=0, le=10)] = Field(1e-3, description="Adam learning rate (0, 10]")
     weight_decay: Annotated[float, Field(ge=0)] = 4e-4
     batch_size: PositiveInt = 8
-    max_epochs: PositiveInt = 6
+    max_epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = Field(6, description=f"at most {MAX_EPOCHS}")
     lr_step_epochs: PositiveInt = 1
     lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.9
     patience: PositiveInt = Field(5, description="epochs without validation improvement before stopping")
@@ -429,6 +584,23 @@ class TaskTrainParams(Strict):
         return values
 
 
+def _check_hparam(key: str, value: Any, default: Any) -> None:
+    """An override has its default's type: bool stays bool, int stays int (not bool), floats are finite."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif isinstance(default, (tuple, list)):
+        ok = isinstance(value, (tuple, list)) and len(value) == len(default)
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"{key}: expected a value like the default {default!r}, got {value!r}")
+
+
 class TrainParams(Strict):
     smoke: TaskTrainParams = TaskTrainParams(models=["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"])
     turbulence: TaskTrainParams = TaskTrainParams(
@@ -449,9 +621,12 @@ class TrainParams(Strict):
             for model, overrides in section.hparams.items():
                 if model not in MODEL_NAMES[task]:
                     raise ValueError(f"{dataset}.hparams.{model}: unknown model")
-                extra = set(overrides) - set(default_hparams(task, model))
+                defaults = default_hparams(task, model)
+                extra = set(overrides) - set(defaults)
                 if extra:
                     raise ValueError(f"{dataset}.hparams.{model}: unknown keys {sorted(extra)}")
+                for key, value in overrides.items():
+                    _check_hparam(f"{dataset}.hparams.{model}.{key}", value, defaults[key])
         return self
 
 
@@ -495,6 +670,10 @@ class StudyParams(Strict):
             untrained = sorted(set(models) - set(getattr(self.train, dataset).models))
             if untrained:
                 raise ValueError(f"landscape.models.{dataset}: {untrained} are not in train.{dataset}.models")
+        if self.train.smoke.level not in self.smoke.levels:
+            raise ValueError(
+                f"train.smoke.level={self.train.smoke.level} is not among smoke.levels={self.smoke.levels}"
+            )
         return self
 
 
@@ -512,8 +691,10 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 def parse_params(raw: dict, source: str = "params") -> StudyParams:
     """Validate a params mapping; raises :class:`ParamsError` naming every bad key."""
+    if not raw:  # an empty file must not silently start the full default study
+        raise ParamsError(f"{source} is empty; copy params.yaml (the embedded default) and edit it")
     try:
-        return StudyParams.model_validate(raw or {})
+        return StudyParams.model_validate(raw)
     except ValidationError as err:
         raise ParamsError(_format_errors(err, source)) from None
 
@@ -524,9 +705,11 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None)
     if not path.is_file():
         raise ParamsError(f"params file {path} not found; run from the repository root or pass --params")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    if raw is None:
+        raise ParamsError(f"{path} is empty; copy params.yaml (the embedded default) and edit it")
     if not isinstance(raw, dict):
         raise ParamsError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
     return parse_params(_merge(raw, overrides or {}), str(path))

@@ -78,3 +78,75 @@ def test_study_preset_is_valid_and_at_the_published_scale() -> None:
     assert study.turbulence.splits.model_dump() == {"train": 40, "valid": 5, "test": 5}
     assert len(study.train.smoke.seeds) >= 5 and len(study.train.turbulence.seeds) >= 5
     assert study.train.smoke.hparams == {} and study.smoke.levels == [0, 5, 9]
+
+
+# --- project issue 10 §5: strict, finite, bounded values, refused before any work ---------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"smoke": {"resolution": True}}, "smoke.resolution: Input should be a valid integer"),
+        ({"smoke": {"steps": 61.0}}, "smoke.steps: Input should be a valid integer"),
+        ({"smoke": {"solver_symmetry_check": 1}}, "smoke.solver_symmetry_check"),
+        ({"smoke": {"dt": float("inf")}}, "smoke.dt: Input should be a finite number"),
+        ({"smoke": {"box_size": float("inf")}}, "smoke.box_size: Input should be a finite number"),
+        ({"smoke": {"buoyancy_unit": float("nan")}}, "smoke.buoyancy_unit: Input should be a finite"),
+        ({"smoke": {"inflow_center": [float("nan"), 5.0]}}, "smoke.inflow_center.0"),
+        ({"turbulence": {"synthetic": {"viscosity": float("inf")}}}, "turbulence.synthetic.viscosity"),
+        ({"train": {"smoke": {"optimiser": {"lr": float("inf")}}}}, "train.smoke.optimiser.lr"),
+        ({"landscape": {"displacements": [0.1, float("inf")]}}, "landscape.displacements.1"),
+        ({"train": {"smoke": {"models": ["cnn"], "hparams": {"cnn": {"hidden": True}}}}}, "cnn.hidden"),
+        ({"train": {"smoke": {"models": ["cnn"], "hparams": {"rgcnn": {"alpha": 1e999}}}}}, "rgcnn.alpha"),
+        ({"smoke": {"levels": [5]}}, "train.smoke.level=0 is not among smoke.levels=[5]"),
+        ({"compute": {"scheduler_address": "localhost:8786"}}, "compute.scheduler_address: must be tcp://"),
+        ({"compute": {"scheduler_address": "tcp://host:99999"}}, "compute.scheduler_address"),
+        ({"compute": {"n_workers": 100000}}, "exceeds 4 x CPU count"),
+        ({"smoke": {"steps": 10**9, "keep_stop": 60}}, "smoke.steps: Input should be less than or equal"),
+        ({"smoke": {"steps": 1_000_000, "resolution": 512}}, "smoke: estimated time"),
+        ({"smoke": {"resolution": 100_000, "box_size": 64.0}}, "smoke: estimated memory"),
+        ({"turbulence": {"synthetic": {"spinup_time": 1e12}}}, "turbulence: estimated time"),
+        ({"turbulence": {"hr_resolution": 512, "synthetic": {"resolution": 1024}}}, "estimated memory"),
+        ({"train": {"smoke": {"optimiser": {"max_epochs": 10**9}}}}, "train.smoke.optimiser.max_epochs"),
+    ],
+)
+def test_bad_values_are_refused_with_their_key(raw: dict, needle: str) -> None:
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    assert needle in str(info.value)
+
+
+def test_valid_scheduler_addresses_and_worker_counts_pass() -> None:
+    for address in ("tcp://127.0.0.1:8786", "tcp://scheduler.cluster:8786", "tls://[::1]:8786"):
+        assert parse_params({"compute": {"scheduler_address": address}}).compute.scheduler_address == address
+    # a remote cluster's size is not this machine's business
+    big = {"scheduler_address": "tcp://h:1", "n_workers": 1000}
+    assert parse_params({"compute": big}).compute.n_workers == 1000
+
+
+def test_empty_params_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    for text in ("", "# only a comment\n"):
+        path.write_text(text)
+        with pytest.raises(ParamsError, match="is empty"):
+            load_params(path)
+    with pytest.raises(ParamsError, match="is empty"):
+        parse_params({})
+
+
+def test_lr_factor_must_fit_the_sr_models_for_training() -> None:
+    p = parse_params({"turbulence": {"hr_resolution": 32, "lr_factor": 2}}).turbulence  # data: fine
+    with pytest.raises(ParamsError, match="turbulence.lr_factor=2: the super-resolution models upsample x4"):
+        p.check_trainable()
+    parse_params({"turbulence": {"hr_resolution": 32, "lr_factor": 4}}).turbulence.check_trainable()
+
+
+def test_budget_estimate_of_the_defaults_is_far_below_the_limits() -> None:
+    from pipelines.params import MAX_MEMORY_GIB, check_budget
+
+    load_params(REPO / "params.yaml")  # passes
+    load_params(REPO / "params.study.yaml")
+    with pytest.raises(ValueError, match=f"memory 128 GiB exceeds the limit of {MAX_MEMORY_GIB:g} GiB"):
+        check_budget("x", 128 * 2**30, 0, 0)
+    with pytest.raises(ValueError, match="time nan h"):
+        check_budget("x", 0, 0, float("nan"))

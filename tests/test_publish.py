@@ -335,3 +335,89 @@ def test_interrupted_upload_resumes(hub, smoke_store: Path, tmp_path: Path):
         )
     # the three objects stored before the interruption were not sent again
     assert {oid: hub.lfs_puts[oid] for oid in stored} == stored
+
+
+# --- path safety (project issue 10 §2): no repo id or symlink can make publish delete outside its folder ---
+
+BAD_REPO_IDS = [
+    "symflow/..", "symflow/.", "..", ".", "a/../..", "/etc/passwd", "symflow//x", "symflow/a/b",
+    "symflow/-x", "symflow/x-", "symflow/.x", "symflow/x.", "symflow/a--b", "symflow/a..b", "sym flow/x",
+    "symflow/" + "x" * 90,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("repo_id", BAD_REPO_IDS)
+def test_path_like_repo_ids_are_refused_before_work(repo_id: str) -> None:
+    from pipelines.params import ParamsError, parse_params
+
+    with pytest.raises(ParamsError) as info:
+        parse_params({"publish": {"repos": {"smoke": repo_id, "turbulence": "symflow/t"}}})
+    assert "publish.repos" in str(info.value) and repr(repo_id) in str(info.value)
+
+
+def test_hub_valid_repo_ids_pass() -> None:
+    for repo_id in ("symflow/smoke-plume-c4", "a_b.c/x_y.z-1", "A1/" + "x" * 89):
+        assert PublishParams(repos={"smoke": repo_id, "turbulence": "o/t"}).repos["smoke"] == repo_id
+
+
+@pytest.mark.parametrize(
+    "repos", [{"smoke": "symflow/x", "turbulence": "symflow/x"}, {"smoke": "a/x", "turbulence": "b/X"}]
+)
+def test_two_datasets_sharing_a_repo_or_folder_are_refused(repos: dict) -> None:
+    from pipelines.params import ParamsError, parse_params
+
+    with pytest.raises(ParamsError, match="share the repo name"):
+        parse_params({"publish": {"repos": repos}})
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/../..", "/abs/elsewhere", "link-out/x"])
+def test_inside_refuses_every_path_that_leaves_the_folder(tmp_path: Path, name: str) -> None:
+    from pipelines.publish.repo import inside
+
+    root = tmp_path / "hub" / "repo"
+    root.mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "link-out").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="not inside"):
+        inside(root, root / name if not name.startswith("/") else Path(name))
+    assert inside(root, root / "data" / "x.parquet") == root.resolve() / "data" / "x.parquet"
+
+
+def test_sync_never_deletes_outside_through_symlinks(tmp_path: Path) -> None:
+    from pipelines.publish.repo import sync_tree
+
+    outside = tmp_path / "precious"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "keep.txt").write_text("keep")
+    (outside / "sub" / "deep.txt").write_text("deep")
+    before = _tree(outside)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "data").mkdir(parents=True)
+    (src / "data" / "a.txt").write_text("new")
+    dst.mkdir()
+    (dst / "file-link.txt").symlink_to(outside / "keep.txt")  # stale: removing it removes only the link
+    (dst / "dir-link").symlink_to(outside)  # a folder pointing out
+    (dst / "data").symlink_to(outside / "sub")  # the target folder itself pointing out
+    with pytest.raises(ValueError, match="not inside"):
+        sync_tree(src, dst)
+    assert _tree(outside) == before and (outside / "sub").is_dir()
+    (dst / "data").unlink()
+    changed, removed = sync_tree(src, dst)
+    assert changed == ["data/a.txt"] and "file-link.txt" in removed
+    assert _tree(outside) == before  # the link is gone, its target is not
+    assert (dst / "data" / "a.txt").read_text() == "new" and not (dst / "file-link.txt").exists()
+
+
+def test_publish_refuses_a_repo_folder_outside_out_before_work(smoke_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hub"
+    out.mkdir()
+    (tmp_path / "sibling.txt").write_text("x")
+    bad = PublishParams.model_construct(**{**PublishParams().model_dump(), "repos": {"smoke": "symflow/.."}})
+    bad = bad.model_copy(update={"datasets": ["smoke"]})
+    with pytest.raises(ValueError, match="not inside"):
+        publish(bad, {"smoke": smoke_store}, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub", "sibling.txt"] and not any(out.iterdir())

@@ -83,8 +83,19 @@ def _pid_alive(pid: int) -> bool:
 def _clear_stale_staging(out_dir: Path) -> None:
     for old in out_dir.parent.glob(f".{out_dir.name}.staging-*"):
         pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
+        if pid.isdigit() and not _pid_alive(int(pid)) and not old.is_symlink():
+            shutil.rmtree(inside(out_dir.parent, old), ignore_errors=True)
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` with its folders resolved (symlinks followed), refused unless it lies strictly inside
+    ``root``. Every path this module deletes or replaces goes through here, so a path-like repo name or a
+    symlink pointing out can never make it touch anything outside the folder it owns."""
+    owned = Path(root).resolve()
+    real = Path(path).parent.resolve() / Path(path).name  # a symlink itself is inside: unlinking it is safe
+    if Path(path).name in ("", ".", "..") or not real.is_relative_to(owned) or real == owned:
+        raise ValueError(f"refusing to touch {path}: it is not inside the folder {owned} this stage owns")
+    return real
 
 
 def sync_tree(src: Path, dst: Path) -> tuple[list[str], list[str]]:
@@ -96,16 +107,19 @@ def sync_tree(src: Path, dst: Path) -> tuple[list[str], list[str]]:
     removed = sorted(p for p in old if p not in new)
     if not changed and not removed:
         return [], []
-    (dst / CHECKSUMS).unlink(missing_ok=True)  # the folder is incomplete until the manifest is back
-    for rel in removed:
-        (dst / rel).unlink()
+    # resolve and check every path first, so a bad one fails before anything is deleted
+    doomed = [inside(dst, dst / rel) for rel in removed]
+    targets = {rel: inside(dst, dst / rel) for rel in changed}
+    inside(dst, dst / CHECKSUMS).unlink(missing_ok=True)  # the folder is incomplete until it is back
+    for path in doomed:
+        path.unlink()
     for rel in sorted(changed, key=lambda p: p == CHECKSUMS):
-        target = dst / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src / rel, target)
-    for folder in sorted((p for p in dst.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        targets[rel].parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src / rel, inside(dst, targets[rel]))  # re-checked: mkdir may not follow a new link
+    folders = (p for p in dst.rglob("*") if p.is_dir() and not p.is_symlink())
+    for folder in sorted(folders, key=lambda p: -len(p.parts)):
         if not any(folder.iterdir()):
-            folder.rmdir()
+            inside(dst, folder).rmdir()
     return changed, removed
 
 
@@ -135,6 +149,7 @@ def build_repo(
     checksums, the build is skipped.
     """
     store, out_dir = Path(store), Path(out_dir)
+    inside(out_dir.parent, out_dir)  # the repo folder is a plain child of --out, never --out or above it
     ds = open_store(store, verify=params.verify_store)  # refuses incomplete (and, verified, corrupt) stores
     key = build_key(kind, store, repo_id, params)
     key_file = _key_file(out_dir)

@@ -23,7 +23,7 @@ from typing import Any
 from loaders.storage import StoreError, to_json, write_json_atomic
 from pipelines.params import ParamsError, PublishParams, load_params
 from pipelines.publish.registry import get_kind
-from pipelines.publish.repo import CHECKSUMS, build_repo
+from pipelines.publish.repo import CHECKSUMS, build_repo, inside
 from pipelines.publish.upload import PublishError, upload_repo
 
 
@@ -39,6 +39,7 @@ def publish(
         start = time.perf_counter()
         repo_id = params.repos[name]
         folder = Path(out) / repo_id.split("/")[1]
+        inside(out, folder)  # never --out itself or outside it (repo ids are also checked in params)
         built = build_repo(get_kind(name), Path(stores[name]), folder, repo_id, params)  # type: ignore[arg-type]
         if params.target == "hub":
             entry = upload_repo(folder, repo_id, params.revision, params.private, params.timeout_seconds)

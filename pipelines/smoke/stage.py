@@ -3,8 +3,9 @@
     python -m pipelines.smoke --params params.yaml --out data/smoke.zarr
 
 Simulations run in batches along a PhiFlow batch dimension, one batch per dask task. Each finished
-batch is saved to a scratch folder keyed by the params, so an interrupted run resumes from the batches
-it already has. The final store is written atomically (see :mod:`loaders.storage`).
+batch is saved to a scratch folder keyed by the physics params (:func:`scratch_key`), so an interrupted run
+resumes from the batches it already has, and a change of only dtype, windows or splits re-simulates nothing.
+The final store is written atomically (see :mod:`loaders.storage`).
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ def plan_jobs(p: SmokeParams) -> list[Job]:
     return sorted(jobs, key=lambda j: (j.quarter_turns, j.index))
 
 
+def scratch_key(p: SmokeParams) -> str:
+    """The simulation scratch is keyed by the physics only: a change of dtype, windows or splits reuses the
+    finished simulations instead of re-running PhiFlow (those are applied when the store is assembled)."""
+    return "smoke-" + params_key(p.physics())
+
+
 def batches_of(jobs: list[Job], size: int) -> list[list[Job]]:
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
@@ -121,7 +128,7 @@ def simulate_all(p: SmokeParams, compute: ComputeParams, scratch_root: Path) -> 
     """Run every planned simulation (resuming finished batches); returns one dataset per job label."""
     jobs = plan_jobs(p)
     batches = batches_of(jobs, p.batch_size)
-    scratch = ResumableBatches(scratch_root, "smoke-" + params_key(p.model_dump(mode="json")))
+    scratch = ResumableBatches(scratch_root, scratch_key(p))
     pending = {i: b for i, b in enumerate(batches) if not scratch.done(f"batch{i:04d}")}
     if len(pending) < len(batches):
         print(
@@ -285,7 +292,10 @@ def build_smoke_dataset(
     result["wall_seconds"] = time.perf_counter() - start
     if metrics is not None:
         write_json_atomic(Path(metrics), result)
-    ResumableBatches(scratch_root, "smoke-" + params_key(params.model_dump(mode="json"))).clear()
+    # keep this physics' simulations (a later change of dtype, windows or splits reuses them); drop others
+    for old in Path(scratch_root).glob("smoke-*"):
+        if old.name != scratch_key(params):
+            ResumableBatches(scratch_root, old.name).clear()
     return result
 
 
