@@ -30,14 +30,18 @@ from train.baselines import UpsampleMiddle, lr_to_hr_units, sr_factor
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def rollout(model: nn.Module, x: torch.Tensor, steps: int, residual: bool = False) -> torch.Tensor:
-    """Feed predictions back as inputs: returns [B, steps, 2, H, W]; ``residual``: last frame + model."""
+def rollout(
+    model: nn.Module, x: torch.Tensor, steps: int, residual: bool = False, step_scale: float = 1.0
+) -> torch.Tensor:
+    """Feed predictions back as inputs: returns [B, steps, 2, H, W]; ``residual``: the next frame is the last
+    frame + ``step_scale`` * model (``step_scale``: the typical one-step change, so the network's target
+    has unit size)."""
     window = x
     preds = []
     for _ in range(steps):
         nxt = model(window.flatten(1, 2))
         if residual:
-            nxt = nxt + window[:, -1]
+            nxt = window[:, -1] + step_scale * nxt
         preds.append(nxt)
         window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
     return torch.stack(preds, dim=1)
@@ -50,27 +54,28 @@ class SmokeTask:
     metric_name: str = "rmse"
     train_rollout: int | None = None  # steps in the training loss; None: all target frames
     residual: bool = False  # the network predicts the change from the last input frame
+    step_scale: float = 1.0  # residual: rms of a one-step change (training split), the network's unit
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch
         y = y[:, : self.train_rollout] if self.train_rollout else y
-        return F.mse_loss(rollout(model, x, y.shape[1], self.residual), y)
+        return F.mse_loss(rollout(model, x, y.shape[1], self.residual, self.step_scale), y)
 
     def errors(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
         """Sum of squared errors per rollout step, and the number of values per step."""
         x, y = batch
-        sq = (rollout(model, x, y.shape[1], self.residual) - y) ** 2
+        sq = (rollout(model, x, y.shape[1], self.residual, self.step_scale) - y) ** 2
         return sq.transpose(0, 1).flatten(1).sum(dim=1), int(sq[:, 0].numel())
 
     def sample_errors(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The metric of each sample on its own: [B] (RMSE per rollout step, averaged over the steps)."""
         x, y = batch
-        sq = (rollout(model, x, y.shape[1], self.residual) - y) ** 2
+        sq = (rollout(model, x, y.shape[1], self.residual, self.step_scale) - y) ** 2
         return torch.sqrt(sq.flatten(2).mean(dim=2)).mean(dim=1)
 
     def as_module(self, model: nn.Module) -> nn.Module:
         """One step of the prediction as a module (for equivariance checks)."""
-        return _Residual(model, _LastFrame()) if self.residual else model
+        return _Residual(model, _LastFrame(), self.step_scale) if self.residual else model
 
     @staticmethod
     def reduce(sums: torch.Tensor, count: int) -> float:
@@ -87,10 +92,11 @@ class SuperResolutionTask:
     model_task: str = "sr"
     metric_name: str = "mae"
     reference: UpsampleMiddle | None = None  # residual: the network corrects this upsampling
+    step_scale: float = 1.0  # residual: rms of (target - upsampling) on the training split
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         out = model(x)
-        return out if self.reference is None else out + self.reference(x)
+        return out if self.reference is None else self.reference(x) + self.step_scale * out
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch
@@ -107,7 +113,7 @@ class SuperResolutionTask:
         return (self.predict(model, x) - y).abs().flatten(1).mean(dim=1)
 
     def as_module(self, model: nn.Module) -> nn.Module:
-        return model if self.reference is None else _Residual(model, self.reference)
+        return model if self.reference is None else _Residual(model, self.reference, self.step_scale)
 
     @staticmethod
     def reduce(sums: torch.Tensor, count: int) -> float:
@@ -118,22 +124,32 @@ class SuperResolutionTask:
         return batch[0]
 
 
+def residual_rms(train_set: Any, trivial: Any, target: Any, samples: int = 16) -> float:
+    """Root-mean-square of ``target(y) - trivial(x)`` over the first training samples: what a residual
+    network must predict, so that its output is of unit size."""
+    x, y = next(iter(DataLoader(train_set, batch_size=min(samples, len(train_set)))))
+    rms = float(torch.sqrt(((target(y) - trivial(x)) ** 2).mean()))
+    if not rms > 0:
+        raise ValueError("the trivial prediction is exact on the training samples: nothing to learn")
+    return rms
+
+
 class _LastFrame(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, -2:]
 
 
 class _Residual(nn.Module):
-    """``base(x) + net(x)``; exposes the network's group so equivariance checks use it."""
+    """``base(x) + scale * net(x)``; exposes the network's group so equivariance checks use it."""
 
-    def __init__(self, net: nn.Module, base: nn.Module):
+    def __init__(self, net: nn.Module, base: nn.Module, scale: float = 1.0):
         super().__init__()
-        self.net, self.base = net, base
+        self.net, self.base, self.scale = net, base, scale
         if getattr(net, "group", None) is not None:
             self.group = net.group
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + self.net(x)
+        return self.base(x) + self.scale * self.net(x)
 
 
 TASKS = {"smoke": SmokeTask(), "turbulence": SuperResolutionTask()}
@@ -145,13 +161,19 @@ def task_for(
 ) -> SmokeTask | SuperResolutionTask:  # fmt: skip
     """The task object a run trains with: the smoke task carries its training rollout length; a residual
     super-resolution task needs the training split (its grid ratio and lr -> hr unit conversion)."""
+    if residual and train_set is None:
+        raise ValueError("a residual task needs train_set (size of the residual; SR: grid ratio and units)")
     if dataset == "smoke":
-        return SmokeTask(train_rollout=train_rollout, residual=residual)
+        if not residual:
+            return SmokeTask(train_rollout=train_rollout)
+        scale = residual_rms(train_set, lambda x: x[:, -1], lambda y: y[:, 0])
+        return SmokeTask(train_rollout=train_rollout, residual=True, step_scale=scale)
     if dataset == "turbulence" and residual:
-        if train_set is None:
-            raise ValueError("a residual super-resolution task needs train_set (grid ratio and units)")
         gain, offset = lr_to_hr_units(train_set)
-        return SuperResolutionTask(reference=UpsampleMiddle(sr_factor(train_set), upsampler, gain, offset))
+        reference = UpsampleMiddle(sr_factor(train_set), upsampler, gain, offset)
+        with torch.no_grad():
+            scale = residual_rms(train_set, reference, lambda y: y)
+        return SuperResolutionTask(reference=reference, step_scale=scale)
     if dataset not in TASKS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(TASKS)}")
     return TASKS[dataset]
