@@ -170,7 +170,7 @@ def test_persistence_baseline_scores_the_hand_computed_rmse() -> None:
     diff = (y - x[:, -1:]).double()
     per_step = [float(torch.sqrt((diff[:, k] ** 2).mean())) for k in range(3)]
     assert got["rmse"] == pytest.approx(2.0 * np.mean(per_step), rel=1e-6)
-    per_sample = [2.0 * np.mean([float(torch.sqrt(((y[i, k] - x[i, -1]).double() ** 2).mean())) for k in range(3)])
+    per_sample = [2.0 * np.mean([float(torch.sqrt((diff[i, k] ** 2).mean())) for k in range(3)])
                   for i in range(5)]  # fmt: skip
     assert got["per_sample"] == pytest.approx(per_sample, rel=1e-6)
     assert got["n"] == 5 and got["se"] == pytest.approx(np.std(per_sample, ddof=1) / np.sqrt(5), rel=1e-6)
