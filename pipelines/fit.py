@@ -5,7 +5,9 @@
 Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (resumable), per-epoch curves in
 ``metrics/curves/<dataset>-<model>-seed<k>.json`` (DVC plots) and final metrics in
 ``metrics/train/<dataset>-<model>-seed<k>.json`` (DVC metrics): the test metric of the best checkpoint on
-the real test split, in physical units, the parameter count and the equivariance error.
+the real test split, in physical units, with each test sample's error, their standard error and count
+(``test_<metric>_se``, ``test_samples``), the parameter count and the equivariance error of the prediction
+(the residual form included).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from models.equivariance import equivariance_error
 from models.registry import count_parameters
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
 from pipelines.params import StudyParams, TaskTrainParams, load_params
-from pipelines.run_config import hparams_of, optimiser_config, split_spec
+from pipelines.run_config import hparams_of, optimiser_config, split_spec, task_of
 from train.data import build, load_splits, output_scale
-from train.loop import evaluate, load_checkpoint, train, write_curves
+from train.loop import load_checkpoint, train, write_curves
 from train.runs import RunId
-from train.tasks import TASKS, task_for
+from train.tasks import TASKS, score
 
 
 def run_key(
@@ -52,13 +54,13 @@ def run_training(
     dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path
 ) -> dict[str, Any]:
     section: TaskTrainParams = getattr(params.train, dataset)
-    task = task_for(dataset, section.train_rollout)
     if model_name not in section.models:
         raise ValueError(f"train.{dataset}.models does not list {model_name!r}: {section.models}")
     if dataset == "turbulence":
         params.turbulence.check_trainable()
     run = RunId(dataset, model_name, seed)
     splits = load_splits(dataset, data, split_spec(section))
+    task = task_of(dataset, section, splits["train"])
     hparams = hparams_of(dataset, model_name, section)
     model = build(dataset, model_name, seed, hparams)
     run_dir = run.run_dir(runs)
@@ -69,15 +71,20 @@ def run_training(
     seconds = time.perf_counter() - start
 
     model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
-    loader = DataLoader(splits["test"], batch_size=section.optimiser.batch_size)
     scale = output_scale(splits["test"])
-    test_metric = evaluate(model, task, loader) * scale
+    test = score(model, task, splits["test"], section.optimiser.batch_size, scale)
     model.eval()
     probe = task.equivariance_probe(next(iter(DataLoader(splits["valid"], batch_size=2))))
     with torch.no_grad():
-        equi = equivariance_error(model, probe, task.model_task)
+        equi = equivariance_error(task.as_module(model), probe, task.model_task)
+    name = task.metric_name
     metrics = {
-        f"test_{task.metric_name}": test_metric,
+        f"test_{name}": test[name],
+        f"test_{name}_se": test["se"],  # standard error of the per-sample mean over the test samples
+        f"test_{name}_sample_mean": test["sample_mean"],
+        "test_samples": test["n"],
+        f"test_{name}_per_sample": test["per_sample"],  # same order for every run: paired comparisons
+        "residual": section.residual,
         f"best_valid_{task.metric_name}": result["best_valid"] * scale,
         "best_epoch": result["best_epoch"],
         "epochs_run": len(result["history"]["epoch"]),

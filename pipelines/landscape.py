@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from loaders.storage import write_json_atomic
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
 from pipelines.params import LandscapeParams, StudyParams, load_params
-from pipelines.run_config import hparams_of, split_spec
+from pipelines.run_config import hparams_of, split_spec, task_of
 from train.curvature import (
     FlatLoss,
     hutchinson_trace,
@@ -33,7 +33,7 @@ from train.curvature import (
 from train.data import build, load_splits
 from train.loop import load_checkpoint
 from train.runs import RunId
-from train.tasks import TASKS, task_for
+from train.tasks import TASKS
 
 
 def fixed_subset(dataset: torch.utils.data.Dataset, p: LandscapeParams) -> list[tuple[torch.Tensor, ...]]:
@@ -78,7 +78,6 @@ def run_landscape(
     metrics_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
     section = getattr(params.train, dataset)
-    task = task_for(dataset, section.train_rollout)  # the training loss the model was optimised on
     run = RunId(dataset, model_name, seed)
     path = run.checkpoint(runs, checkpoint)
     if not path.is_file():
@@ -86,7 +85,9 @@ def run_landscape(
     model = build(dataset, model_name, seed, hparams_of(dataset, model_name, section))
     state = load_checkpoint(path)
     model.load_state_dict(state["model"])
-    subset = fixed_subset(load_splits(dataset, data, split_spec(section))["train"], params.landscape)
+    train_set = load_splits(dataset, data, split_spec(section))["train"]
+    task = task_of(dataset, section, train_set)  # the training loss the model was optimised on
+    subset = fixed_subset(train_set, params.landscape)
     flat = FlatLoss(model, subset, task.loss)
     result, spectrum = measure(flat, params.landscape)
     result.update(

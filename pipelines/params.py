@@ -575,6 +575,14 @@ class TaskTrainParams(Strict):
         " validation and test always roll out over all output frames",
     )
     window_stride: PositiveInt = Field(1, description="smoke only: spacing of training windows")
+    residual: bool = Field(
+        True,
+        description="the network predicts a correction to the trivial prediction: the last input frame"
+        " (smoke) or the upsampled middle low-res frame (turbulence); false: it predicts the target itself",
+    )
+    upsampler: Literal["trilinear", "spectral"] = Field(
+        "spectral", description="turbulence only: the upsampling a residual network corrects"
+    )
 
     @field_validator("models", "seeds")
     @classmethod

@@ -5,6 +5,11 @@
 Figures per dataset: train / valid curves (mean and spread over seeds), test error bars, sharpness at the
 early and best checkpoints, Hessian spectra, and a table of parameter counts and equivariance errors. The
 report states, with the numbers, which of the study's findings this run reproduces and which it does not.
+
+Trivial baselines (``metrics/baselines/<dataset>.json``: persistence / zero, trilinear / spectral upsampling)
+appear in the tables and as reference lines in the test figure. A claim is "reproduced" only when the models
+involved beat the strongest baseline and the difference is significant over seeds (Welch's t-test, p < 0.05,
+at least 3 seeds per model); otherwise "not significant", "not reproduced" or "inconclusive".
 """
 
 from __future__ import annotations
@@ -19,19 +24,61 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
+from scipy import stats
 
 from loaders.storage import open_store
 from pipelines.cli import STORE_PATHS, run_stage
 from pipelines.params import StudyParams, load_params
-from train.runs import RunId
+from train.runs import RunId, baseline_metrics
 
 # Which models the study compares, relaxed first: (relaxed, fully equivariant, baseline or None).
 COMPARISONS = {"smoke": ("rsteer", "e2cnn", None), "turbulence": ("rgcnn", "gcnn", "cnn")}
 METRIC = {"smoke": "rmse", "turbulence": "mae"}
+MIN_SEEDS = 3  # fewer seeds per model: no verdict
+ALPHA = 0.05
+
+
+def verdict(a: list[float], b: list[float], baseline: float | None = None) -> tuple[str, str]:
+    """Is ``a`` lower than ``b`` (per-seed values)? ``(verdict, detail)``.
+
+    "reproduced" needs: both models at least 3 seeds, both means below ``baseline`` (when given: a model
+    worse than doing nothing has learnt nothing worth comparing), and Welch's t-test p < ALPHA with
+    ``mean(a) < mean(b)``.
+    """
+    if min(len(a), len(b)) < MIN_SEEDS:
+        return f"inconclusive (n seeds < {MIN_SEEDS})", f"{len(a)} / {len(b)} seeds"
+    ma, mb = float(np.mean(a)), float(np.mean(b))
+    if baseline is not None and max(ma, mb) >= baseline:
+        return "not reproduced (a model does not beat the baseline)", f"baseline {baseline:.4g}"
+    if np.std(a) == 0 and np.std(b) == 0:
+        p = 0.0 if ma != mb else 1.0
+    else:
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    detail = f"Welch p = {p:.2g}, {len(a)} / {len(b)} seeds"
+    if p >= ALPHA:
+        return "not significant", detail
+    return ("reproduced", detail) if ma < mb else ("NOT reproduced (significantly the other way)", detail)
+
+
+def read_baselines(metrics_dir: Path, dataset: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``[split][baseline]`` -> score of each trivial predictor, or {} when the stage has not run."""
+    data = _read_json(baseline_metrics(metrics_dir, dataset))
+    return data["splits"] if data else {}
+
+
+def best_baseline(baselines: dict, split: str, metric: str) -> tuple[str, float] | None:
+    scores = baselines.get(split) or {}
+    if not scores:
+        return None
+    name = min(scores, key=lambda k: scores[k][metric])
+    return name, float(scores[name][metric])
 
 
 def _read(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+_read_json = _read
 
 
 def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
@@ -90,8 +137,12 @@ def plot_curves(dataset: str, runs: dict, path: Path, caption: str) -> None:
     plt.close(fig)
 
 
-def plot_bars(values: dict[str, dict[str, list[float]]], ylabel: str, path: Path, caption: str) -> None:
-    """values[group][model] = per-seed numbers; bars show mean and standard deviation."""
+def plot_bars(
+    values: dict[str, dict[str, list[float]]], ylabel: str, path: Path, caption: str,
+    references: dict[str, float] | None = None,
+) -> None:  # fmt: skip
+    """values[group][model] = per-seed numbers; bars show mean and standard deviation; ``references``
+    (name -> value) are drawn as horizontal lines (the trivial baselines)."""
     groups = list(values)
     models = sorted({m for g in values.values() for m in g})
     width = 0.8 / max(len(models), 1)
@@ -101,6 +152,8 @@ def plot_bars(values: dict[str, dict[str, list[float]]], ylabel: str, path: Path
         ax.bar(np.arange(len(groups)) + i * width, [s[0] for s in stats], width, yerr=[s[1] for s in stats],
                capsize=3, label=model)  # fmt: skip
     ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2, groups)
+    for j, (name, value) in enumerate(sorted((references or {}).items())):
+        ax.axhline(value, color="k", lw=1, ls=("--", ":", "-.")[j % 3], label=f"baseline: {name}")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.set_title(caption, fontsize=8)
@@ -132,8 +185,10 @@ def plot_spectra(runs: dict, checkpoints: list[str], path: Path, caption: str) -
     plt.close(fig)
 
 
-def findings(dataset: str, runs: dict, checkpoints: list[str]) -> list[str]:
-    """The study's claims, checked against this run's numbers (means over seeds)."""
+def findings(
+    dataset: str, runs: dict, checkpoints: list[str], baselines: dict | None = None
+) -> list[str]:
+    """The study's claims, checked against this run's numbers (see :func:`verdict`)."""
     relaxed, full, _ = COMPARISONS[dataset]
     if relaxed not in runs or full not in runs:
         return [f"- {dataset}: {relaxed} or {full} was not trained; no comparison made."]
@@ -147,27 +202,39 @@ def findings(dataset: str, runs: dict, checkpoints: list[str]) -> list[str]:
         return float(np.mean(vals)) if vals else float("nan")
 
     lines = []
-    checks = [(f"lower test {metric.upper()}", lambda s: s["train"][f"test_{metric}"])]
-    checks.append((f"lower best validation {metric.upper()}", lambda s: s["train"][f"best_valid_{metric}"]))
+    test_base = best_baseline(baselines or {}, "test", metric)
+    valid_base = best_baseline(baselines or {}, "valid", metric)
+    if test_base is None:
+        lines.append(f"- {dataset}: no baseline scores (stage `baselines`); no claim can be reproduced.")
+    # (claim, per-seed value, baseline of that value): every claim needs the models to beat the test baseline
+    checks = [(f"lower test {metric.upper()}", lambda s: s["train"][f"test_{metric}"], test_base)]
+    checks.append((f"lower best validation {metric.upper()}", lambda s: s["train"][f"best_valid_{metric}"],
+                   valid_base))  # fmt: skip
     for ckpt in checkpoints:
-        checks.append(
-            (f"lower sharpness at {ckpt}", lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("sharpness"))
-        )
+        checks.append((f"lower sharpness at {ckpt}",
+                       lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("sharpness"), None))
         checks.append((f"smaller top Hessian eigenvalue at {ckpt}",
-                       lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("max_eigenvalue")))  # fmt: skip
+                       lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("max_eigenvalue"),
+                       None))  # fmt: skip
     others = [m for m in COMPARISONS[dataset][1:] if m is not None and m in runs]
-    for claim, fn in checks:
+    test_fn = checks[0][1]
+    for claim, fn, base in checks:
         for other in others:
             a, b = values(relaxed, fn), values(other, fn)
             if not a or not b:
                 lines.append(f"- {relaxed} has {claim} than {other}: not measured")
                 continue
             (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
-            verdict = "reproduced" if ma < mb else "NOT reproduced"
-            caveat = " — within the seed spread, not significant" if abs(ma - mb) <= max(sa, sb) else ""
+            word, detail = verdict(a, b, base[1] if base else None)
+            if base is None and test_base is not None:  # landscape claims: gate on the test baseline
+                gate = max(float(np.mean(values(relaxed, test_fn))), float(np.mean(values(other, test_fn))))
+                if gate >= test_base[1] and not word.startswith("inconclusive"):
+                    word, detail = "not reproduced (a model does not beat the test baseline)", detail
+            elif test_base is None and not word.startswith("inconclusive"):
+                word = "inconclusive (no baseline)"
             lines.append(
-                f"- {relaxed} has {claim} than {other}: **{verdict}** "
-                f"({ma:.4g} ± {sa:.2g} vs {mb:.4g} ± {sb:.2g}, {len(a)} / {len(b)} seeds){caveat}"
+                f"- {relaxed} has {claim} than {other}: **{word}** "
+                f"({ma:.4g} ± {sa:.2g} vs {mb:.4g} ± {sb:.2g}, mean ± sd over seeds; {detail})"
             )
     for ckpt in checkpoints:
         # SLQ puts most weight near the bulk at ~0, where Ritz values fall on either side of zero by chance;
@@ -192,8 +259,15 @@ def findings(dataset: str, runs: dict, checkpoints: list[str]) -> list[str]:
                     f"{m}: lambda_min/lambda_max {np.mean(ratios):.3g}, "
                     f"mass below -1% of lambda_max {np.mean(masses):.3g}"
                 )
-        verdict = "NOT reproduced" if significant else "reproduced"
-        lines.append(f"- no (significant) negative eigenvalues at {ckpt}: **{verdict}** ({'; '.join(parts)})")
+        word = "NOT reproduced" if significant else "reproduced"
+        n_seeds = min((len(runs[m]) for m in (relaxed, *others)), default=0)
+        if n_seeds < MIN_SEEDS:
+            word = f"inconclusive (n seeds < {MIN_SEEDS})"
+        elif test_base is None:
+            word = "inconclusive (no baseline)"
+        elif any(np.mean(values(m, test_fn)) >= test_base[1] for m in (relaxed, *others)):
+            word = "not reproduced (a model does not beat the test baseline)"
+        lines.append(f"- no (significant) negative eigenvalues at {ckpt}: **{word}** ({'; '.join(parts)})")
     return lines
 
 
@@ -224,7 +298,9 @@ def render(
         tests = {
             "test": {m: [s["train"][f"test_{metric}"] for s in seeds.values()] for m, seeds in runs.items()}
         }
-        plot_bars(tests, f"test {metric.upper()}", out / f"{dataset}_test.png", caption)
+        baselines = read_baselines(metrics_dir, dataset)
+        refs = {name: s[metric] for name, s in baselines.get("test", {}).items()}
+        plot_bars(tests, f"test {metric.upper()}", out / f"{dataset}_test.png", caption, refs)
         md += [f"![test error]({dataset}_test.png)", ""]
         sharp = {
             c: {m: [s["landscape"][c]["sharpness"] for s in seeds.values() if s["landscape"].get(c)]
@@ -235,19 +311,33 @@ def render(
         md += [f"![sharpness]({dataset}_sharpness.png)", ""]
         plot_spectra(runs, ckpts, out / f"{dataset}_spectra.png", caption)
         md += [f"![spectra]({dataset}_spectra.png)", ""]
-        header = f"| model | parameters | equivariance error | test {metric.upper()} |"
+        md += [f"Test {metric.upper()}: mean over seeds ± sd over seeds; \"SE\" is the standard error over "
+               "test samples (mean of the per-seed values); n = test samples x seeds.", ""]  # fmt: skip
+        header = f"| model | parameters | equivariance error | test {metric.upper()} | SE (samples) | n |"
         header += "".join(f" sharpness {c} | top eig {c} |" for c in ckpts)
-        md += [header, "|" + "---|" * (4 + 2 * len(ckpts))]
+        md += [header, "|" + "---|" * (6 + 2 * len(ckpts))]
         table = {}
+        for name, s in sorted(baselines.get("test", {}).items()):
+            md.append(f"| baseline: {name} | 0 | — | {s[metric]:.4g} | {s['se']:.2g} | {s['n']} x 1 |"
+                      + " — | — |" * len(ckpts))  # fmt: skip
+            table[f"baseline:{name}"] = {
+                f"test_{metric}": s[metric], "test_se": s["se"], "test_samples": s["n"]
+            }
         for model, seeds in sorted(runs.items()):
             first = next(iter(seeds.values()))["train"]
             t_mean, t_std = _mean_std([s["train"][f"test_{metric}"] for s in seeds.values()])
             e_mean, _ = _mean_std([s["train"]["equivariance_error"] for s in seeds.values()])
-            row = f"| {model} | {first['parameters']:,} | {e_mean:.2e} | {t_mean:.4g} ± {t_std:.2g} |"
+            se = [s["train"].get(f"test_{metric}_se", float("nan")) for s in seeds.values()]
+            n_test = first.get("test_samples", first.get("samples", {}).get("test", "?"))
+            row = (f"| {model} | {first['parameters']:,} | {e_mean:.2e} | {t_mean:.4g} ± {t_std:.2g} | "
+                   f"{float(np.mean(se)):.2g} | {n_test} x {len(seeds)} |")  # fmt: skip
             table[model] = {
                 "parameters": first["parameters"],
                 "equivariance_error": e_mean,
                 f"test_{metric}": t_mean,
+                "test_se": float(np.mean(se)),
+                "test_samples": n_test,
+                "seeds": len(seeds),
             }
             for c in ckpts:
                 sh = [s["landscape"][c]["sharpness"] for s in seeds.values() if s["landscape"].get(c)]
@@ -259,7 +349,7 @@ def render(
                 row += f" {sh_m:.4g} | {ev_m:.4g} |"
                 table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = sh_m, ev_m
             md.append(row)
-        md += ["", "### The study's findings, checked", ""] + findings(dataset, runs, ckpts) + [""]
+        md += ["", "### The study's findings, checked", ""] + findings(dataset, runs, ckpts, baselines) + [""]
         summary[dataset] = table
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

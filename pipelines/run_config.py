@@ -7,6 +7,7 @@ from typing import Any
 from pipelines.params import TaskTrainParams
 from train.data import SplitSpec, model_hparams
 from train.loop import OptimiserConfig
+from train.tasks import SmokeTask, SuperResolutionTask, task_for
 
 
 def split_spec(section: TaskTrainParams) -> SplitSpec:
@@ -19,3 +20,8 @@ def optimiser_config(section: TaskTrainParams) -> OptimiserConfig:
 
 def hparams_of(dataset: str, model_name: str, section: TaskTrainParams) -> dict[str, Any]:
     return model_hparams(dataset, model_name, section.hparams.get(model_name, {}))
+
+
+def task_of(dataset: str, section: TaskTrainParams, train_set: Any) -> SmokeTask | SuperResolutionTask:
+    """The task a run trains (and its landscape is measured) with: rollout length and residual form."""
+    return task_for(dataset, section.train_rollout, section.residual, train_set, section.upsampler)

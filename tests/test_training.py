@@ -6,20 +6,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from models import groups as G
+from models.equivariance import equivariance_error
 from models.registry import MODEL_NAMES, build_model, default_hparams
 from pipelines.fit import run_training
 from pipelines.landscape import run_landscape
 from pipelines.params import OptimiserParams, parse_params
-from pipelines.report import render
+from pipelines.report import collect, findings, read_baselines, render, verdict
 from pipelines.smoke.stage import build_smoke_dataset
 from tests.smoke_support import SMALL_SMOKE
+from train.baselines import UPSAMPLERS, Persistence, UpsampleMiddle, Zero, upsample
 from train.curvature import FlatLoss, random_directions
 from train.loop import train
-from train.tasks import TASKS
+from train.runs import RunId, baseline_metrics
+from train.tasks import TASKS, score, task_for
 
 TINY = {
     "smoke": {"cnn": {"hidden": 4}, "gcnn": {"hidden": 2}, "rgcnn": {"hidden": 2}, "e2cnn": {"hidden": 2},
@@ -147,3 +152,134 @@ def test_landscape_and_report(tiny_study: tuple[Path, object]) -> None:
     text = (root / "report" / "report.md").read_text()
     assert "PhiFlow test store" in text and "smoke_sharpness.png" in text
     assert (root / "report" / "smoke_spectra.png").stat().st_size > 1000
+
+
+# --- baselines, residual form, per-sample statistics and verdicts ---
+
+
+def _smoke_toy(n: int = 5) -> TensorDataset:
+    gen = torch.Generator().manual_seed(2)
+    return TensorDataset(torch.randn(n, 1, 2, 8, 8, generator=gen), torch.randn(n, 3, 2, 8, 8, generator=gen))
+
+
+def test_persistence_baseline_scores_the_hand_computed_rmse() -> None:
+    data = _smoke_toy()
+    x, y = data.tensors
+    got = score(Persistence(), TASKS["smoke"], data, batch_size=2, scale=2.0)
+    # RMSE per rollout step over every value of the split, averaged over the 3 steps; then x2 units
+    diff = (y - x[:, -1:]).double()
+    per_step = [float(torch.sqrt((diff[:, k] ** 2).mean())) for k in range(3)]
+    assert got["rmse"] == pytest.approx(2.0 * np.mean(per_step), rel=1e-6)
+    per_sample = [2.0 * np.mean([float(torch.sqrt((diff[i, k] ** 2).mean())) for k in range(3)])
+                  for i in range(5)]  # fmt: skip
+    assert got["per_sample"] == pytest.approx(per_sample, rel=1e-6)
+    assert got["n"] == 5 and got["se"] == pytest.approx(np.std(per_sample, ddof=1) / np.sqrt(5), rel=1e-6)
+    zero = score(Zero(), TASKS["smoke"], data, batch_size=5)
+    assert zero["rmse"] == pytest.approx(float(torch.sqrt((y**2).mean(dim=(0, 2, 3, 4))).mean()), rel=1e-6)
+
+
+class _ZeroNet(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4:
+            return torch.zeros_like(x[:, -2:])
+        return torch.zeros(x.shape[0], 3, *[4 * s for s in x.shape[-3:]])
+
+
+def test_a_model_that_predicts_the_trivial_answer_scores_exactly_the_baseline() -> None:
+    data = _smoke_toy()
+    base = score(Persistence(), TASKS["smoke"], data, batch_size=2)
+    residual = task_for("smoke", residual=True, train_set=data)
+    assert residual.step_scale > 0
+    assert score(_ZeroNet(), residual, data, batch_size=2) == base  # zero correction = persistence
+    gen = torch.Generator().manual_seed(3)
+    sr = TensorDataset(
+        torch.randn(3, 3, 3, 4, 4, 4, generator=gen), torch.randn(3, 3, 16, 16, 16, generator=gen)
+    )
+    for kind in UPSAMPLERS:
+        trivial = score(UpsampleMiddle(4, kind), TASKS["turbulence"], sr, batch_size=2)
+        task = task_for("turbulence", residual=True, train_set=sr, upsampler=kind)
+        assert score(_ZeroNet(), task, sr, batch_size=2) == trivial
+
+
+def test_upsamplers_commute_with_cube_rotations_and_spectral_keeps_block_means() -> None:
+    gen = torch.Generator().manual_seed(4)
+    lr = torch.randn(2, 3, 6, 6, 6, generator=gen, dtype=torch.float64)
+    for kind in UPSAMPLERS:
+        hr = upsample(lr, 4, kind)
+        for m in G.octahedral().matrices[1:]:
+            err = (upsample(G.rotate_vector(lr, m, 1), 4, kind) - G.rotate_vector(hr, m, 1)).abs().max()
+            assert err < 1e-10, (kind, err)
+    coef = torch.fft.fftn(lr, dim=(-3, -2, -1))
+    coef[..., 3, :, :] = coef[..., :, 3, :] = coef[..., :, :, 3] = 0  # no Nyquist modes
+    smooth = torch.fft.ifftn(coef, dim=(-3, -2, -1)).real
+    means = upsample(smooth, 4, "spectral").reshape(2, 3, 6, 4, 6, 4, 6, 4).mean(dim=(3, 5, 7))
+    assert torch.allclose(means, smooth, atol=1e-12)
+    assert torch.allclose(upsample(torch.ones(1, 5, 5, 5), 4, "trilinear"), torch.ones(1, 20, 20, 20))
+
+
+@pytest.mark.parametrize(("dataset", "name"), [("smoke", "gcnn"), ("smoke", "e2cnn"), ("turbulence", "gcnn")])
+def test_residual_prediction_is_exactly_as_equivariant_as_the_network(dataset: str, name: str) -> None:
+    task_name = "smoke" if dataset == "smoke" else "sr"
+    torch.manual_seed(0)
+    net = tiny_model(task_name, name)
+    x, y = tiny_batch(task_name)
+    task = task_for(dataset, residual=True, train_set=TensorDataset(x, y))
+    probe = task.equivariance_probe((x, y))
+    wrapped = task.as_module(net)
+    assert wrapped is not net
+    assert equivariance_error(wrapped, probe, task_name) < 1e-5
+    assert equivariance_error(net, probe, task_name) < 1e-5
+    cnn = task.as_module(tiny_model(task_name, "cnn"))  # the check can fail: a plain CNN is not equivariant
+    assert equivariance_error(cnn, probe, task_name) > 1e-4
+
+
+def test_verdicts_need_significance_three_seeds_and_beating_the_baseline() -> None:
+    assert verdict([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], baseline=3.0)[0] == "reproduced"
+    assert verdict([1.0, 1.5, 0.6], [1.1, 0.7, 1.6], baseline=3.0)[0] == "not significant"
+    assert verdict([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], baseline=1.5)[0].startswith("not reproduced")
+    assert verdict([1.0, 1.1], [2.0, 2.1], baseline=3.0)[0] == "inconclusive (n seeds < 3)"
+    assert verdict([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], baseline=3.0)[0].startswith("NOT reproduced")
+
+
+def _write_run(root: Path, dataset: str, model: str, seed: int, test: float) -> None:
+    run = RunId(dataset, model, seed)
+    metric = {"smoke": "rmse", "turbulence": "mae"}[dataset]
+    metrics = {f"test_{metric}": test, f"best_valid_{metric}": test, f"test_{metric}_se": 0.01,
+               "test_samples": 8, "parameters": 10, "equivariance_error": 0.0}  # fmt: skip
+    run.train_metrics(root).parent.mkdir(parents=True, exist_ok=True)
+    run.train_metrics(root).write_text(json.dumps(metrics))
+
+
+@pytest.mark.parametrize(
+    ("relaxed", "full", "seeds", "expected"),
+    [
+        ([0.50, 0.51, 0.49], [0.70, 0.71, 0.69], 3, "**reproduced**"),
+        ([0.50, 0.71, 0.60], [0.70, 0.49, 0.61], 3, "**not significant**"),
+        ([1.50, 1.51, 1.49], [1.70, 1.71, 1.69], 3, "**not reproduced (a model does not beat"),
+        ([0.50, 0.51], [0.70, 0.71], 2, "**inconclusive (n seeds < 3)**"),
+    ],
+)
+def test_report_findings_from_a_synthetic_metrics_dir(
+    tmp_path: Path, relaxed: list[float], full: list[float], seeds: int, expected: str
+) -> None:
+    for seed in range(seeds):
+        _write_run(tmp_path, "smoke", "rsteer", seed, relaxed[seed])
+        _write_run(tmp_path, "smoke", "e2cnn", seed, full[seed])
+    scores = {"persistence": {"rmse": 1.0, "se": 0.0, "n": 8}, "zero": {"rmse": 4.0, "se": 0.0, "n": 8}}
+    path = baseline_metrics(tmp_path, "smoke")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"splits": {"valid": scores, "test": scores}}))
+    params = parse_params({"train": {"smoke": {"models": ["rsteer", "e2cnn"], "seeds": list(range(seeds))}}})
+    runs = collect(params, tmp_path)["smoke"]
+    lines = findings("smoke", runs, [], read_baselines(tmp_path, "smoke"))
+    test_line = next(line for line in lines if "lower test RMSE" in line)
+    assert expected in test_line, test_line
+
+
+@pytest.mark.slow
+def test_fit_metrics_hold_the_test_standard_error_and_sample_count(tiny_study: tuple[Path, object]) -> None:
+    root, _ = tiny_study
+    metrics = json.loads((root / "metrics" / "train" / "smoke-e2cnn-seed0.json").read_text())
+    values = np.asarray(metrics["test_rmse_per_sample"])
+    assert metrics["test_samples"] == len(values) == metrics["samples"]["test"]
+    assert metrics["test_rmse_se"] == pytest.approx(values.std(ddof=1) / np.sqrt(len(values)))

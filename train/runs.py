@@ -41,3 +41,8 @@ class RunId:
 
     def spectrum(self, metrics_dir: Path, checkpoint: str) -> Path:
         return Path(metrics_dir) / "spectra" / f"{self.name}-{checkpoint}.json"
+
+
+def baseline_metrics(metrics_dir: Path, dataset: str) -> Path:
+    """Scores of the trivial predictors (persistence, upsampling) on a dataset's valid and test splits."""
+    return Path(metrics_dir) / "baselines" / f"{dataset}.json"
