@@ -90,8 +90,10 @@ class SmokeParams(Strict):
     n_simulations: PositiveInt = Field(50, description="size of the buoyancy ladder the levels index into")
     steps: PositiveInt = 61
     dt: PositiveFloat = 1.0
-    keep_start: NonNegativeInt = 10
-    keep_stop: PositiveInt = 60
+    keep_start: NonNegativeInt = Field(
+        11, description="first kept frame (frame t = the state after t steps); 11 as published (data_gen)"
+    )
+    keep_stop: PositiveInt = Field(61, description="one past the last kept frame (published: frames 11..60)")
     levels: list[Annotated[int, Field(ge=0, lt=N_LEVELS)]] = [0, 5, 9]
     symmetrisation: Literal["rotate", "simulate"] = Field(
         "rotate", description="rotate one simulation (exact C4) or simulate all four directions (Wang 2022)"
@@ -443,8 +445,16 @@ class LandscapeParams(Strict):
         description="models measured per dataset (each must also be trained)",
     )
     checkpoints: list[Literal["early", "best"]] = ["early", "best"]
-    subset_batches: PositiveInt = Field(2, description="fixed training batches the loss is measured on")
-    subset_batch_size: PositiveInt = 8
+    subset_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.2, description="share of the training set the loss and Hessian are measured on (study: 20%)"
+    )
+    subset_min_samples: PositiveInt = Field(8, description="at least this many samples (or all of them)")
+    subset_batches: PositiveInt | None = Field(
+        None, description="if set: exactly subset_batches x subset_batch_size samples, ignoring the fraction"
+    )
+    subset_batch_size: PositiveInt = Field(
+        8, description="samples per batch; curvature is accumulated batch by batch (memory of one batch)"
+    )
     directions: PositiveInt = 5
     displacements: list[PositiveFloat] = [0.1, 0.4, 0.7, 1.0]
     direction_seed: NonNegativeInt = 0
