@@ -314,7 +314,16 @@ class TurbulenceParams(Strict):
     lr_factor: PositiveInt = Field(4, description="block-mean factor from hr to the low-resolution input")
     window: PositiveInt = Field(3, description="consecutive steps per sample (t-1, t, t+1); odd")
     splits: TurbulenceSplitCounts = TurbulenceSplitCounts()
-    split_strategy: Literal["random", "time_blocks"] = "random"
+    split_strategy: Literal["random", "time_blocks"] = Field(
+        "time_blocks", description="time_blocks: train earliest, then valid, then test; random: as published"
+    )
+    sample_spacing_turnover: NonNegativeFloat = Field(
+        0.25, description="synthetic: time between consecutive sample windows, in large-eddy turnover times"
+    )
+    turnover_time: PositiveFloat = Field(
+        2.35, description="T_L = L / u' used for the spacing (the synthetic default solver's L / u'; the "
+        "stage reports the measured one as physics_window_mean.large_eddy_turnover_time)"
+    )
     seed: NonNegativeInt = Field(123, description="draws the JHTDB time windows and the split assignment")
     spectrum_fit_range: tuple[PositiveFloat, PositiveFloat] = Field(
         (2.0, 6.0), description="wavenumbers of the spectral-slope fit (inertial range)"

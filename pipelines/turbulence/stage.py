@@ -47,7 +47,15 @@ from pipelines.turbulence.spectra import (
     flow_statistics,
     relative_divergence,
 )
-from pipelines.turbulence.task import SamplePlan, check_plan, plan_samples
+from pipelines.turbulence.task import (
+    SamplePlan,
+    check_plan,
+    min_time_gap,
+    nearest_train_distance,
+    plan_samples,
+    spacing_gap,
+    synthetic_span,
+)
 
 COMPONENTS = ("u_x", "u_y", "u_z")
 DOMAIN = 2 * np.pi
@@ -90,11 +98,20 @@ def sample_plan(p: TurbulenceParams) -> SamplePlan:
     if p.source == "jhtdb":
         first, last = p.jhtdb.time_range
         return plan_samples(first, last, counts, p.window, p.seed, p.split_strategy, draw=True)
-    return plan_samples(0, p.n_samples * p.window - 1, counts, p.window, p.seed, p.split_strategy, draw=False)
+    gap = sample_gap(p)
+    last = synthetic_span(p.n_samples, p.window, gap) - 1
+    return plan_samples(0, last, counts, p.window, p.seed, p.split_strategy, draw=False, gap=gap)
+
+
+def sample_gap(p: TurbulenceParams) -> int:
+    """Synthetic: unused stored steps between sample windows (``sample_spacing_turnover`` of T_L)."""
+    s = p.synthetic
+    return spacing_gap(p.sample_spacing_turnover, p.turnover_time, s.dt * s.save_every)
 
 
 def synthetic_scratch(p: TurbulenceParams, root: Path) -> ResumableBatches:
-    key = params_key({"synthetic": p.synthetic.model_dump(mode="json"), "frames": p.n_samples * p.window})
+    frames = [int(i) for i in sample_plan(p).time_index]
+    key = params_key({"synthetic": p.synthetic.model_dump(mode="json"), "frames": frames})
     return ResumableBatches(root, "turbulence-synthetic-" + key)
 
 
@@ -117,10 +134,11 @@ def simulate(p: TurbulenceParams, scratch: ResumableBatches, progress: bool | No
     deterministic) and only writes the missing pieces.
     """
     s = p.synthetic
-    n_frames = p.n_samples * p.window
+    wanted = {int(i) for i in sample_plan(p).time_index}  # stored steps the sample windows use
+    n_frames = max(wanted) + 1
     spinup_steps = int(round(s.spinup_time / s.dt))
     total = spinup_steps + (n_frames - 1) * s.save_every + 1
-    if all(_frame_done(scratch, i) for i in range(n_frames)):
+    if all(_frame_done(scratch, i) for i in wanted):
         return {"resumed": True, "solver_steps": total}
     config = SolverConfig(
         s.resolution, s.viscosity, s.dt, s.forcing_power, s.forcing_wavenumber, s.fft_workers
@@ -146,7 +164,7 @@ def simulate(p: TurbulenceParams, scratch: ResumableBatches, progress: bool | No
             if step % 10 == 0:
                 energy_trace.append((solver.time, solver.energy(), solver.dissipation()))
             if step >= spinup_steps + 1 and (step - spinup_steps - 1) % s.save_every == 0:
-                if not _frame_done(scratch, frame):
+                if frame in wanted and not _frame_done(scratch, frame):
                     velocity, diagnostics = _frame_datasets(solver, s.resolution // p.hr_resolution)
                     scratch.save(_frame_name(frame), velocity)
                     scratch.save(_diag_name(frame), diagnostics)
@@ -188,9 +206,9 @@ def _frame_datasets(solver: SpectralSolver, factor: int) -> tuple[xr.Dataset, xr
 
 def synthetic_source(p: TurbulenceParams, scratch: ResumableBatches) -> tuple[da.Array, dict[str, Any]]:
     """The stored solver frames as a lazy (time, component, z, y, x) array, chunked like the pieces."""
-    n_frames = p.n_samples * p.window
-    frames = [scratch.open(_frame_name(i))["velocity"].data for i in range(n_frames)]
-    diags = [scratch.load(_diag_name(i)) for i in range(n_frames)]
+    stored = [int(i) for i in sample_plan(p).time_index]
+    frames = [scratch.open(_frame_name(i))["velocity"].data for i in stored]
+    diags = [scratch.load(_diag_name(i)) for i in stored]
     return da.stack(frames), {
         "frames": [json.loads(d.attrs["diagnostics"]) for d in diags],
         "spectra": np.array([d["spectrum"].values for d in diags]),
@@ -254,7 +272,7 @@ def physical_times(p: TurbulenceParams, plan: SamplePlan, info: dict[str, Any]) 
     """Time of each stored step and the spacing of consecutive steps inside a window."""
     if p.source == "jhtdb":
         return (plan.time_index - 1) * p.jhtdb.dt, p.jhtdb.dt  # JHTDB time index 1 is t = 0
-    times = np.array([info["frames"][int(i)]["time"] for i in plan.time_index])
+    times = np.array([f["time"] for f in info["frames"]])  # one per stored step, in plan order
     return times, p.synthetic.save_every * p.synthetic.dt
 
 
@@ -426,6 +444,28 @@ def synthetic_metrics(p: TurbulenceParams, info: dict[str, Any], sim: dict[str, 
         },
         "energy_trace": sim.get("energy_trace", []),
     }
+
+
+def split_separation(
+    path: Path, p: TurbulenceParams, plan: SamplePlan, info: dict[str, Any], measured_turnover: float | None
+) -> dict[str, Any]:
+    """How far the evaluation splits are from training: nearest-train relative L2 of the hr targets, the
+    smallest source-step gap, and the sample spacing in large-eddy turnover times (stated and measured)."""
+    hr = xr.open_zarr(path, consolidated=True).hr
+    step_dt = physical_times(p, plan, info)[1]
+    out: dict[str, Any] = {
+        "strategy": p.split_strategy,
+        "nearest_train_rel_l2": nearest_train_distance(plan, lambda c: hr[c].values),
+        "min_step_gap_to_train": {name: min_time_gap(plan, "train", name) for name in ("valid", "test")},
+        "sample_gap_steps": sample_gap(p) if p.source == "synthetic" else None,
+        "turnover_time_used": p.turnover_time,
+        "spacing_turnover_stated": p.sample_spacing_turnover if p.source == "synthetic" else None,
+    }
+    if p.source == "synthetic" and measured_turnover:
+        gap_time = (sample_gap(p) + 1) * step_dt  # last step of one window to the first of the next
+        out["spacing_turnover_measured"] = gap_time / measured_turnover
+    out["step_dt"] = step_dt
+    return out
 
 
 def store_spectra(path: Path, p: TurbulenceParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -602,13 +642,15 @@ def build_turbulence_dataset(
             ds, out, encoding, overwrite=overwrite, validate=lambda path: validate_store(path, params, plan)
         )
         result["downsample_write_seconds"] = time.perf_counter() - t0
+    measured = result.get("physics_window_mean", {}).get("large_eddy_turnover_time")
+    result["split_separation"] = split_separation(out, params, plan, info, measured)
     spectra = store_spectra(out, params)
     if spectrum_plot is not None:
         solver_spectrum = (info["k"], info["spectra"].mean(axis=0)) if params.source == "synthetic" else None
         plot_spectrum(Path(spectrum_plot), params, result, spectra, solver_spectrum)
     if modes_plot is not None:
         if params.source == "synthetic":
-            field = scratch.load(_frame_name(plan.time_index.size - 1))["velocity"].values
+            field = scratch.load(_frame_name(int(plan.time_index[-1])))["velocity"].values
             factor, label = params.synthetic.resolution // params.lr_resolution, "synthetic solver field"
         else:
             field = xr.open_zarr(out, consolidated=True).hr[-1].values
