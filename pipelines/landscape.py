@@ -2,15 +2,18 @@
 
     python -m pipelines.landscape --dataset smoke --model e2cnn --seed 0 --checkpoint best
 
-On a fixed subset of the training set, with the training loss (plus the model's regulariser) and the
-model deterministic: sharpness over shared random unit directions (and filter-normalised ones), the top
-Hessian eigenvalues by Lanczos, the spectral density by stochastic Lanczos quadrature, and the trace by
-Hutchinson. Writes ``metrics/landscape/<run>-<checkpoint>.json`` and the density as plot data in
+On a fixed subset of the training set (``landscape.subset_fraction``: the study's 20%), with the training
+loss (plus the model's regulariser) and the model deterministic (normalisation layers on their running
+statistics, reported as ``norm_mode``; curvature accumulated batch by batch): sharpness over shared random
+unit directions (and filter-normalised ones), the top Hessian eigenvalues by Lanczos, the spectral density
+by stochastic Lanczos quadrature, and the trace by Hutchinson. Writes
+``metrics/landscape/<run>-<checkpoint>.json`` and the density as plot data in
 ``metrics/spectra/<run>-<checkpoint>.json``.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -36,12 +39,28 @@ from train.runs import RunId
 from train.tasks import TASKS
 
 
+def subset_size(n_train: int, p: LandscapeParams) -> int:
+    """Samples the curvature is measured on: ``subset_fraction`` of the training set (at least
+    ``subset_min_samples``, at most all of it), or exactly ``subset_batches`` batches when that is set."""
+    if p.subset_batches is not None:
+        wanted = p.subset_batches * p.subset_batch_size
+    else:
+        wanted = max(p.subset_min_samples, math.ceil(p.subset_fraction * n_train - 1e-9))
+    return min(n_train, wanted)
+
+
 def fixed_subset(dataset: torch.utils.data.Dataset, p: LandscapeParams) -> list[tuple[torch.Tensor, ...]]:
     """The same training samples for every checkpoint and model: chosen by ``direction_seed``."""
     gen = torch.Generator().manual_seed(p.direction_seed)
-    n = min(len(dataset), p.subset_batches * p.subset_batch_size)
+    n = subset_size(len(dataset), p)
     picked = torch.randperm(len(dataset), generator=gen)[:n].sort().values.tolist()
     return list(DataLoader(Subset(dataset, picked), batch_size=p.subset_batch_size))
+
+
+def norm_layers(model: torch.nn.Module) -> int:
+    """Batch/instance/group norm layers: in the landscape they use running statistics (eval mode)."""
+    kinds = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    return sum(isinstance(m, kinds) for m in model.modules())  # e2cnn's norms wrap torch ones
 
 
 def measure(flat: FlatLoss, p: LandscapeParams) -> tuple[dict[str, Any], list[dict[str, float]]]:
@@ -91,7 +110,17 @@ def run_landscape(
     flat = FlatLoss(model, subset, task.loss)
     result, spectrum = measure(flat, params.landscape)
     result.update(
-        {"epoch": int(state["epoch"]), "checkpoint": checkpoint, "samples": sum(len(b[0]) for b in subset)}
+        {
+            "epoch": int(state["epoch"]),
+            "checkpoint": checkpoint,
+            "samples": flat.samples,  # training samples the loss and Hessian are measured on
+            "train_samples": len(train_set),
+            "sample_fraction": flat.samples / len(train_set),
+            "batches": len(subset),
+            # normalisation layers use their running statistics, so L(w) is deterministic (not batch stats)
+            "norm_mode": "eval (running statistics)",
+            "norm_layers": norm_layers(model),
+        }
     )
     write_json_atomic(run.landscape_metrics(metrics_dir, checkpoint), result)
     write_json_atomic(run.spectrum(metrics_dir, checkpoint), spectrum)

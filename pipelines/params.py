@@ -157,8 +157,10 @@ class SmokeParams(Strict):
         61, description=f"at most {MAX_STEPS}; the whole run must also fit the memory/disk/time limits"
     )
     dt: PositiveFloat = 1.0
-    keep_start: NonNegativeInt = 10
-    keep_stop: PositiveInt = 60
+    keep_start: NonNegativeInt = Field(
+        11, description="first kept frame (frame t = the state after t steps); 11 as published (data_gen)"
+    )
+    keep_stop: PositiveInt = Field(61, description="one past the last kept frame (published: frames 11..60)")
     levels: list[Annotated[int, Field(ge=0, lt=N_LEVELS)]] = [0, 5, 9]
     symmetrisation: Literal["rotate", "simulate"] = Field(
         "rotate", description="rotate one simulation (exact C4) or simulate all four directions (Wang 2022)"
@@ -465,7 +467,16 @@ class TurbulenceParams(Strict):
     )
     window: PositiveInt = Field(3, description="consecutive steps per sample (t-1, t, t+1); odd")
     splits: TurbulenceSplitCounts = TurbulenceSplitCounts()
-    split_strategy: Literal["random", "time_blocks"] = "random"
+    split_strategy: Literal["random", "time_blocks"] = Field(
+        "time_blocks", description="time_blocks: train earliest, then valid, then test; random: as published"
+    )
+    sample_spacing_turnover: NonNegativeFloat = Field(
+        0.25, description="synthetic: time between consecutive sample windows, in large-eddy turnover times"
+    )
+    turnover_time: PositiveFloat = Field(
+        2.35, description="T_L = L / u' used for the spacing (the synthetic default solver's L / u'; the "
+        "stage reports the measured one as physics_window_mean.large_eddy_turnover_time)"
+    )
     seed: NonNegativeInt = Field(123, description="draws the JHTDB time windows and the split assignment")
     spectrum_fit_range: tuple[PositiveFloat, PositiveFloat] = Field(
         (2.0, 6.0), strict=False, description="wavenumbers of the spectral-slope fit (inertial range)"
@@ -646,8 +657,16 @@ class LandscapeParams(Strict):
         description="models measured per dataset (each must also be trained)",
     )
     checkpoints: list[Literal["early", "best"]] = ["early", "best"]
-    subset_batches: PositiveInt = Field(2, description="fixed training batches the loss is measured on")
-    subset_batch_size: PositiveInt = 8
+    subset_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.2, description="share of the training set the loss and Hessian are measured on (study: 20%)"
+    )
+    subset_min_samples: PositiveInt = Field(8, description="at least this many samples (or all of them)")
+    subset_batches: PositiveInt | None = Field(
+        None, description="if set: exactly subset_batches x subset_batch_size samples, ignoring the fraction"
+    )
+    subset_batch_size: PositiveInt = Field(
+        8, description="samples per batch; curvature is accumulated batch by batch (memory of one batch)"
+    )
     directions: PositiveInt = 5
     displacements: list[PositiveFloat] = [0.1, 0.4, 0.7, 1.0]
     direction_seed: NonNegativeInt = 0

@@ -230,3 +230,68 @@ def test_lanczos_with_a_tolerance_stops_once_the_top_value_settles() -> None:
     res = lanczos(lambda v: flat.hvp(flat.w0, v), v0, steps=60, tol=1e-10)
     assert res.matvecs < 60
     assert res.ritz()[0][-1] == pytest.approx(10.0, rel=1e-8)
+
+
+class Regularised(nn.Module):
+    """A tiny network with a parameter-dependent regulariser (like the relaxed models' penalty)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def regularizer(self) -> torch.Tensor:
+        return 0.3 * (self.net[0].weight ** 4).sum()
+
+
+def uneven_losses() -> tuple[FlatLoss, FlatLoss]:
+    """The same 16 samples as batches of 5, 3 and 8, and as one batch of 16."""
+    torch.manual_seed(0)
+    model = Regularised()
+    x, y = torch.randn(16, 3), torch.randn(16, 2)
+
+    def mse(m: nn.Module, b: tuple) -> torch.Tensor:
+        return ((m(b[0]) - b[1]) ** 2).mean()
+
+    split = [(x[:5], y[:5]), (x[5:8], y[5:8]), (x[8:], y[8:])]
+    return FlatLoss(model, split, mse), FlatLoss(model, [(x, y)], mse)
+
+
+def test_accumulated_hvp_over_uneven_batches_equals_the_explicit_hessian() -> None:
+    flat, whole = uneven_losses()
+    assert flat.samples == 16 and flat.weights == [5 / 16, 3 / 16, 8 / 16]
+    h = torch.func.hessian(whole)(whole.w0.clone()).detach().numpy()  # one batch: the full-subset Hessian
+    v = torch.randn(flat.dim, generator=torch.Generator().manual_seed(4))
+    hv = flat.hvp(flat.w0, v).numpy()
+    assert np.allclose(hv, h @ v.numpy(), rtol=1e-10, atol=1e-12)
+    assert np.abs(hv).max() > 1e-3  # not trivially zero
+    assert np.allclose(flat.hvp_single_graph(flat.w0, v).numpy(), hv, rtol=1e-10, atol=1e-12)
+
+
+def test_accumulated_value_and_gradient_are_the_per_sample_mean() -> None:
+    flat, whole = uneven_losses()
+    w = flat.w0 + 0.1 * torch.randn(flat.dim, generator=torch.Generator().manual_seed(5))
+    assert flat.value(w) == pytest.approx(whole.value(w), rel=1e-12)
+    exact = torch.func.grad(whole)(w.clone())
+    assert torch.allclose(flat.grad(w), exact, rtol=1e-10, atol=1e-13)
+    # the old unweighted mean of batch means differs when the batches are unequal
+    per_batch = [FlatLoss(flat.model, [b], flat.loss_of_batch) for b in flat.batches]
+    reg = float(flat._regulariser(w))
+    unweighted = np.mean([f.value(w) - reg for f in per_batch]) + reg
+    assert abs(unweighted - flat.value(w)) > 1e-6
+
+
+def test_landscape_subset_is_the_studys_fraction_of_the_training_set() -> None:
+    from pipelines.landscape import subset_size
+    from pipelines.params import LandscapeParams
+
+    p = LandscapeParams()
+    assert p.subset_fraction == 0.2
+    assert subset_size(60, p) == 12  # the default study's 60 smoke training windows
+    assert subset_size(1000, p) == 200
+    assert subset_size(20, p) == 8  # the minimum count
+    assert subset_size(5, p) == 5  # never more than exist
+    assert subset_size(60, LandscapeParams(subset_fraction=1.0)) == 60
+    assert subset_size(60, LandscapeParams(subset_batches=1, subset_batch_size=4)) == 4  # explicit count

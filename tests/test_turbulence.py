@@ -223,7 +223,9 @@ def test_synthetic_stage_builds_a_complete_store(tmp_path: Path) -> None:
     assert json.loads(ds.attrs["filter"])["hr"] == {"kind": "block_mean", "factor": 2, "of": "source field"}
     splits = json.loads(ds.attrs["splits"])
     assert sorted(c for v in splits.values() for c in v) == [1, 4, 7, 10, 13, 16]
-    assert ds.attrs["window"] == 3 and np.allclose(np.diff(ds.time.values), 0.03)
+    times = ds.time.values.reshape(-1, 3)  # one row per sample window
+    assert ds.attrs["window"] == 3 and np.allclose(np.diff(times, axis=1), 0.03)
+    assert np.all(times[1:, 0] - times[:-1, -1] >= 0.25 * 2.35 - 1e-9)  # windows spaced by 0.25 T_L
     prov = read_provenance(ds)
     assert prov["params"]["synthetic"]["resolution"] == 32 and "xarray" in prov["versions"]
     assert result["divergence_relative_max_float64"] < 1e-13
@@ -248,3 +250,43 @@ def test_default_params_stage(tmp_path: Path) -> None:
     p = params.turbulence
     assert ds.hr.shape[-1] == p.hr_resolution and ds.lr.shape[-1] == p.hr_resolution // p.lr_factor
     assert result["physics_window_mean"]["k_max_eta"] > 0.9
+
+
+@pytest.mark.parametrize("strategy", ["random", "time_blocks"])
+def test_spaced_plan_keeps_every_evaluation_window_the_stated_time_from_training(strategy: str) -> None:
+    from pipelines.turbulence.task import min_time_gap, spacing_gap, synthetic_span
+
+    step_dt, turnover, fraction = 0.015, 2.35, 0.25
+    gap = spacing_gap(fraction, turnover, step_dt)
+    assert gap == 39 and (gap + 1) * step_dt >= fraction * turnover > gap * step_dt  # the smallest such gap
+    counts = {"train": 8, "valid": 2, "test": 2}
+    plan = plan_samples(0, synthetic_span(12, 3, gap) - 1, counts, 3, 123, strategy, draw=False, gap=gap)
+    check_plan(plan)  # consecutive windows, no step shared between splits
+    steps = {name: set() for name in ("train", "valid", "test")}
+    for c, name in zip(plan.centre, plan.split, strict=True):
+        steps[name] |= set(plan.time_index[plan.window_positions(int(c))].tolist())
+    for name in ("valid", "test"):
+        assert not steps[name] & steps["train"]
+        assert min_time_gap(plan, "train", name) * step_dt >= fraction * turnover
+        closest = min(abs(a - b) for a in steps[name] for b in steps["train"])
+        assert closest == min_time_gap(plan, "train", name)
+    if strategy == "time_blocks":
+        assert max(steps["train"]) < min(steps["valid"]) and max(steps["valid"]) < min(steps["test"])
+
+
+def test_unspaced_consecutive_windows_are_one_step_apart() -> None:
+    from pipelines.turbulence.task import min_time_gap
+
+    plan = plan_samples(0, 35, {"train": 8, "valid": 2, "test": 2}, 3, 123, "random", draw=False)
+    assert min(min_time_gap(plan, "train", s) for s in ("valid", "test")) == 1  # the leak the gap removes
+
+
+def test_nearest_train_distance_is_the_relative_l2_to_the_closest_training_target() -> None:
+    from pipelines.turbulence.task import nearest_train_distance
+
+    plan = plan_samples(0, 11, {"train": 2, "valid": 1, "test": 1}, 3, 0, "time_blocks", draw=False)
+    base = np.ones((3, 2, 2, 2))
+    targets = {1: base * 2.0, 4: base * 3.0, 7: base * 4.0, 10: base * 10.0}  # centre position -> hr
+    out = nearest_train_distance(plan, lambda c: targets[c])
+    assert out["valid"] == {"min": 0.25, "median": 0.25, "count": 1}  # |4 - 3| / 4
+    assert out["test"]["min"] == pytest.approx(0.7)  # |10 - 3| / 10

@@ -50,18 +50,28 @@ def deterministic(model: nn.Module) -> Iterator[nn.Module]:
 
 
 class FlatLoss:
-    """``L(w)``: the mean loss over fixed batches (plus the model's regulariser) as a function of a flat
-    parameter vector ``w``. ``w0`` holds the model's current parameters."""
+    """``L(w)``: the mean per-sample loss over fixed batches (each batch's mean loss weighted by its size,
+    so unequal batches count as their samples) plus the model's regulariser, as a function of a flat
+    parameter vector ``w``. ``w0`` holds the model's current parameters.
+
+    Values, gradients and Hessian-vector products are accumulated batch by batch (all three are linear in
+    the per-batch losses), so memory scales with one batch, not with the whole subset.
+    """
 
     def __init__(self, model: nn.Module, batches: Sequence[tuple[Tensor, ...]], loss_of_batch: LossOfBatch):
         self.model = model
         self.batches = list(batches)
+        if not self.batches:
+            raise ValueError("FlatLoss needs at least one batch")
         self.loss_of_batch = loss_of_batch
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         params = dict(model.named_parameters())
         self.shapes = [params[n].shape for n in self.names]
         self.sizes = [params[n].numel() for n in self.names]
         self.w0 = torch.cat([params[n].detach().reshape(-1) for n in self.names]).clone()
+        counts = [len(b[0]) for b in self.batches]
+        self.samples = sum(counts)
+        self.weights = [c / self.samples for c in counts]  # batch share of the per-sample mean
 
     @property
     def dim(self) -> int:
@@ -70,19 +80,54 @@ class FlatLoss:
     def unflatten(self, w: Tensor) -> dict[str, Tensor]:
         return {n: t.view(s) for n, t, s in zip(self.names, w.split(self.sizes), self.shapes, strict=True)}
 
-    def __call__(self, w: Tensor) -> Tensor:
-        params = self.unflatten(w)
+    def _batch_loss(self, w: Tensor, i: int) -> Tensor:
         with deterministic(self.model):
-            total = sum(_loss_with_params(self.model, params, b, self.loss_of_batch) for b in self.batches)
-            reg = _regulariser_with_params(self.model, params)
-        return total / len(self.batches) + reg
+            loss = _loss_with_params(self.model, self.unflatten(w), self.batches[i], self.loss_of_batch)
+        return self.weights[i] * loss
+
+    def _regulariser(self, w: Tensor) -> Tensor:
+        with deterministic(self.model):
+            return _regulariser_with_params(self.model, self.unflatten(w))
+
+    def __call__(self, w: Tensor) -> Tensor:
+        """The whole loss as one differentiable expression (for ``torch.func`` and the reference HVP)."""
+        return sum(self._batch_loss(w, i) for i in range(len(self.batches))) + self._regulariser(w)
 
     def value(self, w: Tensor) -> float:
         with torch.no_grad():
-            return float(self(w))
+            return float(sum(float(self._batch_loss(w, i)) for i in range(len(self.batches)))) + float(
+                self._regulariser(w)
+            )
+
+    def _accumulate(self, w: Tensor, term: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """Sum over the batches and the regulariser of ``term(w_leaf, piece)``, one graph at a time."""
+        total = torch.zeros_like(w)
+        pieces = [lambda x, i=i: self._batch_loss(x, i) for i in range(len(self.batches))]
+        pieces.append(self._regulariser)
+        for piece in pieces:
+            leaf = w.detach().requires_grad_(True)
+            value = piece(leaf)
+            if value.requires_grad:  # a model without a regulariser gives a constant zero
+                total += term(leaf, value)
+        return total
+
+    def grad(self, w: Tensor) -> Tensor:
+        """Gradient at ``w``, accumulated batch by batch."""
+        return self._accumulate(w, lambda leaf, loss: torch.autograd.grad(loss, leaf)[0].detach())
 
     def hvp(self, w: Tensor, v: Tensor) -> Tensor:
-        """Hessian-vector product at ``w`` by double backward."""
+        """Hessian-vector product at ``w`` by double backward, one batch's graph at a time."""
+
+        def term(leaf: Tensor, loss: Tensor) -> Tensor:
+            (g,) = torch.autograd.grad(loss, leaf, create_graph=True)
+            (hv,) = torch.autograd.grad(g @ v, leaf, allow_unused=True)
+            return torch.zeros_like(leaf) if hv is None else hv.detach()
+
+        return self._accumulate(w, term)
+
+    def hvp_single_graph(self, w: Tensor, v: Tensor) -> Tensor:
+        """The same product through one double-backward graph over every batch (memory grows with the
+        subset): the reference for tests and ``benchmarks/hvp_memory.py``."""
         w = w.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(self(w), w, create_graph=True)
         (hv,) = torch.autograd.grad(g @ v, w)

@@ -22,6 +22,11 @@ def rotate_frames(
     return rotate_vector(velocity, r, VELOCITY_COMPONENT_AXIS), rotate_scalar(smoke, r)
 
 
+def rotate_velocity(velocity: np.ndarray, quarter_turns: int) -> np.ndarray:
+    """Velocity frames ``[..., component, y, x]`` turned by ``quarter_turns`` CCW (grid and components)."""
+    return rotate_vector(velocity, c4_rotation(quarter_turns), VELOCITY_COMPONENT_AXIS)
+
+
 def undo_directions(velocity: np.ndarray) -> np.ndarray:
     """Turn direction k of ``velocity[direction, ...]`` back by -k quarter turns (to direction 0's frame)."""
     return np.stack([rotate_vector(velocity[k], c4_rotation(-k), VELOCITY_COMPONENT_AXIS) for k in range(4)])
@@ -67,17 +72,52 @@ def staggered_divergence_from_centres(velocity: np.ndarray, dx: float) -> tuple[
     divergence per cell and the largest mismatch at the far wall (should be ~0: a consistency check).
     """
     v = np.asarray(velocity, dtype=np.float64)
-    u_x, u_y = v[..., 0, :, :], v[..., 1, :, :]
-
-    def faces(centre: np.ndarray, axis: int) -> np.ndarray:
-        c = np.moveaxis(centre, axis, -1)
-        f = np.zeros(c.shape[:-1] + (c.shape[-1] + 1,))
-        for i in range(c.shape[-1]):
-            f[..., i + 1] = 2 * c[..., i] - f[..., i]
-        return np.moveaxis(f, -1, axis)
-
-    fx = faces(u_x, -1)  # x faces along the last axis
-    fy = faces(u_y, -2)
+    fx = _faces(v[..., 0, :, :], -1)  # x faces along the last axis
+    fy = _faces(v[..., 1, :, :], -2)
     div = (np.diff(fx, axis=-1) + np.diff(fy, axis=-2)) / dx
     wall = max(float(np.max(np.abs(fx[..., -1]))), float(np.max(np.abs(fy[..., -1, :]))))
     return div, wall
+
+
+def _faces(centre: np.ndarray, axis: int) -> np.ndarray:
+    """Closed-box face values behind centre values along ``axis``: f[0] = 0, f[i+1] = 2 c[i] - f[i]."""
+    c = np.moveaxis(centre, axis, -1)
+    f = np.zeros(c.shape[:-1] + (c.shape[-1] + 1,))
+    for i in range(c.shape[-1]):
+        f[..., i + 1] = 2 * c[..., i] - f[..., i]
+    return np.moveaxis(f, -1, axis)
+
+
+# --- the published symmetry-level curve -------------------------------------------------------------------
+
+# The published E_0..E_9 errors (Wang et al. 2022; data_gen.ipynb of Rose-STL-Lab/Approximately-Equivariant-
+# Nets, last cell) are computed on files holding the states after steps 11..60 (frames 11..60), of which the
+# cell compares positions 10..48, i.e. frames 21..59: this slice of the kept frames (smoke.keep_start: 11).
+PUBLISHED_FRAME_SLICE = slice(10, -1)
+
+
+def lower_faces(velocity: np.ndarray) -> np.ndarray:
+    """The staggered (MAC) velocity behind cell-centred ``[..., 2, y, x]`` as PhiFlow's
+    ``staggered_tensor()`` cropped to the grid: u_x on the n left x-faces, u_y on the n lower y-faces
+    (the far wall face, always 0, dropped). These are the values the published errors were computed on."""
+    v = np.asarray(velocity, dtype=np.float64)
+    n_x, n_y = v.shape[-1], v.shape[-2]
+    fx = _faces(v[..., 0, :, :], -1)[..., :n_x]
+    fy = _faces(v[..., 1, :, :], -2)[..., :n_y, :]
+    return np.stack([fx, fy], axis=-3)
+
+
+def published_level_error(unrotated: np.ndarray) -> float:
+    """The published definition of a level's data equivariance error, in velocity units.
+
+    ``unrotated[k, frame, component, y, x]``: the staggered velocity (:func:`lower_faces`) of the four
+    UNROTATED simulations behind the level's directions, buoyancy indices 1, 1+i, 1+2i, 1+3i, over the
+    frames being compared (:data:`PUBLISHED_FRAME_SLICE` of the kept frames). The error is the mean over
+    frames, components and grid points of (|x_0 - x_1| + |x_0 - x_2| + |x_0 - x_3|) / 3: how far the
+    stronger-buoyancy plumes are from the first one, not a distance to a C4-symmetric set (that is
+    :func:`equivariance_errors`' ``orbit``).
+    """
+    x = np.asarray(unrotated, dtype=np.float64)
+    if x.shape[0] != 4:
+        raise ValueError(f"need the four simulations of a level along axis 0, got shape {x.shape}")
+    return float(np.mean(sum(np.abs(x[0] - x[k]) for k in range(1, 4)) / 3))

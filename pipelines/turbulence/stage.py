@@ -21,16 +21,17 @@ from typing import Any
 
 import dask
 
-from loaders.storage import ensure_writable, provenance, publish_store, to_json, write_json_atomic
+from loaders.storage import ensure_writable, open_store, provenance, publish_store, to_json, write_json_atomic
 from pipelines.cli import dataset_stage_parser, run_stage
 from pipelines.compute import dask_client
 from pipelines.params import ComputeParams, TurbulenceParams, load_params
+from pipelines.turbulence.base import TurbulenceSource
 from pipelines.turbulence.cutouts import jhtdb_scratch, jhtdb_source
 from pipelines.turbulence.dataset import build_dataset, validate_store
 from pipelines.turbulence.figures import plot_modes, plot_spectrum, store_spectra
 from pipelines.turbulence.sources import source_for
-from pipelines.turbulence.synthetic import piece_encoding
-from pipelines.turbulence.task import SamplePlan, check_plan
+from pipelines.turbulence.synthetic import piece_encoding, sample_gap
+from pipelines.turbulence.task import SamplePlan, check_plan, min_time_gap, nearest_train_distance
 
 # names callers (tests, benchmarks) import from here; they live in the modules above
 __all__ = [
@@ -59,6 +60,33 @@ def downsample_scheduler(compute: ComputeParams) -> Iterator[None]:
 def sample_plan(p: TurbulenceParams) -> SamplePlan:
     """Which source time steps the params store, and the samples and splits they form."""
     return source_for(p).plan()
+
+
+def split_separation(
+    path: Path,
+    p: TurbulenceParams,
+    plan: SamplePlan,
+    source: TurbulenceSource,
+    measured_turnover: float | None,
+) -> dict[str, Any]:
+    """How far the evaluation splits are from training: nearest-train relative L2 of the hr targets, the
+    smallest source-step gap, and the sample spacing in large-eddy turnover times (stated and measured)."""
+    hr = open_store(path).hr
+    step_dt = source.physical_times(plan)[1]
+    synthetic = p.source == "synthetic"
+    out: dict[str, Any] = {
+        "strategy": p.split_strategy,
+        "nearest_train_rel_l2": nearest_train_distance(plan, lambda c: hr[c].values),
+        "min_step_gap_to_train": {name: min_time_gap(plan, "train", name) for name in ("valid", "test")},
+        "sample_gap_steps": sample_gap(p) if synthetic else None,
+        "turnover_time_used": p.turnover_time,
+        "spacing_turnover_stated": p.sample_spacing_turnover if synthetic else None,
+        "step_dt": step_dt,
+    }
+    if synthetic and measured_turnover:
+        gap_time = (sample_gap(p) + 1) * step_dt  # last step of one window to the first of the next
+        out["spacing_turnover_measured"] = gap_time / measured_turnover
+    return out
 
 
 def build_turbulence_dataset(
@@ -105,6 +133,8 @@ def build_turbulence_dataset(
             ds, out, encoding, overwrite=overwrite, validate=lambda path: validate_store(path, params, plan)
         )
         result["downsample_write_seconds"] = time.perf_counter() - t0
+    measured = result.get("physics_window_mean", {}).get("large_eddy_turnover_time")
+    result["split_separation"] = split_separation(out, params, plan, source, measured)
     if spectrum_plot is not None:
         spectra = store_spectra(out, source.extent())
         eps = source.dissipation(result)

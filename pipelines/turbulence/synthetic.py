@@ -21,7 +21,7 @@ from pipelines.params import TurbulenceParams
 from pipelines.turbulence.base import DOMAIN, TurbulenceSource
 from pipelines.turbulence.solver import SolverConfig, SpectralSolver, initial_condition, model_spectrum
 from pipelines.turbulence.spectra import axis_statistics, fit_slope, flow_statistics, relative_divergence
-from pipelines.turbulence.task import SamplePlan, plan_samples
+from pipelines.turbulence.task import SamplePlan, plan_samples, spacing_gap, synthetic_span
 
 PIECE_CHUNK_BYTES = 8 << 20  # source pieces are read in chunks of about this size
 
@@ -37,8 +37,19 @@ def piece_encoding(shape: tuple[int, ...], factor: int) -> dict[str, Any]:
     return {"chunks": (1,) * (len(shape) - 3) + (slab, *shape[-2:]), "compressors": None}
 
 
+def sample_gap(p: TurbulenceParams) -> int:
+    """Unused stored steps between sample windows (``sample_spacing_turnover`` of T_L)."""
+    s = p.synthetic
+    return spacing_gap(p.sample_spacing_turnover, p.turnover_time, s.dt * s.save_every)
+
+
+def stored_steps(p: TurbulenceParams) -> list[int]:
+    """The solver's stored steps that the sample windows use, in time order."""
+    return [int(i) for i in SyntheticSource(p).plan().time_index]
+
+
 def synthetic_scratch(p: TurbulenceParams, root: Path) -> ResumableBatches:
-    key = params_key({"synthetic": p.synthetic.model_dump(mode="json"), "frames": p.n_samples * p.window})
+    key = params_key({"synthetic": p.synthetic.model_dump(mode="json"), "frames": stored_steps(p)})
     return ResumableBatches(root, "turbulence-synthetic-" + key)
 
 
@@ -65,10 +76,11 @@ def simulate(p: TurbulenceParams, scratch: ResumableBatches, progress: bool | No
     deterministic) and only writes the missing pieces.
     """
     s = p.synthetic
-    n_frames = p.n_samples * p.window
+    wanted = set(stored_steps(p))  # stored steps the sample windows use
+    n_frames = max(wanted) + 1
     spinup_steps = int(round(s.spinup_time / s.dt))
     total = spinup_steps + (n_frames - 1) * s.save_every + 1
-    if all(_frame_done(scratch, i) for i in range(n_frames)):
+    if all(_frame_done(scratch, i) for i in wanted):
         return {"resumed": True, "solver_steps": total}
     config = SolverConfig(
         s.resolution, s.viscosity, s.dt, s.forcing_power, s.forcing_wavenumber, s.fft_workers
@@ -94,7 +106,7 @@ def simulate(p: TurbulenceParams, scratch: ResumableBatches, progress: bool | No
             if step % 10 == 0:
                 energy_trace.append((solver.time, solver.energy(), solver.dissipation()))
             if step >= spinup_steps + 1 and (step - spinup_steps - 1) % s.save_every == 0:
-                if not _frame_done(scratch, frame):
+                if frame in wanted and not _frame_done(scratch, frame):
                     velocity, diagnostics = _frame_datasets(solver, s.resolution // p.hr_resolution)
                     scratch.save(_frame_name(frame), velocity)
                     scratch.save(_diag_name(frame), diagnostics)
@@ -181,17 +193,19 @@ class SyntheticSource(TurbulenceSource):
         self.sim: dict[str, Any] = {}
 
     def plan(self) -> SamplePlan:
-        p = self.p  # the run is exactly as long as needed: all its slots, in time order
-        last = p.n_samples * p.window - 1
-        return plan_samples(0, last, p.splits.model_dump(), p.window, p.seed, p.split_strategy, draw=False)
+        p = self.p  # the run is exactly as long as needed: its windows, spaced, in time order
+        gap = sample_gap(p)
+        last = synthetic_span(p.n_samples, p.window, gap) - 1
+        counts = p.splits.model_dump()
+        return plan_samples(0, last, counts, p.window, p.seed, p.split_strategy, draw=False, gap=gap)
 
     def fields(self, plan: SamplePlan, scratch_root: Path, progress: bool | None) -> da.Array:
         p = self.p
         self.scratch = scratch = synthetic_scratch(p, scratch_root)
         self.sim = simulate(p, scratch, progress)
-        n_frames = p.n_samples * p.window
-        frames = [scratch.open(_frame_name(i))["velocity"].data for i in range(n_frames)]
-        diags = [scratch.load(_diag_name(i)) for i in range(n_frames)]
+        stored = [int(i) for i in plan.time_index]
+        frames = [scratch.open(_frame_name(i))["velocity"].data for i in stored]
+        diags = [scratch.load(_diag_name(i)) for i in stored]
         self.info = {
             "frames": [json.loads(d.attrs["diagnostics"]) for d in diags],
             "spectra": np.array([d["spectrum"].values for d in diags]),
@@ -209,7 +223,7 @@ class SyntheticSource(TurbulenceSource):
         return {"x": grid, "y": grid, "z": grid}
 
     def physical_times(self, plan: SamplePlan) -> tuple[np.ndarray, float]:
-        times = np.array([self.info["frames"][int(i)]["time"] for i in plan.time_index])
+        times = np.array([f["time"] for f in self.info["frames"]])  # one per stored step, in plan order
         return times, self.p.synthetic.save_every * self.p.synthetic.dt
 
     @property
@@ -241,5 +255,5 @@ class SyntheticSource(TurbulenceSource):
     def mode_field(self, plan: SamplePlan, store: Path) -> tuple[np.ndarray, int, str]:
         # the solver's own native field: the modes are compared before any filtering
         assert self.scratch is not None, "fields() runs first"
-        field = self.scratch.load(_frame_name(plan.time_index.size - 1))["velocity"].values
+        field = self.scratch.load(_frame_name(int(plan.time_index[-1])))["velocity"].values
         return field, self.p.synthetic.resolution // self.p.lr_resolution, "synthetic solver field"
