@@ -151,7 +151,7 @@ def _family(task: str, name: str, hp: dict) -> FlatLoss:
     with torch.no_grad():  # move relaxed and error weights off their constant start: every norm differs
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    return FlatLoss(model, [], lambda m, b: torch.zeros(()))
+    return FlatLoss(model, [(torch.zeros(1),)], lambda m, b: torch.zeros(()))  # directions need no data
 
 
 @pytest.mark.parametrize("task,name,hp", FAMILIES)
