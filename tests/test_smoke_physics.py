@@ -89,3 +89,26 @@ def test_equivariance_error_measures_asymmetry() -> None:
     errs = equivariance_errors(broken)
     assert errs["relative"] == pytest.approx(0.5 / 3)
     assert 0 < errs["orbit"] < 1
+
+
+def test_simulation_leaves_phiml_global_settings_as_they_were() -> None:
+    """float64/numpy is scoped to the run: a process (say a dask worker) keeps its own phiml settings."""
+    from phiml import backend as phiml
+    from phiml.backend import _backend as stacks  # the settings stacks phiml's ``with`` blocks push onto
+
+    domain = Domain(resolution=8, size=8.0)
+    scenario = BuoyantPlume(inflow_center=(4.0, 1.0), inflow_radius=1.0, buoyancy=(0.0, 0.05))
+    previous = phiml.get_precision()
+    phiml.set_global_precision(32)  # phiml's default; a leaked set_global_precision(64) would show
+    try:
+        default, backends = phiml.default_backend(), list(stacks._DEFAULT)
+        out = simulate([scenario], domain, 2, 1.0, (2, 3), PressureSolverParams())
+        assert out["velocity"].dtype == np.float64 and np.abs(out["velocity"]).max() > 0  # ran in float64
+        assert phiml.get_precision() == 32 and stacks._PRECISION == [32]  # ... the process did not change
+        assert phiml.default_backend() is default and stacks._DEFAULT == backends
+        # an error mid-run unwinds the scoped settings too
+        with pytest.raises(ValueError, match="one scenario class"):
+            simulate([scenario, object()], domain, 1, 1.0, (0, 1), PressureSolverParams())  # type: ignore[list-item]
+        assert stacks._PRECISION == [32] and stacks._DEFAULT == backends
+    finally:
+        phiml.set_global_precision(previous)
