@@ -78,3 +78,23 @@ def test_study_preset_is_valid_and_at_the_published_scale() -> None:
     assert study.turbulence.splits.model_dump() == {"train": 40, "valid": 5, "test": 5}
     assert len(study.train.smoke.seeds) >= 5 and len(study.train.turbulence.seeds) >= 5
     assert study.train.smoke.hparams == {} and study.smoke.levels == [0, 5, 9]
+
+
+def test_params_reference_shows_real_defaults_and_readable_types() -> None:
+    from pipelines.params import params_reference
+
+    text = params_reference()
+    assert "PydanticUndefined" not in text and "FieldInfo" not in text and "Annotated" not in text
+    rows = {}
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("## `"):
+            section = line[4:-1]
+        elif line.startswith("| `"):
+            cells = [c.strip() for c in line.split(" | ")]
+            rows[f"{section}.{cells[0].strip('| `')}"] = cells
+    # nested sections show what their parent sets, not the class default
+    assert rows["train.turbulence.models"][2] == "`['cnn', 'gcnn', 'rgcnn']`"
+    assert rows["train.turbulence.optimiser.batch_size"][2] == "`4`"
+    assert rows["train.smoke.optimiser.batch_size"][2] == "`8`"
+    assert rows["smoke.levels"][1] == "list[int (>= 0, < 10)]"
