@@ -17,7 +17,8 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
-# Published data equivariance error per symmetry level E_0..E_9 (study spec, section 1).
+# Equivariance error per symmetry level E_0..E_9 reported for the original study's published smoke data
+# (README, "Results of the embedded default", compares ours with these).
 PUBLISHED_LEVEL_ERRORS = (0.0, 0.17, 0.313, 0.435, 0.541, 0.63, 0.709, 0.78, 0.84, 0.896)
 N_LEVELS = len(PUBLISHED_LEVEL_ERRORS)
 
@@ -72,7 +73,7 @@ class PressureSolverParams(Strict):
 
 
 class SmokeParams(Strict):
-    """2D buoyant smoke plumes with exact C4 symmetry levels (study spec, section 1)."""
+    """2D buoyant smoke plumes with exact C4 symmetry levels (README, "Smoke plumes (2D, exact C4)")."""
 
     scenario: str = Field(
         "buoyant_plume",
@@ -205,7 +206,7 @@ class PublishParams(Strict):
         return self
 
 
-# --- isotropic turbulence super-resolution (study spec, section 2; docs/turbulence.md) -----------------
+# --- isotropic turbulence super-resolution (docs/turbulence.md) ---------------------------------------
 
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 JHTDB_GRID_POINTS = 1024  # isotropic1024coarse: 1024^3 points on the periodic box [0, 2 pi)^3
@@ -436,7 +437,8 @@ class TrainParams(Strict):
 
 
 class LandscapeParams(Strict):
-    """Sharpness and Hessian measurements at each checkpoint (seed 000's definitions)."""
+    """Sharpness and Hessian measurements at each checkpoint (definitions: README, "Models, training, loss
+    landscapes", and train/curvature.py)."""
 
     models: dict[Literal["smoke", "turbulence"], list[str]] = Field(
         default_factory=lambda: {"smoke": ["e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]},
