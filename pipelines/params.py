@@ -41,7 +41,8 @@ MAX_EPOCHS = 100_000
 SR_FACTOR = 4  # models/nets.py SRGroupNet: two x2 up-blocks, so lr is hr / 4 per axis
 SCHEDULER_ADDRESS = r"^(tcp|tls)://[A-Za-z0-9.\-\[\]:]+:(\d{1,5})$"
 
-# Published data equivariance error per symmetry level E_0..E_9 (study spec, section 1).
+# Equivariance error per symmetry level E_0..E_9 reported for the original study's published smoke data
+# (README, "Results of the embedded default", compares ours with these).
 PUBLISHED_LEVEL_ERRORS = (0.0, 0.17, 0.313, 0.435, 0.541, 0.63, 0.709, 0.78, 0.84, 0.896)
 N_LEVELS = len(PUBLISHED_LEVEL_ERRORS)
 
@@ -133,7 +134,7 @@ class PressureSolverParams(Strict):
 
 
 class SmokeParams(Strict):
-    """2D buoyant smoke plumes with exact C4 symmetry levels (study spec, section 1)."""
+    """2D buoyant smoke plumes with exact C4 symmetry levels (README, "Smoke plumes (2D, exact C4)")."""
 
     scenario: str = Field(
         "buoyant_plume",
@@ -328,7 +329,7 @@ class PublishParams(Strict):
         return self
 
 
-# --- isotropic turbulence super-resolution (study spec, section 2; docs/turbulence.md) -----------------
+# --- isotropic turbulence super-resolution (docs/turbulence.md) ---------------------------------------
 
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 JHTDB_GRID_POINTS = 1024  # isotropic1024coarse: 1024^3 points on the periodic box [0, 2 pi)^3
@@ -650,7 +651,8 @@ class TrainParams(Strict):
 
 
 class LandscapeParams(Strict):
-    """Sharpness and Hessian measurements at each checkpoint (seed 000's definitions)."""
+    """Sharpness and Hessian measurements at each checkpoint (definitions: README, "Models, training, loss
+    landscapes", and train/curvature.py)."""
 
     models: dict[Literal["smoke", "turbulence"], list[str]] = Field(
         default_factory=lambda: {"smoke": ["e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]},
@@ -751,8 +753,60 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+_BOUND_SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _constraints(metadata: list[Any]) -> list[str]:
+    """Readable constraints from pydantic / annotated-types metadata (``Gt(gt=0)`` -> ``> 0``)."""
+    out: list[str] = []
+    for item in metadata:
+        if hasattr(item, "metadata") and not hasattr(item, "gt"):  # a FieldInfo inside Annotated[...]
+            out += _constraints(list(item.metadata))
+            continue
+        found = False
+        for attr, symbol in _BOUND_SYMBOLS.items():
+            if getattr(item, attr, None) is not None:
+                out.append(f"{symbol} {getattr(item, attr)}")
+                found = True
+        for attr, words in (("min_length", "length >="), ("max_length", "length <=")):
+            if getattr(item, attr, None) is not None:
+                out.append(f"{words} {getattr(item, attr)}")
+                found = True
+        if getattr(item, "pattern", None):
+            out.append(f"matching `{item.pattern}`")
+        elif not found:
+            out.append(repr(item))
+    return out
+
+
+def _type_label(ann: Any) -> str:
+    """A short type name for the docs: ``list[int (>= 0)]``, ``int (> 0) | None``, ``'dct' | 'cg'``."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Annotated:
+        bounds = _constraints(list(args[1:]))
+        return _type_label(args[0]) + (f" ({', '.join(bounds)})" if bounds else "")
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_label(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        shown = ", ".join("..." if a is Ellipsis else _type_label(a) for a in args)
+        return f"{name}[{shown}]" if args else name
+    if ann is type(None):
+        return "None"
+    return ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+
+
 def params_reference() -> str:
-    """Markdown reference of every params.yaml key, generated from this schema (docs/params.md)."""
+    """Markdown reference of every params.yaml key, generated from this schema (docs/params.md).
+
+    Defaults are read from the default *instance* of each section, so a nested section shows what its
+    parent sets (``train.turbulence.optimiser.batch_size`` is 4, not the class default 8).
+    """
     lines = [
         "# params.yaml reference",
         "",
@@ -761,31 +815,36 @@ def params_reference() -> str:
         "",
     ]
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        lines.extend([f"## `{prefix}`", "", (model.__doc__ or "").strip().replace("\n    ", " "), ""])
-        lines.extend(["| key | type | default | meaning |", "|---|---|---|---|"])
-        nested = []
+    def walk(model: type[BaseModel], prefix: str, defaults: BaseModel | None) -> None:
+        lines.extend([f"## `{prefix}`", ""])
+        doc = (model.__doc__ or "").strip().replace("\n    ", " ")
+        lines.extend([doc, ""] if doc else [])
+        rows, nested = [], []
         for name, info in model.model_fields.items():
             ann = info.annotation
+            if defaults is not None:
+                default: Any = getattr(defaults, name)
+            elif info.is_required():
+                default = None
+            else:
+                default = info.get_default(call_default_factory=True)
             if isinstance(ann, type) and issubclass(ann, BaseModel):
-                nested.append((ann, f"{prefix}.{name}"))
+                nested.append((ann, f"{prefix}.{name}", default))
                 continue
-            default = info.get_default(call_default_factory=True)
-            shown = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
-            kind = (
-                (ann.__name__ if isinstance(ann, type) else str(ann))
-                .replace("typing.", "")
-                .replace("|", "\\|")
-            )
-            bounds = ", ".join(str(m) for m in info.metadata)  # e.g. Gt(gt=0)
-            kind += f" ({bounds})" if bounds else ""
-            lines.append(f"| `{name}` | {kind} | `{shown}` | {info.description or ''} |")
-        lines.append("")
-        for sub, sub_prefix in nested:
-            walk(sub, sub_prefix)
+            shown = "required" if defaults is None and info.is_required() else f"`{default}`"
+            kind = _type_label(ann)
+            bounds = _constraints(list(info.metadata))  # constraints given in Field(...)
+            kind += f" ({', '.join(bounds)})" if bounds else ""
+            kind = kind.replace("|", "\\|")  # a literal pipe inside a table cell
+            rows.append(f"| `{name}` | {kind} | {shown} | {info.description or ''} |")
+        if rows:
+            lines.extend(["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""])
+        for sub, sub_prefix, sub_default in nested:
+            walk(sub, sub_prefix, sub_default)
 
+    root = StudyParams.model_construct()  # defaults only: no validation needed to read them
     for name, info in StudyParams.model_fields.items():
-        walk(info.annotation, name)  # type: ignore[arg-type]
+        walk(info.annotation, name, getattr(root, name, None))  # type: ignore[arg-type]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from pipelines.params import StudyParams, parse_params
@@ -34,3 +35,20 @@ def small_params(**smoke_overrides: object) -> StudyParams:
 def write_params(path: Path, params: StudyParams) -> Path:
     path.write_text(yaml.safe_dump(params.model_dump(mode="json")))
     return path
+
+
+def ccw_quarter_turn(field: np.ndarray, vector: bool) -> np.ndarray:
+    """A counter-clockwise quarter turn of ``[..., (component,) y, x]`` arrays, written out by index.
+
+    Independent of models.groups on purpose, so symmetry tests do not check a rotation against itself.
+    Cell (y, x) of an N x N grid (y up) moves to (x, N-1-y), i.e. out[y, x] = in[N-1-x, y]; a vector's
+    components (u, v) become (-v, u).
+    """
+    n = field.shape[-1]
+    assert field.shape[-2] == n, "square grids only"
+    y, x = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    turned = field[..., n - 1 - x, y]
+    if not vector:
+        return turned
+    u, v = turned[..., 0, :, :], turned[..., 1, :, :]
+    return np.stack([-v, u], axis=-3)

@@ -103,7 +103,24 @@ def test_shapes_group_regularizer(task: str, name: str) -> None:
     assert float(model.regularizer().detach()) == 0.0
     assert (model.group is None) == (name == "cnn")
     assert torch.equal(model(sample(task)), y)  # deterministic forward
-    copy.deepcopy(model)
+    assert_independent_copy(model, sample(task))
+
+
+def assert_independent_copy(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """A deep copy computes the same outputs, and its parameters are its own: changing them leaves the
+    original alone (and vice versa, for cached filters built from them)."""
+    model.eval()
+    before = model(x)
+    twin = copy.deepcopy(model)
+    assert torch.equal(twin(x), before)
+    originals = {id(p) for p in model.parameters()}
+    assert all(id(p) not in originals for p in twin.parameters())
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(0.1)
+    refresh_cached_filters(twin)
+    assert not torch.allclose(twin(x), before)
+    assert torch.equal(model(x), before)
 
 
 # ---------------------------------------------------------------- exact equivariance
@@ -192,7 +209,7 @@ def test_eval_mode_sees_weight_perturbation(name: str) -> None:
             p.add_(0.05 * torch.randn_like(p))
     refresh_cached_filters(model)
     assert not torch.allclose(model(x), before)
-    copy.deepcopy(model)  # no cached non-leaf filters to trip deepcopy
+    assert_independent_copy(model, x)  # no cached non-leaf filters to trip deepcopy
 
 
 def test_refresh_rebuilds_native_e2cnn_cache() -> None:
@@ -241,8 +258,19 @@ def test_torch_func_functional_call() -> None:
     model = build_small("smoke", "gcnn").eval()
     x = sample("smoke")
     params = {k: v.detach() for k, v in model.named_parameters()}
-    g = grad(lambda p: functional_call(model, p, (x,)).pow(2).mean())(params)
-    assert set(g) == set(params)
+    loss = lambda p: functional_call(model, p, (x,)).pow(2).mean()  # noqa: E731
+    g = grad(loss)(params)
+    # the functional gradient equals autograd's on the module itself, parameter by parameter
+    model.zero_grad()
+    model(x).pow(2).mean().backward()
+    for name, p in model.named_parameters():
+        assert torch.allclose(g[name], p.grad, rtol=1e-10, atol=1e-12), name
+    assert any(float(v.abs().max()) > 0 for v in g.values())
+    # and it is the derivative: a small step along it lowers the loss by about |g|^2 * step
+    step = 1e-6
+    moved = {k: v - step * g[k] for k, v in params.items()}
+    drop = float(loss(params) - loss(moved))
+    assert drop == pytest.approx(step * sum(float((v**2).sum()) for v in g.values()), rel=1e-3)
 
 
 # ---------------------------------------------------------------- parameter counts

@@ -150,3 +150,23 @@ def test_budget_estimate_of_the_defaults_is_far_below_the_limits() -> None:
         check_budget("x", 128 * 2**30, 0, 0)
     with pytest.raises(ValueError, match="time nan h"):
         check_budget("x", 0, 0, float("nan"))
+
+
+def test_params_reference_shows_real_defaults_and_readable_types() -> None:
+    from pipelines.params import params_reference
+
+    text = params_reference()
+    assert "PydanticUndefined" not in text and "FieldInfo" not in text and "Annotated" not in text
+    rows = {}
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("## `"):
+            section = line[4:-1]
+        elif line.startswith("| `"):
+            cells = [c.strip() for c in line.split(" | ")]
+            rows[f"{section}.{cells[0].strip('| `')}"] = cells
+    # nested sections show what their parent sets, not the class default
+    assert rows["train.turbulence.models"][2] == "`['cnn', 'gcnn', 'rgcnn']`"
+    assert rows["train.turbulence.optimiser.batch_size"][2] == "`4`"
+    assert rows["train.smoke.optimiser.batch_size"][2] == "`8`"
+    assert rows["smoke.levels"][1] == "list[int (>= 0, < 10)]"

@@ -1,40 +1,61 @@
-"""The README's worked example: a new symmetric scenario is one class plus one params entry."""
+"""The README's worked example, taken from README.md itself: a new symmetric scenario is one user module
+plus two params entries, and it runs in-process and on a real dask cluster."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from phi.flow import Sphere, extrapolation, union, vec
+import yaml
 
-from models.groups import c4_rotation, rotate_vector
+from loaders.storage import open_store, read_provenance
 from pipelines.params import ParamsError, PressureSolverParams, parse_params
-from pipelines.smoke.scenarios import BUILTIN_SCENARIOS, BuoyantPlume, Domain, resolve_scenario
+from pipelines.smoke.scenarios import Domain, resolve_scenario
 from pipelines.smoke.simulate import simulate
-from pipelines.smoke.stage import assemble_levels, plan_jobs, run_batch
-from tests.smoke_support import SMALL_SMOKE
+from pipelines.smoke.stage import assemble_levels, build_smoke_dataset, plan_jobs, run_batch
+from tests.smoke_support import REPO, SMALL_SMOKE, ccw_quarter_turn
+
+SECTION = "## Adding a symmetric simulation"
 
 
-@dataclass(frozen=True)
-class TwinPlume(BuoyantPlume):
-    name: ClassVar[str] = "twin_plume"
-    offset: float = 12.0
-
-    def sources(self, domain: Domain) -> dict:
-        (cx, cy), r = self.inflow_center, self.inflow_radius
-        bx, by = self.buoyancy
-        norm = (bx * bx + by * by) ** 0.5
-        ox, oy = -by / norm * self.offset, bx / norm * self.offset
-        spheres = [Sphere(center=vec(x=cx + s * ox, y=cy + s * oy), radius=r) for s in (-1, 1)]
-        inflow = domain.centered(union(*spheres), extrapolation.BOUNDARY)
-        return {"inflow": inflow, "buoyancy": vec(x=bx, y=by)}
+def readme_blocks() -> dict[str, str]:
+    """The ```python and ```yaml blocks of the README section (one of each)."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index(SECTION) : text.index("\n## ", text.index(SECTION) + 1)]
+    blocks = dict(re.findall(r"```(python|yaml)\n(.*?)```", section, re.S))
+    assert set(blocks) == {"python", "yaml"}, "the section must show the module and its params"
+    return blocks
 
 
 @pytest.fixture
-def registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(BUILTIN_SCENARIOS, "twin_plume", TwinPlume)
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict]:
+    """Write the README's module where a user would (outside the repo) and make it importable."""
+    blocks = readme_blocks()
+    smoke = yaml.safe_load(blocks["yaml"])["smoke"]
+    module = smoke["scenario"].partition(":")[0]
+    folder = tmp_path / "user_code"
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(blocks["python"])
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, module, raising=False)  # no stale copy from another test
+    yield folder, smoke
+    sys.modules.pop(module, None)
+
+
+def assert_exactly_c4(v: np.ndarray, s: np.ndarray) -> None:
+    """``v``: [direction, time, component, y, x], ``s``: [direction, time, y, x]; by index arithmetic."""
+    assert np.abs(v).max() > 1e-3  # a flow, not zeros
+    for k in range(1, 4):
+        assert np.array_equal(v[k], ccw_quarter_turn(v[k - 1], vector=True)), k
+        assert np.array_equal(s[k], ccw_quarter_turn(s[k - 1], vector=False)), k
 
 
 def test_unknown_scenario_is_rejected_before_work() -> None:
@@ -49,40 +70,31 @@ def test_unknown_scenario_is_rejected_before_work() -> None:
         resolve_scenario("buoyant_plume", {"bogus": 1})
 
 
-def test_new_scenario_rotates_like_its_simulation(registered: None) -> None:
+def test_readme_scenario_rotates_like_its_simulation(user_module: tuple[Path, dict]) -> None:
+    _, smoke = user_module
+    twin_cls = resolve_scenario(smoke["scenario"], smoke["scenario_options"])
+    assert twin_cls.__name__ == "TwinPlume" and smoke["scenario_options"] == {"offset": 12.0}
     domain = Domain(resolution=24, size=24.0)
-    twin = TwinPlume(inflow_center=(12.0, 4.0), inflow_radius=2.0, buoyancy=(0.0, 0.05), offset=5.0)
+    twin = twin_cls(inflow_center=(12.0, 4.0), inflow_radius=2.0, buoyancy=(0.0, 0.05), offset=5.0)
     runs = simulate([twin, twin.rotated(1, domain)], domain, 4, 1.0, (4, 5), PressureSolverParams())
     v0, v1 = runs["velocity"][0], runs["velocity"][1]
     assert np.abs(v0).max() > 1e-3
-    assert np.max(np.abs(rotate_vector(v0, c4_rotation(1), component_axis=1) - v1)) < 1e-12
+    # separately simulated: equal to the turned flow up to solver round-off
+    assert np.max(np.abs(ccw_quarter_turn(v0, vector=True) - v1)) < 1e-12
     two_plumes = runs["smoke"][0][0]  # two separate inflows: the smoke has two blobs near the floor
     assert two_plumes[:6, 4:10].max() > 0.5 and two_plumes[:6, 14:20].max() > 0.5
+    assert two_plumes[:6, 11:13].max() < 0.1  # ... and none between them
 
 
-def test_new_scenario_goes_through_the_stage_code(registered: None) -> None:
-    """The stage's own batch task and level assembly (dask workers would import the registry module;
-    a scenario registered only inside this test process cannot reach them, so the task runs here)."""
-    params = parse_params(
-        {
-            "smoke": {
-                **SMALL_SMOKE,
-                "levels": [0],
-                "solver_symmetry_check": False,
-                "scenario": "twin_plume",
-                "scenario_options": {"offset": 6.0},
-            }
-        }
-    )
-    p = params.smoke
+def test_readme_scenario_through_the_stage_code_is_exactly_c4(user_module: tuple[Path, dict]) -> None:
+    """The stage's own batch task and level assembly, in this process."""
+    _, smoke = user_module
+    p = parse_params({"smoke": {**SMALL_SMOKE, "levels": [0], "solver_symmetry_check": False, **smoke}}).smoke
     jobs = plan_jobs(p)
     arrays = run_batch(jobs, p.model_dump_json())
     sims = {job.label: ds for job, ds in zip(jobs, _split(jobs, arrays), strict=True)}
     ds = assemble_levels(p, sims)
-    v = ds.velocity.sel(level=0).values
-    assert np.abs(v).max() > 1e-3
-    for k in range(4):
-        assert np.array_equal(v[k], rotate_vector(v[0], c4_rotation(k), component_axis=1))
+    assert_exactly_c4(ds.velocity.sel(level=0).values, ds.smoke.sel(level=0).values)
 
 
 def _split(jobs: list, arrays: dict) -> list:
@@ -97,3 +109,58 @@ def _split(jobs: list, arrays: dict) -> list:
         )
         for i in range(len(jobs))
     ]
+
+
+@pytest.mark.slow
+def test_readme_scenario_on_a_real_dask_cluster(user_module: tuple[Path, dict], tmp_path: Path) -> None:
+    """Workers in their own processes import the user's module from their PYTHONPATH, as documented."""
+    folder, smoke = user_module
+    dask = Path(sys.executable).parent / "dask"
+    if not dask.is_file():
+        pytest.fail("the `dask` command is missing from the environment")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(REPO)])}
+    sched_file = tmp_path / "scheduler.json"
+    quiet = dict(
+        cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    procs = [
+        subprocess.Popen(
+            [str(dask), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(sched_file)],
+            **quiet,
+        )
+    ]  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not sched_file.exists():
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [str(dask), "worker", address, "--nthreads", "1", "--no-dashboard",
+                     "--host", "127.0.0.1"],  # fmt: skip
+                    **quiet,
+                )
+            )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            # the workers really are separate processes that can import the module
+            where = client.run(lambda: __import__(smoke["scenario"].partition(":")[0]).__file__)
+            assert len(where) == 2 and all(Path(f).parent == folder for f in where.values())
+        params = parse_params(
+            {"smoke": {**SMALL_SMOKE, "levels": [0], **smoke},
+             "compute": {"scheduler_address": address}}
+        )  # fmt: skip
+        out = tmp_path / "twin.zarr"
+        build_smoke_dataset(params.smoke, params.compute, out, None, tmp_path / "scratch")
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
+    ds = open_store(out, verify=True)
+    assert read_provenance(ds)["params"]["scenario"] == smoke["scenario"]
+    assert_exactly_c4(ds.velocity.sel(level=0).values, ds.smoke.sel(level=0).values)

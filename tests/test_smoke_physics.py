@@ -9,6 +9,7 @@ from pipelines.smoke.levels import equivariance_errors, staggered_divergence_fro
 from pipelines.smoke.pressure import SpectralProjection, neumann_laplacian
 from pipelines.smoke.scenarios import BuoyantPlume, Domain
 from pipelines.smoke.simulate import simulate
+from tests.smoke_support import ccw_quarter_turn
 
 RNG = np.random.default_rng(0)
 
@@ -21,6 +22,21 @@ def test_four_quarter_turns_are_the_identity_on_vector_fields() -> None:
     assert np.array_equal(out, field)
     once = rotate_vector(field, c4_rotation(1), component_axis=1)
     assert not np.array_equal(once, field)
+
+
+def test_rotation_utility_matches_a_quarter_turn_written_out_by_index() -> None:
+    """models.groups (which builds E_0) against explicit index arithmetic, not against itself."""
+    corner = np.zeros((2, 5, 5))
+    corner[0, 0, 4] = 1.0  # an x-pointing vector in the bottom-right cell (row 0 is y = 0, the floor)
+    turned = ccw_quarter_turn(corner, vector=True)
+    assert turned[1, 4, 4] == 1.0 and np.count_nonzero(turned) == 1  # top-right cell, pointing along +y
+    v = RNG.normal(size=(3, 2, 7, 7))
+    s = RNG.normal(size=(3, 7, 7))
+    want_v, want_s = v, s
+    for k in range(1, 4):
+        want_v, want_s = ccw_quarter_turn(want_v, vector=True), ccw_quarter_turn(want_s, vector=False)
+        assert np.array_equal(rotate_vector(v, c4_rotation(k), component_axis=1), want_v), k
+        assert np.array_equal(rotate_scalar(s, c4_rotation(k)), want_s), k
 
 
 def test_vector_rotation_matches_grid_rotation_of_a_gradient() -> None:
@@ -89,3 +105,26 @@ def test_equivariance_error_measures_asymmetry() -> None:
     errs = equivariance_errors(broken)
     assert errs["relative"] == pytest.approx(0.5 / 3)
     assert 0 < errs["orbit"] < 1
+
+
+def test_simulation_leaves_phiml_global_settings_as_they_were() -> None:
+    """float64/numpy is scoped to the run: a process (say a dask worker) keeps its own phiml settings."""
+    from phiml import backend as phiml
+    from phiml.backend import _backend as stacks  # the settings stacks phiml's ``with`` blocks push onto
+
+    domain = Domain(resolution=8, size=8.0)
+    scenario = BuoyantPlume(inflow_center=(4.0, 1.0), inflow_radius=1.0, buoyancy=(0.0, 0.05))
+    previous = phiml.get_precision()
+    phiml.set_global_precision(32)  # phiml's default; a leaked set_global_precision(64) would show
+    try:
+        default, backends = phiml.default_backend(), list(stacks._DEFAULT)
+        out = simulate([scenario], domain, 2, 1.0, (2, 3), PressureSolverParams())
+        assert out["velocity"].dtype == np.float64 and np.abs(out["velocity"]).max() > 0  # ran in float64
+        assert phiml.get_precision() == 32 and stacks._PRECISION == [32]  # ... the process did not change
+        assert phiml.default_backend() is default and stacks._DEFAULT == backends
+        # an error mid-run unwinds the scoped settings too
+        with pytest.raises(ValueError, match="one scenario class"):
+            simulate([scenario, object()], domain, 1, 1.0, (0, 1), PressureSolverParams())  # type: ignore[list-item]
+        assert stacks._PRECISION == [32] and stacks._DEFAULT == backends
+    finally:
+        phiml.set_global_precision(previous)

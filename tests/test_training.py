@@ -15,14 +15,16 @@ from models import groups as G
 from models.equivariance import equivariance_error
 from models.registry import MODEL_NAMES, build_model, default_hparams
 from pipelines.fit import run_training
-from pipelines.landscape import run_landscape
-from pipelines.params import OptimiserParams, parse_params
+from pipelines.landscape import fixed_subset, measure, run_landscape
+from pipelines.params import LandscapeParams, OptimiserParams, parse_params
 from pipelines.report import collect, findings, read_baselines, render, verdict
+from pipelines.run_config import hparams_of, split_spec
 from pipelines.smoke.stage import build_smoke_dataset
 from tests.smoke_support import SMALL_SMOKE
 from train.baselines import UPSAMPLERS, Persistence, UpsampleMiddle, Zero, upsample
 from train.curvature import FlatLoss, random_directions
-from train.loop import train
+from train.data import build, load_splits
+from train.loop import load_checkpoint, train
 from train.runs import RunId, baseline_metrics
 from train.tasks import TASKS, score, task_for
 
@@ -100,6 +102,63 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     assert again["history"]["epoch"] == [1, 2, 3, 4]
 
 
+def dense_hessian(flat: FlatLoss) -> np.ndarray:
+    """The Hessian column by column from ``dim`` HVPs, symmetrised (round-off)."""
+    eye = torch.eye(flat.dim, dtype=flat.w0.dtype)
+    h = torch.stack([flat.hvp(flat.w0, eye[i]) for i in range(flat.dim)]).detach().double().numpy()
+    return (h + h.T) / 2
+
+
+def landscape_loss(root: Path, params: object, model_name: str, seed: int, checkpoint: str) -> FlatLoss:
+    """The loss the landscape stage measures for a smoke run, rebuilt independently of ``measure``."""
+    section = params.train.smoke  # type: ignore[attr-defined]
+    model = build("smoke", model_name, seed, hparams_of("smoke", model_name, section))
+    path = RunId("smoke", model_name, seed).checkpoint(root / "runs", checkpoint)
+    model.load_state_dict(load_checkpoint(path)["model"])
+    splits = load_splits("smoke", root / "smoke.zarr", split_spec(section))
+    subset = fixed_subset(splits["train"], params.landscape)  # type: ignore[attr-defined]
+    return FlatLoss(model, subset, task_for("smoke", section.train_rollout).loss)
+
+
+def test_landscape_measurements_match_a_dense_eigendecomposition() -> None:
+    """``measure`` (what the landscape stage writes) on a tiny network against its explicit Hessian."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        x, y = torch.randn(16, 3), torch.randn(16, 2)
+        flat = FlatLoss(model, [(x[:8], y[:8]), (x[8:], y[8:])], lambda m, b: ((m(b[0]) - b[1]) ** 2).mean())
+        probes = 24
+        p = LandscapeParams(lanczos_steps=flat.dim, slq_probes=probes, hutchinson_probes=probes, top_k=3,
+                            directions=2)  # fmt: skip
+        out, spectrum = measure(flat, p)
+        h = dense_hessian(flat)
+    finally:
+        torch.set_default_dtype(previous)
+    eigs = np.linalg.eigvalsh(h)
+    scale = np.abs(eigs).max()
+    assert eigs[0] < 0 < eigs[-1]  # an indefinite Hessian: the checks below see both ends
+    # full-length Lanczos recovers the spectrum: top-k, the extremes, and every probe's nodes
+    assert np.allclose(out["top_eigenvalues"], eigs[::-1][:3], rtol=0, atol=1e-9 * scale)
+    assert abs(out["max_eigenvalue"] - eigs[-1]) < 1e-9 * scale
+    assert abs(out["min_ritz_value"] - eigs[0]) < 1e-9 * scale
+    nodes = np.sort(np.asarray(out["slq_nodes"]).reshape(probes, flat.dim), axis=1)
+    assert np.allclose(nodes, eigs[None, :], rtol=0, atol=1e-8 * scale)
+    # SLQ moments: sum(w) = 1 and dim * sum(w * lambda) estimates tr(H), sum(w * lambda^2) tr(H^2), within
+    # the Rademacher estimator's standard error (2 * sum of squared off-diagonal entries per probe)
+    w, lam = np.asarray(out["slq_weights"]), np.asarray(out["slq_nodes"])
+    assert abs(w.sum() - 1) < 1e-12
+    for power in (1, 2):
+        m = np.linalg.matrix_power(h, power)
+        stderr = np.sqrt(2 * (np.sum(m**2) - np.sum(np.diag(m) ** 2)) / probes)
+        assert stderr < 0.3 * abs(np.trace(m))  # tight enough to catch a wrong scale or a lost probe
+        estimate = flat.dim * np.sum(w * lam**power)
+        assert abs(estimate - np.trace(m)) < 4 * stderr, (power, estimate, np.trace(m), stderr)
+    assert abs(out["trace"] - np.trace(h)) < 4 * out["trace_stderr"]  # Hutchinson, its own probes
+    assert out["negative_mass"] > 0 and spectrum[0]["eigenvalue"] < eigs[0]
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     root = tmp_path_factory.mktemp("study")
@@ -143,8 +202,15 @@ def test_train_stage_writes_checkpoints_curves_and_metrics(tiny_study: tuple[Pat
 def test_landscape_and_report(tiny_study: tuple[Path, object]) -> None:
     root, params = tiny_study
     land = json.loads((root / "metrics" / "landscape" / "smoke-e2cnn-seed0-best.json").read_text())
-    assert land["sharpness"] > 0 and land["max_eigenvalue"] >= land["top_eigenvalues"][-1]
-    assert abs(sum(land["slq_weights"]) - 1) < 1e-6
+    assert land["sharpness"] > 0
+    # Ritz values lie inside the spectrum of the Hessian of the loss the stage measured: rebuild that loss
+    # from the checkpoint and decompose its Hessian densely (360 parameters)
+    flat = landscape_loss(root, params, "e2cnn", 0, "best")
+    eigs = np.linalg.eigvalsh(dense_hessian(flat))
+    tol = 1e-6 * np.abs(eigs).max()
+    assert eigs[0] - tol <= land["min_ritz_value"] <= land["max_eigenvalue"] <= eigs[-1] + tol
+    assert land["top_eigenvalues"][0] == land["max_eigenvalue"]  # one probe: its top Ritz value
+    assert land["max_eigenvalue"] > 0.5 * eigs[-1]  # six Lanczos steps already find the top's scale
     spectrum = json.loads((root / "metrics" / "spectra" / "smoke-e2cnn-seed0-best.json").read_text())
     assert {"eigenvalue", "density"} <= set(spectrum[0])
     summary = render(params, root / "metrics", root / "report", {"smoke": ("PhiFlow", "PhiFlow test store")})

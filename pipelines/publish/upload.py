@@ -7,6 +7,9 @@
 * Everything goes in one ``create_commit`` pinned to the head it was compared against (``parent_commit``),
   so a concurrent push fails instead of being overwritten. LFS objects already stored by an interrupted
   run are skipped by the LFS batch API, so re-running finishes the job.
+* Every request has a timeout (huggingface_hub sets none). The timeout-bound HTTP client is installed only
+  for the duration of one upload (:func:`hub_request_timeout`) and the caller's client factory is put back
+  afterwards, so other Hub users in the process (``datasets``, loaders) keep their own settings.
 * Errors are turned into :class:`PublishError` with the cause spelled out (no token, refused write, server
   error, timeout, unreachable endpoint). Uploading only reads local files.
 """
@@ -15,6 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +56,31 @@ def _http_client_factory(timeout: float) -> Any:
         return httpx2.Client(transport=_Timeout(), event_hooks=hooks, follow_redirects=True, timeout=timeout)
 
     return factory
+
+
+_SCOPE_LOCK = threading.Lock()  # one scoped factory at a time: nested swaps would restore out of order
+
+
+@contextmanager
+def hub_request_timeout(timeout: float) -> Iterator[None]:
+    """Within the block, huggingface_hub's shared HTTP client bounds every request by ``timeout`` seconds.
+
+    huggingface_hub keeps one process-wide client built by a settable factory and exposes no per-call
+    timeout for the commit/LFS calls, so the bound has to live in that client. This swaps the factory in and
+    restores the previous one on exit (also on errors); ``set_client_factory`` closes the old shared client
+    each time, so no client built by our factory outlives the block. Threads of the same process using the
+    Hub *during* an upload share the bounded client: harmless, a timeout only turns a hang into an error.
+    """
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http
+
+    with _SCOPE_LOCK:
+        previous = _http._GLOBAL_CLIENT_FACTORY  # no public getter; read-only use of the library's slot
+        set_client_factory(_http_client_factory(timeout))
+        try:
+            yield
+        finally:
+            set_client_factory(previous)
 
 
 def _explain(err: BaseException, endpoint: str, repo_id: str, timeout: float) -> str:
@@ -103,59 +134,58 @@ def upload_repo(
         CommitOperationDelete,
         HfApi,
         constants,
-        set_client_factory,
     )
 
     endpoint = constants.ENDPOINT
-    set_client_factory(_http_client_factory(timeout))
     api = HfApi(endpoint=endpoint, token=token)
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        if revision != constants.DEFAULT_REVISION:
-            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
-        head = api.dataset_info(repo_id, revision=revision).sha
-        remote = {
-            f.path: f
-            for f in api.list_repo_tree(repo_id, repo_type="dataset", revision=revision, recursive=True)
-            if hasattr(f, "blob_id")  # files only
-        }
-        changed = []
-        for rel, digest in sorted(local.items()):
-            f = remote.get(rel)
-            if f is None:
-                changed.append(rel)
-            elif f.lfs is not None:
-                if f.lfs.sha256 != digest:
+    with hub_request_timeout(timeout):  # bounded requests for this upload only
+        try:
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            if revision != constants.DEFAULT_REVISION:
+                api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+            head = api.dataset_info(repo_id, revision=revision).sha
+            remote = {
+                f.path: f
+                for f in api.list_repo_tree(repo_id, repo_type="dataset", revision=revision, recursive=True)
+                if hasattr(f, "blob_id")  # files only
+            }
+            changed = []
+            for rel, digest in sorted(local.items()):
+                f = remote.get(rel)
+                if f is None:
                     changed.append(rel)
-            elif f.blob_id != git_blob_oid(folder / rel):
-                changed.append(rel)
-        removed = sorted(p for p in remote if p not in local and p not in HUB_OWNED)
-        if changed or removed:
-            ops: list[Any] = [CommitOperationDelete(path_in_repo=p) for p in removed]
-            ops += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in changed]
-            info = api.create_commit(
-                repo_id,
-                ops,
-                commit_message=commit_message or f"Publish {len(changed)} file(s), delete {len(removed)}",
-                repo_type="dataset",
-                revision=revision,
-                parent_commit=head,
-            )
-            commit = info.oid
-        else:
-            commit = head
-        # read back what the Hub now holds and compare with the local manifest
-        after = {
-            f.path: f
-            for f in api.list_repo_tree(repo_id, repo_type="dataset", revision=commit, recursive=True)
-            if hasattr(f, "blob_id")
-        }
-    except PublishError:
-        raise
-    except Exception as err:
-        raise PublishError(
-            f"publishing {repo_id} failed: {_explain(err, endpoint, repo_id, timeout)}"
-        ) from err
+                elif f.lfs is not None:
+                    if f.lfs.sha256 != digest:
+                        changed.append(rel)
+                elif f.blob_id != git_blob_oid(folder / rel):
+                    changed.append(rel)
+            removed = sorted(p for p in remote if p not in local and p not in HUB_OWNED)
+            if changed or removed:
+                ops: list[Any] = [CommitOperationDelete(path_in_repo=p) for p in removed]
+                ops += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in changed]
+                info = api.create_commit(
+                    repo_id,
+                    ops,
+                    commit_message=commit_message or f"Publish {len(changed)} file(s), delete {len(removed)}",
+                    repo_type="dataset",
+                    revision=revision,
+                    parent_commit=head,
+                )
+                commit = info.oid
+            else:
+                commit = head
+            # read back what the Hub now holds and compare with the local manifest
+            after = {
+                f.path: f
+                for f in api.list_repo_tree(repo_id, repo_type="dataset", revision=commit, recursive=True)
+                if hasattr(f, "blob_id")
+            }
+        except PublishError:
+            raise
+        except Exception as err:
+            raise PublishError(
+                f"publishing {repo_id} failed: {_explain(err, endpoint, repo_id, timeout)}"
+            ) from err
     mismatched = [
         p
         for p, d in local.items()

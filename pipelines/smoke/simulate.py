@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from phi import math
@@ -12,10 +13,17 @@ from pipelines.smoke.pressure import make_projection
 from pipelines.smoke.scenarios import Domain, Scenario
 
 
-def configure_phiflow() -> None:
-    """float64 on the numpy backend: in float32 this setup diverges (study spec, section 1)."""
-    math.set_global_precision(64)
-    math.use("numpy")
+@contextmanager
+def phiflow_float64() -> Iterator[None]:
+    """float64 on the numpy backend, for the enclosed block only.
+
+    In float32 (phiml's default) a closed box with horizontal buoyancy makes the pressure solve diverge
+    within a few steps; float64 on numpy is the configuration that converges. phiml's ``with`` blocks push
+    onto its settings stacks and pop on exit, so the caller's global precision and default backend are left
+    as they were (no process-wide side effect for other code, e.g. a torch model in the same worker).
+    """
+    with math.NUMPY, math.precision(64):
+        yield
 
 
 def stack_sources(scenarios: Sequence[Scenario], domain: Domain) -> dict:
@@ -40,7 +48,19 @@ def simulate(
     Frame ``t`` is the state after ``t`` steps (frame 0 is the initial state). Arrays come back as
     float64 numpy ``[sim, time, ...]``.
     """
-    configure_phiflow()
+    with phiflow_float64():
+        return _simulate(scenarios, domain, steps, dt, keep, solver, on_step)
+
+
+def _simulate(
+    scenarios: Sequence[Scenario],
+    domain: Domain,
+    steps: int,
+    dt: float,
+    keep: tuple[int, int],
+    solver: PressureSolverParams,
+    on_step: Callable[[int], None] | None,
+) -> dict[str, np.ndarray]:
     kind = type(scenarios[0])
     sources = stack_sources(scenarios, domain)
     project = make_projection(solver, domain)
