@@ -142,8 +142,17 @@ def test_report_without_run_metrics_is_an_error(tmp_path: Path, capsys: pytest.C
 
 
 def _dvc_param_keys() -> set[str]:
+    """Every params key a stage declares, with list-valued matrix items (``${item.x}``) expanded."""
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    return {k for stage in spec["stages"].values() for k in stage.get("params", []) if isinstance(k, str)}
+    keys = set()
+    for stage in spec["stages"].values():
+        items = {k: v for k, v in stage.get("matrix", {}).items() if isinstance(v, list)}
+        for key in (k for k in stage.get("params", []) if isinstance(k, str)):
+            expanded = [key]
+            for name, values in items.items():
+                expanded = [e.replace(f"${{item.{name}}}", str(v)) for e in expanded for v in values]
+            keys.update(expanded)
+    return keys
 
 
 @pytest.mark.parametrize("params_file", ["params.yaml", "params.study.yaml"])
