@@ -223,19 +223,19 @@ def problems(ds: xr.Dataset, layout: Layout) -> list[str]:
     return found
 
 
-def check(ds_or_path: xr.Dataset | str | Path, layout: Layout) -> None:
+def check(ds_or_path: xr.Dataset | str | Path, layout: Layout, where: str | None = None) -> None:
     """Raise :class:`LayoutError` listing every way the store differs from ``layout``.
 
     A path or URL is opened lazily through :func:`loaders.storage.open_store` (which also refuses an
-    incomplete store); only metadata and coordinates are read.
+    incomplete store); only metadata and coordinates are read. ``where`` names the store in the message.
     """
     if isinstance(ds_or_path, xr.Dataset):
-        ds, where = ds_or_path, "dataset"
+        ds = ds_or_path
     else:
-        ds, where = open_store(ds_or_path, dask=False), str(ds_or_path)
+        ds, where = open_store(ds_or_path, dask=False), where or str(ds_or_path)
     found = problems(ds, layout)
     if found:
         raise LayoutError(
-            f"{where} does not match the {layout.name} layout (loaders/layouts.py):\n  - "
+            f"{where or 'the dataset'} does not match the {layout.name} layout (loaders/layouts.py):\n  - "
             + "\n  - ".join(found)
         )

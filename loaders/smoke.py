@@ -70,7 +70,7 @@ class SmokePlumeWindows(Dataset):
         stride: int = 1,
         cache_chunks: int = 4,
     ):
-        check(open_dataset(source.zarr_url), SMOKE)  # metadata and coordinates only
+        check(open_dataset(source.zarr_url), SMOKE, source.description)  # metadata and coordinates only
         group = open_group(source.zarr_url, check=False)  # resolve_source checked the files
         levels = np.asarray(group["level"][:]).tolist()
         all_dirs = np.asarray(group["direction"][:]).tolist()

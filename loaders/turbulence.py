@@ -91,7 +91,7 @@ class TurbulenceSR(Dataset):
         cache_chunks: int = 4,
     ):
         if tuple(pair) == DEFAULT_PAIR:  # the published layout; other pairs are the caller's own arrays
-            check(open_dataset(source.zarr_url), TURBULENCE)
+            check(open_dataset(source.zarr_url), TURBULENCE, source.description)
         group = open_group(source.zarr_url, check=False)  # resolve_source checked the files
         for name in pair:
             if name not in group or group[name].ndim != 5:
