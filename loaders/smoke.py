@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from loaders.layouts import SMOKE, check
 from loaders.normalisation import NormaliseMode, Normaliser, field_stats
-from loaders.sources import ChunkReader, Source, open_group, resolve_source
+from loaders.sources import Source, resolve_source
+from loaders.storage import ChunkReader, open_dataset, open_group
 from loaders.windows import WindowIndex, canonical_split, split_ranges
 
 STORE_NAME = "smoke.zarr"
@@ -68,7 +70,8 @@ class SmokePlumeWindows(Dataset):
         stride: int = 1,
         cache_chunks: int = 4,
     ):
-        group = open_group(source.zarr_url)
+        check(open_dataset(source.zarr_url), SMOKE, source.description)  # metadata and coordinates only
+        group = open_group(source.zarr_url, check=False)  # resolve_source checked the files
         levels = np.asarray(group["level"][:]).tolist()
         all_dirs = np.asarray(group["direction"][:]).tolist()
         level = levels[0] if level is None else int(level)

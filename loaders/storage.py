@@ -1,14 +1,19 @@
 """The storage layer: zarr stores through xarray, written atomically, with provenance and manifests.
 
-Every dataset stage writes through :func:`publish_store`, and every reader opens through
-:func:`open_store`, so the rules live in one place:
+Every dataset stage writes through :func:`publish_store`, and every reader opens through this module
+(:func:`open_store` for xarray, :func:`open_group` and :class:`ChunkReader` for the loaders' hot path), so
+the rules live in one place:
 
 * a store is built under a temporary name and renamed into place only after it is complete, and it
   carries a completion marker (``_COMPLETE.json``) with a manifest of its files and their sha256 sums;
-  a store without the marker is refused by readers;
+  a store without the marker is refused by readers, and so is one missing a file the manifest lists
+  (zarr would silently return the fill value for a missing chunk);
+* every chunk carries a crc32c checksum (a codec of the zarr v3 pipeline), so a flipped byte raises on
+  read; a chunk swapped for another valid chunk is only caught by the sha256 manifest (``verify=True``);
 * an existing store is never overwritten unless the caller says so;
-* every store has one metadata block (``attrs["provenance"]``): params, seed, library versions and the
-  git revision;
+* every store has one metadata block (``attrs["provenance"]``) that depends on content only: params and
+  library versions. When and where and from which commit it was built goes to the stage's metrics
+  (:func:`run_info`), so an unchanged dataset keeps its bytes and its hash;
 * long, resumable work writes one piece at a time through :class:`ResumableBatches`.
 """
 
@@ -20,15 +25,20 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 COMPLETE_MARKER = "_COMPLETE.json"
 TRACKED_PACKAGES = (
@@ -68,13 +78,20 @@ def git_revision(repo: Path | None = None) -> str:
 
 
 def provenance(params: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The one metadata block every dataset carries."""
+    """The one metadata block every dataset carries: content only (no time, host or commit).
+
+    ``extra`` must be a function of the data too (e.g. equivariance errors of the stored levels); run
+    facts such as timings belong in the stage's metrics, next to :func:`run_info`.
+    """
+    return {"params": params, "versions": library_versions(), **extra}
+
+
+def run_info() -> dict[str, Any]:
+    """Facts about this run that are not content: for the stage's metrics JSON, never for the store."""
     return {
-        "params": params,
-        "versions": library_versions(),
         "git_revision": git_revision(),
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        **extra,
+        "host": socket.gethostname(),
     }
 
 
@@ -142,6 +159,23 @@ def _clear_partials(path: Path) -> None:
         )
 
 
+def checksummed_encoding(ds: xr.Dataset, encoding: dict[str, dict] | None = None) -> dict[str, dict]:
+    """``encoding`` with a crc32c codec last in every array's pipeline (data variables and coordinates).
+
+    An array without its own compressors gets zarr's default (zstd) before the checksum; the checksum
+    covers the bytes as stored, so any flipped byte of a chunk file fails its read.
+    """
+    out = {name: dict(spec) for name, spec in (encoding or {}).items()}
+    for name in ds.variables:
+        spec = out.setdefault(str(name), {})
+        given = spec.get("compressors", (ZstdCodec(level=0, checksum=False),))
+        codecs = tuple(() if given is None else given if isinstance(given, (list, tuple)) else (given,))
+        if not any(isinstance(c, Crc32cCodec) for c in codecs):
+            codecs += (Crc32cCodec(),)
+        spec["compressors"] = codecs
+    return out
+
+
 def publish_store(
     ds: xr.Dataset,
     path: Path,
@@ -151,9 +185,10 @@ def publish_store(
 ) -> dict[str, str]:
     """Write ``ds`` to a zarr store at ``path`` atomically and return its file manifest.
 
-    The store is written beside ``path``, optionally checked by ``validate(tmp_path)`` (which raises on
-    failure), stamped with a completion marker and manifest, and then renamed into place. A failure at
-    any point leaves ``path`` as it was.
+    The store is written beside ``path`` (every array with a crc32c chunk checksum), optionally checked by
+    ``validate(tmp_path)`` (which raises on failure; open the store there with :func:`open_unfinished`),
+    stamped with a completion marker and manifest, and then renamed into place. A failure at any point
+    leaves ``path`` as it was.
     """
     path = Path(path)
     ensure_writable(path, overwrite)
@@ -166,11 +201,14 @@ def publish_store(
             # consolidated metadata is not in the v3 spec yet, but zarr-python and xarray read it, and it
             # turns hundreds of small metadata reads over hf:// into one
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            ds.to_zarr(tmp, mode="w", encoding=encoding or {}, consolidated=True, zarr_format=3)
+            ds.to_zarr(
+                tmp, mode="w", encoding=checksummed_encoding(ds, encoding), consolidated=True, zarr_format=3
+            )
         if validate is not None:
             validate(tmp)
         manifest = file_manifest(tmp)
-        write_json_atomic(tmp / COMPLETE_MARKER, {"files": manifest, "completed_utc": time.time()})
+        # no time in the marker: two builds of the same content are byte-identical
+        write_json_atomic(tmp / COMPLETE_MARKER, {"files": manifest})
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
@@ -184,10 +222,15 @@ def publish_store(
     return manifest
 
 
-def open_store(path: str | Path, verify: bool = False, chunks: Any = None) -> xr.Dataset:
-    """Open a completed store lazily (dask-backed); refuse incomplete ones.
+def is_remote(url: str | Path) -> bool:
+    return str(url).startswith(("hf://", "http://", "https://"))
 
-    With ``verify=True`` every file's sha256 is checked against the manifest first.
+
+def check_complete(path: str | Path, verify: bool = False) -> None:
+    """Refuse a local store that is missing, unmarked, or lacks a file its manifest lists.
+
+    The existence check is one stat per file (no reading); ``verify=True`` also compares every file's
+    sha256 with the manifest, which catches a chunk replaced by another valid chunk.
     """
     path = Path(path)
     marker = path / COMPLETE_MARKER
@@ -198,15 +241,135 @@ def open_store(path: str | Path, verify: bool = False, chunks: Any = None) -> xr
             f"{path} has no {COMPLETE_MARKER}: it is incomplete (an interrupted write?). Rebuild it with "
             "`dvc repro`; resumable stages continue from their finished batches"
         )
+    expected: dict[str, str] = json.loads(marker.read_text())["files"]
+    missing = [rel for rel in expected if not (path / rel).is_file()]
+    if missing:
+        raise StoreError(
+            f"{path} is corrupt: {len(missing)} file(s) of its manifest are missing, e.g. {missing[:3]} "
+            "(zarr would read the fill value there); rebuild it with `dvc repro`"
+        )
     if verify:
-        expected = json.loads(marker.read_text())["files"]
         actual = file_manifest(path)
         bad = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
         if bad:
             raise StoreError(
                 f"{path} is corrupt: {len(bad)} file(s) differ from the manifest, e.g. {bad[:3]}"
             )
-    return xr.open_zarr(path, consolidated=True, chunks={} if chunks is None else chunks)  # on-disk chunks
+
+
+def open_dataset(url: str | Path, chunks: Any = None, dask: bool = False) -> xr.Dataset:
+    """Any zarr store (path or ``hf://`` URL) lazily, WITHOUT the completeness checks of
+    :func:`open_store`: for a source its caller has checked already (see ``loaders.sources``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        return xr.open_zarr(
+            str(url) if is_remote(url) else Path(url),
+            consolidated=True,
+            chunks=({} if chunks is None else chunks) if dask else None,  # {}: the on-disk chunks
+        )
+
+
+def open_store(path: str | Path, verify: bool = False, chunks: Any = None, dask: bool = True) -> xr.Dataset:
+    """Open a completed store lazily (dask-backed); refuse incomplete ones and ones missing a chunk file.
+
+    With ``verify=True`` every file's sha256 is checked against the manifest first. ``dask=False`` gives
+    plain lazy arrays (cheaper for many small reads). An ``hf://`` URL (a published copy, which has no
+    manifest of its own: its repo's ``checksums.sha256`` covers it) is opened without these checks.
+    """
+    if not is_remote(path):
+        check_complete(path, verify)
+    return open_dataset(path, chunks, dask)
+
+
+def open_unfinished(path: str | Path) -> xr.Dataset:
+    """A store :func:`publish_store` has written but not yet marked complete (for its ``validate`` hook)."""
+    return open_dataset(path, None, True)
+
+
+def open_group(url: str | Path, check: bool = True) -> zarr.Group:
+    """The zarr group of a store (local path or ``hf://`` URL), read-only; a new handle on every call.
+
+    A local store with a completion marker is checked first (:func:`check_complete`); ``check=False`` is
+    for a store checked once already by the caller.
+    """
+    url = str(url)
+    if is_remote(url):
+        store = zarr.storage.FsspecStore.from_url(url, read_only=True)
+    else:
+        if check and (Path(url) / COMPLETE_MARKER).is_file():
+            check_complete(url)
+        store = zarr.storage.LocalStore(url, read_only=True)
+    return zarr.open_group(store=store, mode="r")
+
+
+class ChunkReader:
+    """Reads ``array[prefix..., t0:t1]`` through an LRU cache of whole chunks along the time axis.
+
+    ``time_axis`` is the position of the time axis; ``prefix`` indexes every axis before it. Memory stays at
+    ``cache_chunks`` chunks per reader, and consecutive windows re-use the chunks they share. The zarr array
+    handle is opened on first use and kept on this object only; it is dropped when the reader is pickled,
+    so every DataLoader worker opens its own. A chunk that fails to decode (its crc32c checksum does not
+    match) raises :class:`StoreError` naming the store, array and chunk.
+    """
+
+    def __init__(self, url: str, name: str, time_axis: int, cache_chunks: int = 4):
+        self.url, self.name, self.time_axis = str(url), name, time_axis
+        self.cache_chunks = max(int(cache_chunks), 1)
+        self._array: Any = None
+        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_array=None, _cache=OrderedDict())  # workers open their own handle
+        return state
+
+    @property
+    def array(self) -> Any:
+        if self._array is None:
+            self._array = open_group(self.url, check=False)[self.name]
+        return self._array
+
+    def _chunk_key(self, prefix: tuple[int, ...], c: int) -> str:
+        """The chunk file's key in the store (``velocity/c/0/1/2/0/0/0``), for error messages."""
+        chunks, shape = self.array.chunks, self.array.shape
+        coords = [str(i // n) for i, n in zip(prefix, chunks, strict=False)] + [str(c)]
+        tail = list(zip(chunks[len(coords) :], shape[len(coords) :], strict=True))
+        coords += ["0" if n >= m else "*" for n, m in tail]
+        return f"{self.name}/c/{'/'.join(coords)}"
+
+    def _chunk(self, prefix: tuple[int, ...], c: int, size: int, length: int) -> np.ndarray:
+        key = (prefix, c)
+        block = self._cache.get(key)
+        if block is not None:
+            self._cache.move_to_end(key)
+            return block
+        sel = prefix + (slice(c * size, min((c + 1) * size, length)),)
+        try:
+            block = np.asarray(self.array[sel])
+        except (ValueError, RuntimeError, OSError) as err:
+            raise StoreError(
+                f"{self.url}: chunk {self._chunk_key(prefix, c)} of array {self.name!r} cannot be read "
+                f"({err}); the store is corrupt: rebuild or re-download it"
+            ) from err
+        self._cache[key] = block
+        while len(self._cache) > self.cache_chunks:
+            self._cache.popitem(last=False)
+        return block
+
+    def read(self, prefix: tuple[int, ...], t0: int, t1: int) -> np.ndarray:
+        if len(prefix) != self.time_axis:
+            raise ValueError(f"prefix {prefix} must index the {self.time_axis} axes before time")
+        array = self.array
+        size, length = array.chunks[self.time_axis], array.shape[self.time_axis]
+        if not 0 <= t0 < t1 <= length:
+            raise IndexError(f"time range [{t0}, {t1}) outside [0, {length})")
+        parts = []
+        for c in range(t0 // size, (t1 - 1) // size + 1):
+            block = self._chunk(prefix, c, size, length)
+            lo, hi = max(t0 - c * size, 0), min(t1 - c * size, block.shape[0])
+            parts.append(block[lo:hi])
+        # a copy: callers may write into the result, which must never alter a cached chunk
+        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 def read_provenance(ds: xr.Dataset) -> dict[str, Any]:

@@ -7,9 +7,10 @@ A sample is ``(lrs, hr)``: ``lrs`` the ``window`` low-resolution frames around t
 (``(window, 3, n, n, n)``, published window 3 = t-1, t, t+1) and ``hr`` the high-resolution frame at the
 centre (``(3, N, N, N)``), float32, components (u_x, u_y, u_z), space (z, y, x).
 
-Expected store layout (``pipelines/turbulence.py``): two arrays of dims ``(time, component, z, y, x)``, by
-default ``lr`` and ``hr``; ``attrs["splits"]`` maps each split to the centre positions along ``time``;
-``attrs["window"]`` (default 3) is the number of low-resolution frames per sample.
+Store layout: ``loaders.layouts.TURBULENCE`` (checked on open): two arrays of dims
+``(time, component, z, y, x)``, by default ``lr`` and ``hr``; ``attrs["splits"]`` maps each split to the
+centre positions along ``time``; ``attrs["window"]`` (default 3) is the number of low-resolution frames per
+sample.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from loaders.layouts import TURBULENCE, check
 from loaders.normalisation import NormaliseMode, Normaliser, field_stats
-from loaders.sources import ChunkReader, Source, open_group, resolve_source
+from loaders.sources import Source, resolve_source
+from loaders.storage import ChunkReader, open_dataset, open_group
 from loaders.windows import canonical_split
 
 STORE_NAME = "turbulence.zarr"
@@ -87,7 +90,9 @@ class TurbulenceSR(Dataset):
         normalise: NormaliseMode | None = None,
         cache_chunks: int = 4,
     ):
-        group = open_group(source.zarr_url)
+        if tuple(pair) == DEFAULT_PAIR:  # the published layout; other pairs are the caller's own arrays
+            check(open_dataset(source.zarr_url), TURBULENCE, source.description)
+        group = open_group(source.zarr_url, check=False)  # resolve_source checked the files
         for name in pair:
             if name not in group or group[name].ndim != 5:
                 raise ValueError(f"{source.description} has no (time, component, z, y, x) array {name!r}")

@@ -293,7 +293,6 @@ class PublishParams(Strict):
         8, description="frames (smoke) or samples (turbulence) per split in 'mini'"
     )
     timeout_seconds: PositiveFloat = Field(60.0, description="per-request timeout when talking to the Hub")
-    verify_store: bool = Field(True, description="check the input stores' sha256 manifests before publishing")
 
     @field_validator("repos")
     @classmethod

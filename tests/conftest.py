@@ -1,107 +1,87 @@
-"""Shared fixtures: tiny synthetic stores in the stages' layouts, and a Hub stand-in on loopback."""
+"""Shared fixtures: tiny stores written by the real dataset stages, and a Hub stand-in on loopback.
+
+The stores come from ``build_smoke_dataset`` / ``build_turbulence_dataset`` themselves (tiny params), so
+they carry exactly the layout, attributes and encoding real stores carry (loaders/layouts.py), and cannot
+drift from them. The smoke simulation runs on an in-process dask cluster given to the stage through
+``compute.scheduler_address``: the same stage code without starting worker processes (which re-import
+PhiFlow and cost more than the simulation at this size).
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
-import xarray as xr
 
-from loaders.storage import provenance, publish_store, to_json
+from pipelines.params import StudyParams, parse_params
 
-
-def synthetic_smoke(path: Path, levels: tuple[int, ...] = (0, 3), n_time: int = 12, n: int = 16) -> Path:
-    """A smoke-plume store with the smoke stage's layout and random values (no simulation)."""
-    rng = np.random.default_rng(7)
-    shape = (len(levels), 4, n_time)
-    bounds = {
-        "train": (0, n_time // 2),
-        "valid": (n_time // 2, 3 * n_time // 4),
-        "test": (3 * n_time // 4, n_time),
-    }
-    split = np.empty(n_time, dtype=object)
-    for name, (a, b) in bounds.items():
-        split[a:b] = name
-    frames = np.arange(2, 2 + n_time)
-    ds = xr.Dataset(
-        {
-            "velocity": (
-                ("level", "direction", "time", "component", "y", "x"),
-                rng.normal(0.1, 0.5, shape + (2, n, n)).astype(np.float32),
-            ),
-            "smoke": (("level", "direction", "time", "y", "x"), rng.random(shape + (n, n), dtype=np.float32)),
-        },
-        coords={
-            "level": ("level", np.array(levels)),
-            "direction": ("direction", np.array([0, 90, 180, 270])),
-            "time": ("time", frames.astype(float)),
-            "frame": ("time", frames),
-            "split": ("time", split),
-            "component": ("component", np.array(["u", "v"], dtype=object)),
-            "y": ("y", np.arange(n) + 0.5),
-            "x": ("x", np.arange(n) + 0.5),
-            "buoyancy": (("level", "direction", "axis"), rng.normal(size=(len(levels), 4, 2))),
-            "axis": ("axis", np.array(["x", "y"], dtype=object)),
-        },
-        attrs={
-            "simulator": "PhiFlow",
-            "grid_spacing": 1.0,
-            "dt": 1.0,
-            "pressure_solver": json.dumps({"method": "dct"}),
-            "splits": to_json({k: {"time_index": list(v)} for k, v in bounds.items()}),
-            "windows": to_json({"input_frames": 1, "output_frames": 2}),
-            "provenance": to_json(provenance({"resolution": n, "steps": n_time + 2, "levels": list(levels)})),
-        },
-    )
-    chunks = {"level": 1, "direction": 1, "time": 5}  # windows straddle chunk boundaries on purpose
-    encoding = {
-        v: {"chunks": tuple(chunks.get(d, ds.sizes[d]) for d in ds[v].dims)} for v in ("velocity", "smoke")
-    }
-    publish_store(ds, path, encoding)
-    return path
+# 16 x 16 box, 12 steps, levels E_0 and E_3, 12 frames split 6 / 3 / 3, windows of 1 + 2 frames; the time
+# chunks hold 10 frames, so test-split windows straddle a chunk boundary
+TINY_SMOKE: dict[str, Any] = {
+    "resolution": 16,
+    "box_size": 16.0,
+    "inflow_center": [8.0, 3.0],
+    "inflow_radius": 2.0,
+    "steps": 12,
+    "keep_start": 1,
+    "keep_stop": 13,
+    "levels": [0, 3],
+    "input_frames": 1,
+    "output_frames": 2,
+    "splits": {"train": 0.5, "valid": 0.25, "test": 0.25},
+    "batch_size": 8,
+    "solver_symmetry_check": False,
+}
+# 8^3 hr from a 16^3 solver, lr 2^3, five samples in time blocks: train [1, 4, 7], valid [10], test [13]
+TINY_TURBULENCE: dict[str, Any] = {
+    "hr_resolution": 8,
+    "lr_factor": 4,
+    "split_strategy": "time_blocks",
+    "splits": {"train": 3, "valid": 1, "test": 1},
+    "spectrum_fit_range": [2.0, 4.0],
+    "synthetic": {"resolution": 16, "spinup_time": 0.06, "dt": 0.03},
+}
 
 
-def synthetic_turbulence(path: Path, n_time: int = 15, n_hr: int = 8, factor: int = 4) -> Path:
-    """A turbulence store in the expected layout: hr / lr (time, component, z, y, x), lr = block means."""
-    rng = np.random.default_rng(11)
-    hr = rng.normal(0.0, 0.7, (n_time, 3, n_hr, n_hr, n_hr)).astype(np.float32)
-    n_lr = n_hr // factor
-    lr = (
-        hr.reshape(n_time, 3, n_lr, factor, n_lr, factor, n_lr, factor)
-        .mean(axis=(3, 5, 7))
-        .astype(np.float32)
-    )
-    ds = xr.Dataset(
-        {
-            "hr": (("time", "component", "z", "y", "x"), hr),
-            "lr": (("time", "component", "z_lr", "y_lr", "x_lr"), lr),
-        },
-        coords={
-            "time": ("time", np.arange(n_time) * 0.002),
-            "component": ("component", np.array(["u_x", "u_y", "u_z"], dtype=object)),
-        },
-        attrs={
-            "source": "synthetic",
-            "window": 3,
-            "splits": to_json({"train": [1, 4, 7], "valid": [10], "test": [13]}),
-            "provenance": to_json(provenance({"turbulence": {"source": "synthetic", "hr_resolution": n_hr}})),
-        },
-    )
-    encoding = {v: {"chunks": (1,) + ds[v].shape[1:]} for v in ("hr", "lr")}
-    publish_store(ds, path, encoding)
-    return path
+def tiny_params() -> StudyParams:
+    return parse_params({"smoke": TINY_SMOKE, "turbulence": TINY_TURBULENCE})
+
+
+def build_smoke_store(root: Path, params: StudyParams | None = None) -> Path:
+    """The smoke stage's store at ``root/smoke.zarr`` (metrics at ``root/smoke.json``)."""
+    from distributed import LocalCluster
+
+    from pipelines.smoke.stage import build_smoke_dataset
+
+    params = params or tiny_params()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        compute = params.compute.model_copy(update={"scheduler_address": cluster.scheduler_address})
+        build_smoke_dataset(params.smoke, compute, root / "smoke.zarr", root / "smoke.json", root / "scratch")
+    return root / "smoke.zarr"
+
+
+def build_turbulence_store(root: Path, params: StudyParams | None = None) -> Path:
+    """The turbulence stage's store at ``root/turbulence.zarr`` (synthetic source, no figures)."""
+    from pipelines.turbulence.stage import build_turbulence_dataset
+
+    params = params or tiny_params()
+    out = root / "turbulence.zarr"
+    build_turbulence_dataset(
+        params.turbulence, params.compute, out, root / "turbulence.json", scratch_root=root / "scratch",
+        progress=False,
+    )  # fmt: skip
+    return out
 
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_smoke(tmp_path_factory.mktemp("stores") / "smoke.zarr")
+    return build_smoke_store(tmp_path_factory.mktemp("smoke_stage"))
 
 
 @pytest.fixture(scope="session")
 def turbulence_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_turbulence(tmp_path_factory.mktemp("stores") / "turbulence.zarr")
+    return build_turbulence_store(tmp_path_factory.mktemp("turbulence_stage"))
 
 
 @pytest.fixture

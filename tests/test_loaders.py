@@ -1,20 +1,31 @@
-"""Loaders: window arithmetic, lazy chunk-aware reads, normalisation, DataLoader workers."""
+"""Loaders: window arithmetic, lazy chunk-aware reads, normalisation, DataLoader workers; the storage
+layer's layouts, checksums and manifests, on stores the real stages wrote (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import json
+import pickle
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 from torch.utils.data import DataLoader
 
 from loaders import smoke_plume, turbulence_sr
+from loaders.layouts import SMOKE, TURBULENCE, LayoutError, check
 from loaders.normalisation import Normaliser, field_stats
-from loaders.sources import ChunkReader
-from loaders.storage import COMPLETE_MARKER, StoreError
+from loaders.storage import (
+    COMPLETE_MARKER,
+    ChunkReader,
+    StoreError,
+    file_manifest,
+    open_group,
+    open_store,
+    publish_store,
+    read_provenance,
+)
 from loaders.windows import WindowIndex, split_ranges
 
 
@@ -52,7 +63,7 @@ def test_field_stats_match_numpy_and_normaliser_inverts():
 
 
 def test_smoke_windows_equal_store_slices(smoke_store: Path):
-    ds = xr.open_zarr(smoke_store)
+    ds = open_store(smoke_store)
     train = smoke_plume(smoke_store, level=3, split="train")
     assert len(train) == 4 * (6 - 3 + 1)  # 4 directions x windows of 1 + 2 in 6 frames
     for i in range(len(train)):
@@ -85,7 +96,7 @@ def test_smoke_windows_equal_store_slices(smoke_store: Path):
 def test_smoke_normalisation_uses_train_statistics(smoke_store: Path):
     raw = smoke_plume(smoke_store, level=0, split="valid")
     norm = smoke_plume(smoke_store, level=0, split="valid", normalise="standard")
-    train = xr.open_zarr(smoke_store).velocity.values[0, :, :6].astype(np.float64)
+    train = open_store(smoke_store).velocity.values[0, :, :6].astype(np.float64)
     mean, std = train.mean(axis=(0, 1, 3, 4)), train.std(axis=(0, 1, 3, 4))
     x_raw, _ = raw[2]
     x_norm, y_norm = norm[2]
@@ -106,10 +117,14 @@ def test_dataloader_workers_give_the_same_batches(smoke_store: Path):
 
 def test_chunk_reader_cache_is_bounded(smoke_store: Path):
     reader = ChunkReader(str(smoke_store), "velocity", 2, cache_chunks=2)
-    ds = xr.open_zarr(smoke_store)
+    ds = open_store(smoke_store)
     for t0 in range(0, 10):
         assert np.array_equal(reader.read((1, 2), t0, t0 + 3), ds.velocity.values[1, 2, t0 : t0 + 3])
         assert len(reader._cache) <= 2
+    # the handle and cache stay on the reader and are dropped on pickling: a worker opens its own
+    copy = pickle.loads(pickle.dumps(reader))
+    assert reader._array is not None and copy._array is None and not copy._cache
+    assert np.array_equal(copy.read((0, 1), 8, 12), ds.velocity.values[0, 1, 8:12])
 
 
 def test_incomplete_store_is_refused(smoke_store: Path, tmp_path: Path):
@@ -123,7 +138,7 @@ def test_incomplete_store_is_refused(smoke_store: Path, tmp_path: Path):
 
 
 def test_turbulence_samples(turbulence_store: Path):
-    ds = xr.open_zarr(turbulence_store)
+    ds = open_store(turbulence_store)
     train = turbulence_sr(turbulence_store, split="train")
     assert len(train) == 3
     lrs, hr = train[1]
@@ -132,3 +147,136 @@ def test_turbulence_samples(turbulence_store: Path):
     scaled = turbulence_sr(turbulence_store, split="validation", normalise="scale")
     rms = np.sqrt((ds.hr.values[[1, 4, 7]].astype(np.float64) ** 2).sum(axis=1).mean())
     np.testing.assert_allclose(scaled[0][1].numpy(), ds.hr.values[10] / rms, rtol=1e-5)
+
+
+# --- layouts ---------------------------------------------------------------------------------------------
+def test_stores_the_stages_write_match_their_layouts(smoke_store: Path, turbulence_store: Path):
+    check(smoke_store, SMOKE)
+    check(turbulence_store, TURBULENCE)
+    check(open_store(smoke_store), SMOKE)
+    with pytest.raises(LayoutError, match="variable 'hr'"):
+        check(smoke_store, TURBULENCE)
+
+
+def test_check_rejects_drifted_stores(smoke_store: Path, turbulence_store: Path, tmp_path: Path):
+    ds = open_store(smoke_store, dask=False)
+    with pytest.raises(
+        LayoutError, match=r"variable 'smoke'\('level', 'direction', 'time', 'y', 'x'\) is missing"
+    ):
+        check(ds.drop_vars("smoke"), SMOKE)
+    with pytest.raises(LayoutError, match=r"'velocity' has dims \('level', 'time', 'direction'"):
+        check(ds.transpose("level", "time", "direction", ...), SMOKE)
+    no_windows = ds.copy()
+    del no_windows.attrs["windows"]
+    with pytest.raises(LayoutError, match="attribute 'windows' is missing"):
+        check(no_windows, SMOKE)
+    turb = open_store(turbulence_store, dask=False)
+    del turb.attrs["source_description"]
+    with pytest.raises(LayoutError, match="attribute 'source_description' is missing"):
+        check(turb, TURBULENCE)
+    # the loader checks the layout when it opens a store, before any sample is read
+    publish_store(no_windows.load(), tmp_path / "no_windows.zarr")
+    with pytest.raises(LayoutError, match="'windows' is missing"):
+        smoke_plume(tmp_path / "no_windows.zarr")
+
+
+# --- corruption ------------------------------------------------------------------------------------------
+def test_every_stored_array_carries_a_crc32c_checksum(smoke_store: Path, turbulence_store: Path):
+    for store in (smoke_store, turbulence_store):
+        group = open_group(store)
+        for name, array in group.arrays():
+            codecs = [c["name"] for c in array.metadata.to_dict()["codecs"]]
+            assert codecs[-1] == "crc32c", (store.name, name, codecs)
+
+
+def _copy(store: Path, tmp_path: Path) -> Path:
+    out = tmp_path / store.name
+    shutil.copytree(store, out)
+    return out
+
+
+# level index 1 (E_3), direction index 2 (180 degrees), time chunk 0 (frames 0..9), whole frames
+CHUNK = "velocity/c/1/2/0/0/0/0"
+
+
+def test_flipped_bytes_in_a_chunk_raise_where_data_is_read(smoke_store: Path, tmp_path: Path):
+    store = _copy(smoke_store, tmp_path)
+    data = bytearray((store / CHUNK).read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = bytes(
+        b ^ 0xFF for b in data[len(data) // 2 : len(data) // 2 + 8]
+    )
+    (store / CHUNK).write_bytes(bytes(data))
+    train = smoke_plume(store, level=3, split="train")  # opening reads no chunk of the series
+    good = smoke_plume(smoke_store, level=3, split="train")
+    assert torch.equal(train[0][0], good[0][0])  # direction 0 is intact and reads the same
+    series_180 = [i for i in range(len(train)) if train.meta(i)["direction"] == 180]
+    with pytest.raises(StoreError, match=f"{store}.*chunk {CHUNK} of array 'velocity'.*corrupt"):
+        train[series_180[0]]
+    # a training loop over the loader stops with that error instead of finishing on garbage
+    with pytest.raises(StoreError, match=CHUNK):
+        for _ in DataLoader(smoke_plume(store, level=3, split="train"), batch_size=4):
+            pass
+
+
+def test_missing_chunk_is_refused_on_open(smoke_store: Path, tmp_path: Path):
+    store = _copy(smoke_store, tmp_path)
+    (store / CHUNK).unlink()  # zarr alone would fill the gap with NaN
+    for opener in (smoke_plume, open_store, open_group):
+        with pytest.raises(StoreError, match=f"missing, e.g. \\['{CHUNK}'\\]"):
+            opener(store)
+
+
+def test_swapped_chunk_passes_crc_but_not_verification_or_publish(smoke_store: Path, tmp_path: Path):
+    from pipelines.params import PublishParams
+    from pipelines.publish.stage import publish
+
+    store = _copy(smoke_store, tmp_path)
+    shutil.copyfile(store / "velocity/c/1/1/0/0/0/0", store / CHUNK)  # direction 90's frames, valid chunk
+    swapped = open_store(store).velocity.values
+    assert np.array_equal(swapped[1, 2, :10], swapped[1, 1, :10])  # reads "fine": crc32c cannot see it
+    with pytest.raises(StoreError, match=f"differ from the manifest, e.g. \\['{CHUNK}'\\]"):
+        open_store(store, verify=True)
+    params = PublishParams(
+        repos={"smoke": "tester/smoke-plume", "turbulence": "tester/t"}, datasets=["smoke"]
+    )
+    with pytest.raises(StoreError, match=CHUNK):
+        publish(params, {"smoke": store}, tmp_path / "hub")
+    assert not (tmp_path / "hub" / "smoke-plume").exists()
+
+
+# --- content-only metadata -------------------------------------------------------------------------------
+def test_provenance_is_content_only_and_run_facts_go_to_metrics(smoke_store: Path):
+    prov = read_provenance(open_store(smoke_store))
+    assert set(prov) == {"params", "versions", "metrics"}
+    assert {"sim_steps_per_second", "wall_seconds", "run"}.isdisjoint(prov["metrics"])
+    assert prov["metrics"]["level_equivariance_error"]["E0"] == 0.0  # a function of the data: kept
+    metrics = json.loads((smoke_store.parent / "smoke.json").read_text())
+    assert metrics["sim_steps_per_second"] > 0 and metrics["run"]["created_utc"] and metrics["run"]["host"]
+    assert "-dirty" not in json.dumps(prov) and set(
+        json.loads((smoke_store / COMPLETE_MARKER).read_text())
+    ) == {"files"}
+
+
+def _same_bytes(first: Path, second: Path) -> None:
+    files = file_manifest(first, skip=())  # every file: zarr.json, _COMPLETE.json and the chunks
+    assert files == file_manifest(second, skip=()), first.name
+    assert {"zarr.json", COMPLETE_MARKER} <= set(files) and len(files) > 20
+
+
+def test_building_the_same_smoke_store_twice_gives_identical_bytes(smoke_store: Path, tmp_path: Path):
+    from tests.conftest import build_smoke_store
+
+    _same_bytes(smoke_store, build_smoke_store(tmp_path))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pipelines/turbulence/stage.py (not this branch's file) still writes run timings (solver seconds, "
+    "source_seconds) into provenance; when they move to its metrics this passes: drop the mark",
+)
+def test_building_the_same_turbulence_store_twice_gives_identical_bytes(
+    turbulence_store: Path, tmp_path: Path
+):
+    from tests.conftest import build_turbulence_store
+
+    _same_bytes(turbulence_store, build_turbulence_store(tmp_path))

@@ -99,7 +99,7 @@ def test_local_repo_layout_card_and_idempotency(smoke_store: Path, turbulence_st
         assert text in card
     assert (folder / "figures" / "directions.png").stat().st_size > 1000
     turb_card = (tmp_path / "hub" / "turbulence-sr" / "README.md").read_text()
-    assert "**Source: synthetic.** Not JHTDB data" in turb_card and "figures/resolutions.png" in turb_card
+    assert "**Source: synthetic -- NOT JHTDB data.**" in turb_card and "figures/resolutions.png" in turb_card
 
     # checksums cover every other file, and no folder holds more than a few thousand files
     assert verify_folder(folder) == []

@@ -40,8 +40,9 @@ class CardContext:
 
     @property
     def built_from(self) -> str:
-        rev, created = self.provenance.get("git_revision", "unknown"), self.provenance.get("created_utc", "?")
-        return f"Built from git revision `{rev}` on {created}."
+        # the store records content only (params, library versions): no commit or date, so an unchanged
+        # dataset keeps its bytes; the build's commit and time are in the stage's metrics
+        return "Built by this project's pipeline with the library versions below and the parameters listed."
 
 
 def save_figure(fig: Any, path: Path) -> None:

@@ -23,8 +23,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import xarray as xr
-
 from loaders.storage import (
     COMPLETE_MARKER,
     file_manifest,
@@ -150,7 +148,9 @@ def build_repo(
     """
     store, out_dir = Path(store), Path(out_dir)
     inside(out_dir.parent, out_dir)  # the repo folder is a plain child of --out, never --out or above it
-    ds = open_store(store, verify=params.verify_store)  # refuses incomplete (and, verified, corrupt) stores
+    # always verified: a chunk swapped for another valid one passes its crc32c, only the sha256 manifest
+    # catches it, and a published repo must never carry unverified data
+    ds = open_store(store, verify=True)
     key = build_key(kind, store, repo_id, params)
     key_file = _key_file(out_dir)
     if (
@@ -163,7 +163,7 @@ def build_repo(
     key_file.unlink(missing_ok=True)
     kind.validate(ds)
     # plain lazy arrays (no dask) for the many small reads of the exporters; the check above already ran
-    ds = xr.open_zarr(store, consolidated=True, chunks=None)
+    ds = open_store(store, dask=False)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _clear_stale_staging(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"

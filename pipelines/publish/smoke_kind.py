@@ -16,8 +16,9 @@ import datasets
 import numpy as np
 import xarray as xr
 
+from loaders.layouts import SMOKE, check
 from loaders.smoke import STORE_NAME, compute_stats, config_name
-from loaders.sources import open_group
+from loaders.storage import open_group
 from loaders.windows import HUB_SPLIT_NAMES, WindowIndex, split_ranges
 from pipelines.params import PublishParams
 from pipelines.publish.card import (
@@ -74,18 +75,7 @@ class SmokeKind(DatasetKind):
     figure_name = "figures/directions.png"
 
     def validate(self, ds: xr.Dataset) -> None:
-        want = {
-            "velocity": ("level", "direction", "time", "component", "y", "x"),
-            "smoke": ("level", "direction", "time", "y", "x"),
-        }
-        for name, dims in want.items():
-            if name not in ds or ds[name].dims != dims:
-                raise ValueError(
-                    f"smoke store must hold {name}{dims}; found {ds[name].dims if name in ds else None}"
-                )
-        for attr in ("splits", "windows", "provenance"):
-            if attr not in ds.attrs:
-                raise ValueError(f"smoke store lacks the {attr!r} attribute")
+        check(ds, SMOKE)  # the one description of the smoke store (loaders/layouts.py)
 
     # --- configs and parquet ------------------------------------------------------------------------------
     def configs(self, ds: xr.Dataset, params: PublishParams) -> list[ConfigSpec]:

@@ -16,7 +16,8 @@ import datasets
 import numpy as np
 import xarray as xr
 
-from loaders.sources import open_group
+from loaders.layouts import TURBULENCE, check
+from loaders.storage import open_group
 from loaders.turbulence import DEFAULT_PAIR, STORE_NAME, compute_stats, pair_config, sample_centres, window_of
 from loaders.windows import HUB_SPLIT_NAMES
 from pipelines.params import PublishParams
@@ -80,13 +81,7 @@ class TurbulenceKind(DatasetKind):
     figure_name = "figures/resolutions.png"
 
     def validate(self, ds: xr.Dataset) -> None:
-        # the two resolutions need their own spatial dimension names; only time and component are fixed
-        for name in DEFAULT_PAIR:
-            dims = ds[name].dims if name in ds else None
-            if dims is None or len(dims) != 5 or dims[:2] != ("time", "component"):
-                raise ValueError(f"turbulence store must hold {name}(time, component, z, y, x); found {dims}")
-        if "splits" not in ds.attrs:
-            raise ValueError("turbulence store lacks the 'splits' attribute")
+        check(ds, TURBULENCE)  # the one description of the turbulence store (loaders/layouts.py)
 
     def configs(self, ds: xr.Dataset, params: PublishParams) -> list[ConfigSpec]:
         centres = sample_centres(ds.attrs["splits"])

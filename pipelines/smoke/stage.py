@@ -22,12 +22,15 @@ import xarray as xr
 from distributed import as_completed
 from tqdm import tqdm
 
+from loaders.layouts import SMOKE, check
 from loaders.storage import (
     ResumableBatches,
     ensure_writable,
+    open_unfinished,
     params_key,
     provenance,
     publish_store,
+    run_info,
     to_json,
     write_json_atomic,
 )
@@ -243,7 +246,8 @@ def published_definition_errors(p: SmokeParams, sims: dict[str, xr.Dataset]) -> 
 
 def validate_store(path: Path, p: SmokeParams) -> None:
     """Checks run on the written store before it is published; raises ``ValueError`` with the reason."""
-    ds = xr.open_zarr(path, consolidated=True)
+    ds = open_unfinished(path)
+    check(ds, SMOKE)  # variables, dims, dtypes, coordinates, attributes, splits, chunking
     expected = (len(p.levels), 4, p.n_frames, 2, p.resolution, p.resolution)
     if ds.velocity.shape != expected:
         raise ValueError(f"velocity has shape {ds.velocity.shape}, params say {expected}")
@@ -297,7 +301,6 @@ def build_smoke_dataset(
         "level_equivariance_error_all": {f"E{lv}": e for lv, e in errors.items()},
         "published_level_equivariance_error": {f"E{lv}": PUBLISHED_LEVEL_ERRORS[lv] for lv in params.levels},
         "simulations": len(plan_jobs(params)),
-        "sim_steps_per_second": len(plan_jobs(params)) * params.steps / max(sim_seconds, 1e-9),
     }
     if params.solver_symmetry_check:
         i = params.level_indices(0)[0]
@@ -306,7 +309,9 @@ def build_smoke_dataset(
         )
         result["solver_only_c4_error"] = equivariance_errors(sep)["orbit"]
         result["solver_only_c4_max_abs"] = float(np.max(np.abs(undo_directions(sep) - sep[0][None])))
-    ds.attrs["provenance"] = to_json(provenance(params.model_dump(mode="json"), metrics=result))
+    # content-derived metrics only: the speed and the run facts below go to the metrics file, not the store
+    ds.attrs["provenance"] = to_json(provenance(params.model_dump(mode="json"), metrics=dict(result)))
+    result["sim_steps_per_second"] = len(plan_jobs(params)) * params.steps / max(sim_seconds, 1e-9)
     chunks = {"level": 1, "direction": 1, "time": min(10, params.n_frames)}
     encoding = {
         "velocity": {"chunks": tuple(chunks.get(d, ds.sizes[d]) for d in ds.velocity.dims)},
@@ -314,6 +319,7 @@ def build_smoke_dataset(
     }
     publish_store(ds, out, encoding, overwrite=overwrite, validate=lambda path: validate_store(path, params))
     result["wall_seconds"] = time.perf_counter() - start
+    result["run"] = run_info()  # commit, time and host of this build: facts about the run, not the data
     if metrics is not None:
         write_json_atomic(Path(metrics), result)
     # keep this physics' simulations (a later change of dtype, windows or splits reuses them); drop others
