@@ -14,7 +14,7 @@ from loaders.storage import StoreError, publish_store, store_digest
 from pipelines.fit import run_key, run_training
 from pipelines.params import parse_params
 from pipelines.smoke import stage as smoke_stage
-from tests.conftest import synthetic_smoke
+from tests.conftest import TINY_SMOKE, TINY_TURBULENCE, build_smoke_store
 from tests.smoke_support import SMALL_SMOKE, small_params
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +35,9 @@ def _train(**over: object):
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("staleness")
-    return synthetic_smoke(root / "a.zarr"), synthetic_smoke(root / "b.zarr", n_time=14)
+    (root / "a").mkdir(), (root / "b").mkdir()
+    other = parse_params({"smoke": {**TINY_SMOKE, "buoyancy_unit": 0.008}, "turbulence": TINY_TURBULENCE})
+    return build_smoke_store(root / "a"), build_smoke_store(root / "b", other)  # same layout, other physics
 
 
 def test_run_key_follows_the_data_and_only_the_runs_own_settings(stores: tuple[Path, Path]) -> None:
@@ -73,7 +75,7 @@ def test_training_starts_over_on_new_data_and_resumes_otherwise(
     fresh = run_training("smoke", "cnn", 0, _train(), b, runs, metrics)
     out = capsys.readouterr().out
     assert "resuming" not in out and "starting over" in out
-    assert fresh["epochs_run"] == 1 and fresh["samples"] != first["samples"]
+    assert fresh["epochs_run"] == 1 and fresh["test_rmse"] != first["test_rmse"]  # trained on the new data
 
 
 def test_the_scratch_key_follows_the_physics_only() -> None:
