@@ -66,6 +66,6 @@ def test_turbulence_card_quotes_the_source_description(turbulence_store: Path) -
     )
     assert "source_description" not in card.split("Extra metadata:")[1]  # not repeated as metadata
     # a store without the stage's description gets the card's own words for its source
-    assert "**Source: real data.**" in _turbulence_card(turbulence_store, source="jhtdb")
-    assert "**Source: synthetic.** Not JHTDB data" in _turbulence_card(turbulence_store)
+    # the fixture comes from the real synthetic stage, so it carries the synthetic source's own words
+    assert "**Source: synthetic -- NOT JHTDB data.**" in _turbulence_card(turbulence_store)
     assert card.endswith("## License\n\ncc-by-4.0\n")

@@ -217,7 +217,9 @@ def test_refresh_rebuilds_native_e2cnn_cache() -> None:
     from e2cnn import nn as enn
 
     gs = gspaces.Rot2dOnR2(N=4)
-    conv = enn.R2Conv(enn.FieldType(gs, [gs.irrep(1)]), enn.FieldType(gs, [gs.regular_repr]), 3).eval()
+    # one dtype throughout: e2cnn caches sampled bases process-wide in the dtype of their first use
+    vec, reg = enn.FieldType(gs, [gs.irrep(1)]), enn.FieldType(gs, [gs.regular_repr])
+    conv = enn.R2Conv(vec, reg, 3).double().eval()
     stale = conv.filter.clone()
     with torch.no_grad():
         conv.weights.add_(1.0)

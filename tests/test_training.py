@@ -18,7 +18,7 @@ from pipelines.fit import run_training
 from pipelines.landscape import fixed_subset, measure, run_landscape
 from pipelines.params import LandscapeParams, OptimiserParams, parse_params
 from pipelines.report import collect, findings, read_baselines, render, verdict
-from pipelines.run_config import hparams_of, split_spec
+from pipelines.run_config import hparams_of, split_spec, task_of
 from pipelines.smoke.stage import build_smoke_dataset
 from tests.smoke_support import SMALL_SMOKE
 from train.baselines import UPSAMPLERS, Persistence, UpsampleMiddle, Zero, upsample
@@ -117,7 +117,7 @@ def landscape_loss(root: Path, params: object, model_name: str, seed: int, check
     model.load_state_dict(load_checkpoint(path)["model"])
     splits = load_splits("smoke", root / "smoke.zarr", split_spec(section))
     subset = fixed_subset(splits["train"], params.landscape)  # type: ignore[attr-defined]
-    return FlatLoss(model, subset, task_for("smoke", section.train_rollout).loss)
+    return FlatLoss(model, subset, task_of("smoke", section, splits["train"]).loss)  # as the stage does
 
 
 def test_landscape_measurements_match_a_dense_eigendecomposition() -> None:
