@@ -23,11 +23,10 @@ from distributed import as_completed
 from tqdm import tqdm
 
 from loaders.layouts import SMOKE, check
+from loaders.scratch import ResumableBatches, params_key
 from loaders.storage import (
-    ResumableBatches,
     ensure_writable,
     open_unfinished,
-    params_key,
     provenance,
     publish_store,
     run_info,
