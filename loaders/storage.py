@@ -14,7 +14,7 @@ the rules live in one place:
 * every store has one metadata block (``attrs["provenance"]``) that depends on content only: params and
   library versions. When and where and from which commit it was built goes to the stage's metrics
   (:func:`run_info`), so an unchanged dataset keeps its bytes and its hash;
-* long, resumable work writes one piece at a time through :class:`ResumableBatches`.
+* long, resumable work writes one piece at a time through :class:`loaders.scratch.ResumableBatches`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import platform
 import shutil
 import socket
 import subprocess
-import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -374,50 +373,6 @@ class ChunkReader:
 
 def read_provenance(ds: xr.Dataset) -> dict[str, Any]:
     return json.loads(ds.attrs["provenance"])
-
-
-class ResumableBatches:
-    """Scratch space where a long stage saves one finished piece at a time.
-
-    Each batch is an xarray Dataset saved as its own small zarr store plus a ``.done`` marker written
-    after it, so a batch either counts as finished or is redone. The scratch folder is keyed by the
-    caller (for example a hash of the params) so a changed config never reuses stale pieces.
-    """
-
-    def __init__(self, root: Path, key: str):
-        self.dir = Path(root) / key
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def _store(self, name: str) -> Path:
-        return self.dir / f"{name}.zarr"
-
-    def _marker(self, name: str) -> Path:
-        return self.dir / f"{name}.done"
-
-    def done(self, name: str) -> bool:
-        return self._marker(name).is_file() and self._store(name).is_dir()
-
-    def save(self, name: str, ds: xr.Dataset) -> None:
-        store = self._store(name)
-        if store.exists():
-            shutil.rmtree(store)  # a half-written piece from an interrupted run
-        ds.to_zarr(store, mode="w", zarr_format=3, consolidated=False)
-        write_json_atomic(self._marker(name), {"saved_utc": time.time()})
-
-    def open(self, name: str) -> xr.Dataset:
-        """A finished piece, lazily (dask-backed): large pieces are read a chunk at a time."""
-        return xr.open_zarr(self._store(name), consolidated=False)
-
-    def load(self, name: str) -> xr.Dataset:
-        return self.open(name).load()
-
-    def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def params_key(params: dict[str, Any]) -> str:
-    """Short stable hash of a params mapping (keys sorted), for scratch folders."""
-    return hashlib.sha256(to_json(params).encode()).hexdigest()[:16]
 
 
 def store_digest(path: str | Path) -> str:

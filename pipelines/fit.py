@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from loaders.storage import params_key, store_digest, write_json_atomic
+from loaders.scratch import params_key
+from loaders.storage import store_digest, write_json_atomic
 from models.equivariance import equivariance_error
 from models.registry import count_parameters
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser

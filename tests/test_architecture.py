@@ -45,6 +45,13 @@ def test_no_stage_imports_another_stage():
     assert crossing == []
 
 
+def test_no_module_is_over_the_size_limit():
+    sizes = {m: len(p.read_text().splitlines()) for m, p in modules().items()}
+    sizes.update({p.name: len(p.read_text().splitlines()) for p in (ROOT / "benchmarks").glob("*.py")})
+    large = {m: n for m, n in sizes.items() if n > MAX_LINES}
+    assert large == {}, f"modules over {MAX_LINES} lines: split them by responsibility"
+
+
 def test_the_graph_sees_real_edges():
     """Guard against a walker that finds nothing: known edges must be there."""
     edges = graph()

@@ -269,11 +269,6 @@ def test_building_the_same_smoke_store_twice_gives_identical_bytes(smoke_store: 
     _same_bytes(smoke_store, build_smoke_store(tmp_path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipelines/turbulence/stage.py (not this branch's file) still writes run timings (solver seconds, "
-    "source_seconds) into provenance; when they move to its metrics this passes: drop the mark",
-)
 def test_building_the_same_turbulence_store_twice_gives_identical_bytes(
     turbulence_store: Path, tmp_path: Path
 ):

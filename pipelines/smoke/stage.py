@@ -23,11 +23,10 @@ from distributed import as_completed
 from tqdm import tqdm
 
 from loaders.layouts import SMOKE, check
+from loaders.scratch import ResumableBatches, params_key
 from loaders.storage import (
-    ResumableBatches,
     ensure_writable,
     open_unfinished,
-    params_key,
     provenance,
     publish_store,
     run_info,
@@ -302,6 +301,10 @@ def build_smoke_dataset(
         "published_level_equivariance_error": {f"E{lv}": PUBLISHED_LEVEL_ERRORS[lv] for lv in params.levels},
         "simulations": len(plan_jobs(params)),
     }
+    # content-derived metrics only: the speed, the run facts and the solver check below go to the metrics
+    # file, not the store, and so does the check's switch (toggling it leaves the store's bytes alone)
+    content_params = params.model_dump(mode="json", exclude={"solver_symmetry_check"})
+    ds.attrs["provenance"] = to_json(provenance(content_params, metrics=dict(result)))
     if params.solver_symmetry_check:
         i = params.level_indices(0)[0]
         sep = np.stack(
@@ -309,8 +312,6 @@ def build_smoke_dataset(
         )
         result["solver_only_c4_error"] = equivariance_errors(sep)["orbit"]
         result["solver_only_c4_max_abs"] = float(np.max(np.abs(undo_directions(sep) - sep[0][None])))
-    # content-derived metrics only: the speed and the run facts below go to the metrics file, not the store
-    ds.attrs["provenance"] = to_json(provenance(params.model_dump(mode="json"), metrics=dict(result)))
     result["sim_steps_per_second"] = len(plan_jobs(params)) * params.steps / max(sim_seconds, 1e-9)
     chunks = {"level": 1, "direction": 1, "time": min(10, params.n_frames)}
     encoding = {

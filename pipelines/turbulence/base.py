@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import dask.array as da
 import numpy as np
 
-from loaders.storage import ResumableBatches
+from loaders.scratch import ResumableBatches
 from pipelines.params import TurbulenceParams
 from pipelines.turbulence.task import SamplePlan
 

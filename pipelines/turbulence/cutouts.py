@@ -13,7 +13,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from loaders.storage import ResumableBatches, open_store, params_key
+from loaders.scratch import ResumableBatches, params_key
+from loaders.storage import open_store
 from pipelines.params import TurbulenceParams
 from pipelines.turbulence import jhtdb
 from pipelines.turbulence.base import TurbulenceSource

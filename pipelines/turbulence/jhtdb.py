@@ -1,25 +1,17 @@
 """JHTDB cutout client and the block-wise, resumable download of the ``jhtdb`` source.
 
-The client speaks the JHTDB REST cutout service directly through ``requests``: one HTTP GET per block
-to ``base_url`` (by default the public endpoint) with the query parameters
+One HTTP GET per block to ``base_url`` through ``requests``, with the query parameters token,
+function=velocity, dataset, xs..xe, ys..ye, zs..ze, ts..te (1-based, inclusive; periodic axes wrap),
+stridex/y/z/t and filter_width=1; the reply is JSON in xarray's ``to_dict`` layout, one float32 array
+(nz, ny, nx, 3) per time step. That is the request givernylocal builds; the library is not used because
+it hard-codes the host and fetches its metadata from GitHub, so it cannot be pointed at a stand-in.
 
-    token, function=velocity, dataset, xs, xe, ys, ye, zs, ze, ts, te, stridex, stridey, stridez,
-    stridet, filter_width=1
-
-(grid indices 1-based and inclusive; periodic axes may run past the last point and wrap). The reply is
-JSON in xarray's ``to_dict`` layout with one variable per time step, a float32 array (nz, ny, nx, 3)
-over dims (zcoor, ycoor, xcoor, values), components ux, uy, uz. This is the request the givernylocal
-client builds; the library itself is not used because it hard-codes the host and downloads its
-metadata from GitHub when a dataset object is built, so it cannot be pointed at a local stand-in.
-
-The token comes from an environment variable. It is sent in the query string (the service wants it
-there) and nowhere else: error messages are built from status codes and block coordinates only, the
-exceptions raised never chain the ``requests`` exceptions (whose text contains the URL), and a logging
-filter redacts it from urllib3's debug log of request lines. Only ``base_url`` receives it: https://
-unless ``allow_insecure_http`` (loopback tests), and a redirect (3xx) stops the download unfollowed.
-
-A request must complete (connect to last body byte) within ``timeout_s``; ``Retry-After`` on HTTP 429 /
-503 is honoured up to ``backoff_max_s``. Reply, payload and resume-piece checks: :mod:`.jhtdb_payload`.
+The token comes from an environment variable and goes only to ``base_url`` (https unless
+``allow_insecure_http`` for loopback tests; a redirect stops the download unfollowed); error messages
+carry status codes and block coordinates only, exceptions never chain ``requests``' (whose text holds the
+URL), and a logging filter redacts urllib3's request lines. A request must complete within ``timeout_s``;
+``Retry-After`` on 429 / 503 is honoured up to ``backoff_max_s``. Payload and resume checks:
+:mod:`.jhtdb_payload`.
 """
 
 from __future__ import annotations
@@ -39,7 +31,7 @@ import urllib3
 import xarray as xr
 from tqdm import tqdm
 
-from loaders.storage import ResumableBatches
+from loaders.scratch import ResumableBatches
 from pipelines.params import JHTDBParams
 from pipelines.turbulence.downsample import block_mean
 from pipelines.turbulence.jhtdb_payload import (

@@ -23,7 +23,8 @@ import numpy as np
 import requests
 import xarray as xr
 
-from loaders.storage import ResumableBatches, write_json_atomic
+from loaders.scratch import ResumableBatches
+from loaders.storage import write_json_atomic
 
 PLACEHOLDER = -999.9
 COMPONENTS = ("ux", "uy", "uz")

@@ -21,7 +21,15 @@ from typing import Any
 
 import dask
 
-from loaders.storage import ensure_writable, open_store, provenance, publish_store, to_json, write_json_atomic
+from loaders.storage import (
+    ensure_writable,
+    open_store,
+    provenance,
+    publish_store,
+    run_info,
+    to_json,
+    write_json_atomic,
+)
 from pipelines.cli import dataset_stage_parser, run_stage
 from pipelines.compute import dask_client
 from pipelines.params import ComputeParams, TurbulenceParams, load_params
@@ -60,6 +68,17 @@ def downsample_scheduler(compute: ComputeParams) -> Iterator[None]:
 def sample_plan(p: TurbulenceParams) -> SamplePlan:
     """Which source time steps the params store, and the samples and splits they form."""
     return source_for(p).plan()
+
+
+# facts about a run (how long, resumed or not), not about the data: kept out of the store so that an
+# unchanged dataset keeps its bytes (they stay in the stage's metrics)
+RUN_FACTS = frozenset({"seconds", "seconds_per_step", "source_seconds", "resumed", "energy_trace"})
+
+
+def content_only(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: content_only(v) if isinstance(v, dict) else v for k, v in metrics.items() if k not in RUN_FACTS
+    }
 
 
 def split_separation(
@@ -122,11 +141,7 @@ def build_turbulence_dataset(
             "source_seconds": source_seconds,
         }
     )
-    ds.attrs["provenance"] = to_json(
-        provenance(
-            params.model_dump(mode="json"), metrics={k: v for k, v in result.items() if k != "energy_trace"}
-        )
-    )
+    ds.attrs["provenance"] = to_json(provenance(params.model_dump(mode="json"), metrics=content_only(result)))
     with downsample_scheduler(compute):
         t0 = time.perf_counter()
         publish_store(
@@ -143,6 +158,7 @@ def build_turbulence_dataset(
         field_np, factor, label = source.mode_field(plan, out)
         result["mode_band_energy_ratio"] = plot_modes(Path(modes_plot), field_np, factor, label)
     result["wall_seconds"] = time.perf_counter() - start
+    result["run"] = run_info()  # commit, time and host of this build: facts about the run, not the data
     if metrics is not None:
         write_json_atomic(Path(metrics), result)
     source.clear()

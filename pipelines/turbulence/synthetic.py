@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from loaders.storage import ResumableBatches, params_key
+from loaders.scratch import ResumableBatches, params_key
 from pipelines.params import TurbulenceParams
 from pipelines.turbulence.base import DOMAIN, TurbulenceSource
 from pipelines.turbulence.solver import SolverConfig, SpectralSolver, initial_condition, model_spectrum

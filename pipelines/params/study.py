@@ -1,0 +1,235 @@
+"""The ``train`` and ``landscape`` sections, the whole study schema, and reading params files."""
+
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pipelines.params.base import (
+    MAX_EPOCHS,
+    ComputeParams,
+    NonNegativeInt,
+    ParamsError,
+    PositiveFloat,
+    PositiveInt,
+    Strict,
+)
+from pipelines.params.publish import PublishParams
+from pipelines.params.smoke import SmokeParams
+from pipelines.params.turbulence import (
+    TurbulenceParams,
+)
+
+
+class OptimiserParams(Strict):
+    """Adam + StepLR + early stopping on the validation metric (the study's recipe)."""
+
+    lr: Annotated[float, Field(gt=0, le=10)] = Field(1e-3, description="Adam learning rate (0, 10]")
+    weight_decay: Annotated[float, Field(ge=0)] = 4e-4
+    batch_size: PositiveInt = 8
+    max_epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = Field(6, description=f"at most {MAX_EPOCHS}")
+    lr_step_epochs: PositiveInt = 1
+    lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.9
+    patience: PositiveInt = Field(5, description="epochs without validation improvement before stopping")
+    early_epoch: PositiveInt = Field(3, description="the 'early' checkpoint of the study")
+    max_train_batches: PositiveInt | None = Field(None, description="cap on batches per epoch (None: all)")
+    num_workers: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _early_within_budget(self) -> OptimiserParams:
+        if self.early_epoch > self.max_epochs:
+            raise ValueError(f"early_epoch={self.early_epoch} is after max_epochs={self.max_epochs}")
+        return self
+
+
+class TaskTrainParams(Strict):
+    """Which models and seeds to train on one dataset, with model size overrides."""
+
+    models: list[str]
+    seeds: list[NonNegativeInt] = [0, 1]
+    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-model overrides")
+    optimiser: OptimiserParams = OptimiserParams()
+    normalise: Literal["standard", "scale"] | None = "scale"
+    level: NonNegativeInt = Field(0, description="smoke only: the symmetry level trained on")
+    train_rollout: PositiveInt | None = Field(
+        None,
+        description="smoke only: autoregressive steps in the training loss (None: the data's output_frames);"
+        " validation and test always roll out over all output frames",
+    )
+    window_stride: PositiveInt = Field(1, description="smoke only: spacing of training windows")
+    residual: bool = Field(
+        True,
+        description="the network predicts a correction to the trivial prediction: the last input frame"
+        " (smoke) or the upsampled middle low-res frame (turbulence); false: it predicts the target itself",
+    )
+    upsampler: Literal["trilinear", "spectral"] = Field(
+        "spectral", description="turbulence only: the upsampling a residual network corrects"
+    )
+
+    @field_validator("models", "seeds")
+    @classmethod
+    def _non_empty_unique(cls, values: list) -> list:
+        if not values or len(set(values)) != len(values):
+            raise ValueError(f"must be a non-empty list without repeats, got {values}")
+        return values
+
+
+def _check_hparam(key: str, value: Any, default: Any) -> None:
+    """An override has its default's type: bool stays bool, int stays int (not bool), floats are finite."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif isinstance(default, (tuple, list)):
+        ok = isinstance(value, (tuple, list)) and len(value) == len(default)
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"{key}: expected a value like the default {default!r}, got {value!r}")
+
+
+class TrainParams(Strict):
+    smoke: TaskTrainParams = TaskTrainParams(models=["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"])
+    turbulence: TaskTrainParams = TaskTrainParams(
+        models=["cnn", "gcnn", "rgcnn"], optimiser=OptimiserParams(batch_size=4)
+    )
+
+    @model_validator(mode="after")
+    def _known_models(self) -> TrainParams:
+        from models.catalog import MODEL_NAMES, default_hparams  # no torch: validation stays fast
+
+        for dataset, task in (("smoke", "smoke"), ("turbulence", "sr")):
+            section: TaskTrainParams = getattr(self, dataset)
+            unknown = [m for m in section.models if m not in MODEL_NAMES[task]]
+            if unknown:
+                raise ValueError(
+                    f"{dataset}.models: unknown {unknown}; choose from {list(MODEL_NAMES[task])}"
+                )
+            for model, overrides in section.hparams.items():
+                if model not in MODEL_NAMES[task]:
+                    raise ValueError(f"{dataset}.hparams.{model}: unknown model")
+                defaults = default_hparams(task, model)
+                extra = set(overrides) - set(defaults)
+                if extra:
+                    raise ValueError(f"{dataset}.hparams.{model}: unknown keys {sorted(extra)}")
+                for key, value in overrides.items():
+                    _check_hparam(f"{dataset}.hparams.{model}.{key}", value, defaults[key])
+        return self
+
+
+class LandscapeParams(Strict):
+    """Sharpness and Hessian measurements at each checkpoint (definitions: README, "Models, training, loss
+    landscapes", and train/curvature.py)."""
+
+    models: dict[Literal["smoke", "turbulence"], list[str]] = Field(
+        default_factory=lambda: {"smoke": ["e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]},
+        description="models measured per dataset (each must also be trained)",
+    )
+    checkpoints: list[Literal["early", "best"]] = ["early", "best"]
+    subset_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.2, description="share of the training set the loss and Hessian are measured on (study: 20%)"
+    )
+    subset_min_samples: PositiveInt = Field(8, description="at least this many samples (or all of them)")
+    subset_batches: PositiveInt | None = Field(
+        None, description="if set: exactly subset_batches x subset_batch_size samples, ignoring the fraction"
+    )
+    subset_batch_size: PositiveInt = Field(
+        8, description="samples per batch; curvature is accumulated batch by batch (memory of one batch)"
+    )
+    directions: PositiveInt = 5
+    displacements: list[PositiveFloat] = [0.1, 0.4, 0.7, 1.0]
+    direction_seed: NonNegativeInt = 0
+    filter_normalised: bool = Field(
+        True, description="also report Li et al. 2018 filter-normalised sharpness"
+    )
+    top_k: PositiveInt = 5
+    lanczos_steps: PositiveInt = Field(
+        20, description="Lanczos steps per run (the top-k come from the first run)"
+    )
+    slq_probes: PositiveInt = Field(2, description="Lanczos runs from random start vectors for the density")
+    hutchinson_probes: PositiveInt = 8
+
+
+class StudyParams(Strict):
+    """Root of params.yaml. Sections not yet used by any stage are optional."""
+
+    compute: ComputeParams = ComputeParams()
+    smoke: SmokeParams = SmokeParams()
+    publish: PublishParams = PublishParams()
+    turbulence: TurbulenceParams = TurbulenceParams()
+    train: TrainParams = Field(default_factory=TrainParams)
+    landscape: LandscapeParams = LandscapeParams()
+
+    @model_validator(mode="after")
+    def _landscape_models_are_trained(self) -> StudyParams:
+        for dataset, models in self.landscape.models.items():
+            untrained = sorted(set(models) - set(getattr(self.train, dataset).models))
+            if untrained:
+                raise ValueError(f"landscape.models.{dataset}: {untrained} are not in train.{dataset}.models")
+        if self.train.smoke.level not in self.smoke.levels:
+            raise ValueError(
+                f"train.smoke.level={self.train.smoke.level} is not among smoke.levels={self.smoke.levels}"
+            )
+        return self
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {key}: {msg}{shown}")
+    lines.append("Fix these keys in params.yaml (see docs/params.md for every key and its default).")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict, source: str = "params") -> StudyParams:
+    """Validate a params mapping; raises :class:`ParamsError` naming every bad key."""
+    if not raw:  # an empty file must not silently start the full default study
+        raise ParamsError(f"{source} is empty; copy params.yaml (the embedded default) and edit it")
+    try:
+        return StudyParams.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict | None = None) -> StudyParams:
+    """Read and validate ``params.yaml``; ``overrides`` is merged over it (nested dicts merge)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file {path} not found; run from the repository root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    if raw is None:
+        raise ParamsError(f"{path} is empty; copy params.yaml (the embedded default) and edit it")
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    return parse_params(_merge(raw, overrides or {}), str(path))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
