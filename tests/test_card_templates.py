@@ -69,3 +69,31 @@ def test_turbulence_card_quotes_the_source_description(turbulence_store: Path) -
     # the fixture comes from the real synthetic stage, so it carries the synthetic source's own words
     assert "**Source: synthetic -- NOT JHTDB data.**" in _turbulence_card(turbulence_store)
     assert card.endswith("## License\n\ncc-by-4.0\n")
+
+
+def test_front_matter_dataset_info_reads_back_through_the_libraries(turbulence_store: Path, tmp_path: Path):
+    """The 5-D turbulence features and the split sizes survive the card's YAML as `datasets` parses it."""
+    import pyarrow.parquet as pq
+    import xarray as xr
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    from pipelines.params import PublishParams
+    from pipelines.publish.card import dataset_infos, front_matter
+
+    ds = xr.open_zarr(turbulence_store)
+    kind = TurbulenceKind()
+    configs = kind.configs(ds, PublishParams(mini_frames=2))
+    for config in configs:
+        kind.write_parquet(ds, config, tmp_path, PublishParams(mini_frames=2))
+    infos = dataset_infos(configs, kind.features(ds), tmp_path)
+    meta = {"pretty_name": "t", "license": "cc-by-4.0", "tags": ("x",), "task_categories": ("y",)}
+    text = front_matter(**meta, configs=configs, infos=infos)
+    back = DatasetInfosDict.from_dataset_card_data(DatasetCard(text + "\nbody\n").data)
+    assert set(back) == {"lr2_hr8", "mini"}
+    assert back["lr2_hr8"].features == kind.features(ds)
+    assert back["lr2_hr8"].features["lrs"].shape == (3, 3, 2, 2, 2)
+    sizes = {k: v.num_examples for k, v in back["mini"].splits.items()}
+    assert sizes == {"train": 2, "validation": 1, "test": 1}
+    train = pq.read_table(tmp_path / configs[0].files["train"][0])
+    assert back["lr2_hr8"].splits["train"].num_bytes == train.nbytes  # one file, one table

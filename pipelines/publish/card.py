@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import jinja2
+import pyarrow.parquet as pq
 import yaml
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCardData
 
 TEMPLATES = Path(__file__).parent / "templates"
 # StrictUndefined: a name the context lacks fails the render instead of leaving a silent gap in the card;
@@ -41,6 +45,36 @@ class ConfigSpec:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+def arrow_bytes(root: Path, files: Sequence[str]) -> int:
+    """In-memory Arrow size of parquet files, read one row group at a time: the ``num_bytes`` that
+    ``datasets`` itself records for a split it prepares."""
+    total = 0
+    for rel in files:
+        pf = pq.ParquetFile(Path(root) / rel)
+        total += sum(pf.read_row_group(i).nbytes for i in range(pf.num_row_groups))
+    return total
+
+
+def dataset_infos(configs: Sequence[ConfigSpec], features: datasets.Features, root: Path) -> DatasetInfosDict:
+    """One ``DatasetInfo`` per config (features, splits with sizes) from the parquet files under ``root``,
+    so ``load_dataset_builder(repo, config).info`` is complete without downloading anything."""
+    infos = DatasetInfosDict()
+    for c in configs:
+        splits = datasets.SplitDict()
+        download = 0
+        for split, files in c.files.items():
+            splits.add(datasets.SplitInfo(split, arrow_bytes(root, files), c.rows[split]))
+            download += sum((Path(root) / rel).stat().st_size for rel in files)
+        infos[c.name] = datasets.DatasetInfo(
+            features=features,
+            splits=splits,
+            download_size=download,
+            dataset_size=sum(s.num_bytes for s in splits.values()),
+            config_name=c.name,
+        )
+    return infos
+
+
 def size_category(n: int) -> str:
     for bound, label in (
         (1_000, "n<1K"),
@@ -60,24 +94,29 @@ def front_matter(
     tags: Sequence[str],
     task_categories: Sequence[str],
     configs: Sequence[ConfigSpec],
+    infos: DatasetInfosDict | None = None,
 ) -> str:
-    """YAML metadata the Hub and ``datasets`` read: one config per entry, ``data_files`` per split."""
+    """YAML metadata the Hub and ``datasets`` read: one config per entry with ``data_files`` per split, and
+    (given ``infos``) ``dataset_info`` per config, written by the libraries' own card classes."""
     largest = max(sum(c.rows.values()) for c in configs)
-    meta: dict[str, Any] = {
-        "pretty_name": pretty_name,
-        "license": license,
-        "tags": list(tags),
-        "task_categories": list(task_categories),
-        "size_categories": [size_category(largest)],
-        "configs": [],
-    }
+    entries = []
     for c in configs:
         entry: dict[str, Any] = {"config_name": c.name}
         if c.default:
             entry["default"] = True
         entry["data_files"] = [{"split": s, "path": f"data/{c.name}/{s}-*.parquet"} for s in c.files]
-        meta["configs"].append(entry)
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, width=1000) + "---\n"
+        entries.append(entry)
+    card = DatasetCardData(
+        pretty_name=pretty_name,
+        license=license,
+        tags=list(tags),
+        task_categories=list(task_categories),
+        size_categories=[size_category(largest)],
+        configs=entries,
+    )
+    if infos:
+        infos.to_dataset_card_data(card)
+    return "---\n" + card.to_yaml() + "\n---\n"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -109,8 +148,9 @@ def arrays_table(ds: Any, names: Sequence[str]) -> str:
     for name in names:
         var = ds[name]
         dims = ", ".join(f"{d}={ds.sizes[d]}" for d in var.dims)
-        rows.append((f"`{name}`", f"({dims})", str(var.dtype), var.attrs.get("long_name", "")))
-    return table(("array", "dimensions", "dtype", "meaning"), rows)
+        units = var.attrs.get("units", "-")  # as the store records them; never guessed here
+        rows.append((f"`{name}`", f"({dims})", str(var.dtype), units, var.attrs.get("long_name", "")))
+    return table(("array", "dimensions", "dtype", "units", "meaning"), rows)
 
 
 def versions_table(versions: dict[str, str], first: Sequence[str]) -> str:

@@ -7,10 +7,11 @@ A kind turns one completed zarr store into the files of a Hub dataset repo. Addi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import datasets
 import matplotlib.pyplot as plt
 import xarray as xr
 
@@ -29,6 +30,8 @@ class CardContext:
     stats: dict[str, Any]
     sizes: dict[str, int]  # file path in the repo -> bytes
     license: str
+    # the card's share of the stage metrics (pipelines.publish.facts.read_metrics); empty when none were given
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -66,6 +69,14 @@ class DatasetKind:
 
     def configs(self, ds: xr.Dataset, params: PublishParams) -> list[ConfigSpec]:
         raise NotImplementedError
+
+    def features(self, ds: xr.Dataset) -> datasets.Features:
+        """The parquet rows' features (the same for every config): written to the card's ``dataset_info``."""
+        raise NotImplementedError
+
+    def card_tags(self, ds: xr.Dataset) -> tuple[str, ...]:
+        """The card's tags for this store (a kind whose tags depend on the data's source overrides it)."""
+        return self.tags
 
     def write_parquet(self, ds: xr.Dataset, config: ConfigSpec, out: Path, params: PublishParams) -> None:
         """Write the config's parquet files under ``out`` and fill ``config.files`` / ``config.rows``."""

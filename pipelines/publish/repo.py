@@ -6,7 +6,7 @@ file: unchanged files are not rewritten, stale files are removed, and ``checksum
 
 Layout::
 
-    README.md                 dataset card (YAML front matter: configs and data_files per split)
+    README.md                 dataset card (YAML front matter: configs, data_files and dataset_info per split)
     checksums.sha256          sha256 of every other file
     stats.json                train-split statistics per config
     figures/...               the card's figure
@@ -33,7 +33,8 @@ from loaders.storage import (
     write_json_atomic,
 )
 from pipelines.params import PublishParams
-from pipelines.publish.card import front_matter
+from pipelines.publish.card import dataset_infos, front_matter
+from pipelines.publish.facts import read_metrics
 from pipelines.publish.kinds import CardContext, DatasetKind
 from pipelines.publish.zarr_copy import write_sharded_copy
 
@@ -121,10 +122,14 @@ def sync_tree(src: Path, dst: Path) -> tuple[list[str], list[str]]:
     return changed, removed
 
 
-def build_key(kind: DatasetKind, store: Path, repo_id: str, params: PublishParams) -> str:
-    """Everything the repo's bytes depend on: store manifest, params, this code, library versions."""
+def build_key(
+    kind: DatasetKind, store: Path, repo_id: str, params: PublishParams, metrics: dict | None = None
+) -> str:
+    """Everything the repo's bytes depend on: store manifest, params, this code, library versions, and the
+    metrics the card quotes."""
     digest = hashlib.sha256()
     digest.update((store / COMPLETE_MARKER).read_bytes())
+    digest.update(json.dumps(metrics or {}, sort_keys=True).encode())
     content = params.model_dump(mode="json", include=CONTENT_PARAMS)  # not target, revision, timeout...
     digest.update(json.dumps([kind.name, repo_id, content], sort_keys=True).encode())
     digest.update(json.dumps(library_versions(OUTPUT_PACKAGES), sort_keys=True).encode())
@@ -139,9 +144,16 @@ def _key_file(out_dir: Path) -> Path:
 
 
 def build_repo(
-    kind: DatasetKind, store: Path, out_dir: Path, repo_id: str, params: PublishParams
+    kind: DatasetKind,
+    store: Path,
+    out_dir: Path,
+    repo_id: str,
+    params: PublishParams,
+    metrics_dir: Path | None = None,
 ) -> BuiltRepo:
     """Build (or refresh) the repo folder ``out_dir`` for ``store``; the store itself is only read.
+
+    ``metrics_dir`` (optional) holds the stage metrics the card quotes (:mod:`.facts`).
 
     When nothing the folder depends on changed (:func:`build_key`) and its files still match their
     checksums, the build is skipped.
@@ -151,7 +163,8 @@ def build_repo(
     # always verified: a chunk swapped for another valid one passes its crc32c, only the sha256 manifest
     # catches it, and a published repo must never carry unverified data
     ds = open_store(store, verify=True)
-    key = build_key(kind, store, repo_id, params)
+    metrics = read_metrics(metrics_dir, kind.name)
+    key = build_key(kind, store, repo_id, params, metrics)
     key_file = _key_file(out_dir)
     if (
         key_file.is_file()
@@ -182,13 +195,14 @@ def build_repo(
         sizes = {
             p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()
         }
-        ctx = CardContext(ds, read_provenance(ds), repo_id, configs, stats, sizes, params.license)
+        ctx = CardContext(ds, read_provenance(ds), repo_id, configs, stats, sizes, params.license, metrics)
         card = front_matter(
             pretty_name=kind.pretty_name,
             license=params.license,
-            tags=kind.tags,
+            tags=kind.card_tags(ds),
             task_categories=kind.task_categories,
             configs=configs,
+            infos=dataset_infos(configs, kind.features(ds), staging),
         ) + kind.card_body(ctx)
         (staging / "README.md").write_text(card)
         manifest = file_manifest(staging, skip=())

@@ -25,12 +25,14 @@ from pipelines.publish.card import (
     ConfigSpec,
     arrays_table,
     files_table,
+    fmt,
     params_block,
     render,
     stats_table,
     table,
     versions_table,
 )
+from pipelines.publish.facts import INSTALL, PHIFLOW_BIB, citation, cost_text, scores_text
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
 
@@ -50,9 +52,15 @@ class SmokeCard:
     arrays_table: str
     timing: str
     pressure_solver: str  # JSON
+    scenario: str
+    builtin_physics: bool  # the built-in buoyant plume, whose equations the template states
+    cost: str
     split_table: str
     stats_table: str
-    errors: str  # per level "E0: 0.001 (0.002)", empty when not recorded
+    symmetry_table: str  # orbit distance, published-definition error and published value per level
+    scores: str  # trivial baselines and the study's models, or where to find them
+    install: str
+    citation: str
     repo_id: str
     first_config: str
     height: int
@@ -100,8 +108,7 @@ class SmokeKind(DatasetKind):
         )
         return out
 
-    @staticmethod
-    def features(ds: xr.Dataset) -> datasets.Features:
+    def features(self, ds: xr.Dataset) -> datasets.Features:
         h, w = ds.sizes["y"], ds.sizes["x"]
         return datasets.Features(
             {
@@ -229,8 +236,15 @@ class SmokeKind(DatasetKind):
             )
             for s, (a, b) in ranges.items()
         ]
-        level_err = ctx.provenance.get("metrics", {}).get("level_equivariance_error", {})
-        published = ctx.provenance.get("metrics", {}).get("published_level_equivariance_error", {})
+        prov_metrics = ctx.provenance.get("metrics", {})
+        # older stores name the orbit distance by its former name only
+        orbit = prov_metrics.get("orbit_distance") or prov_metrics.get("level_equivariance_error", {})
+        recomputed = prov_metrics.get("published_definition_level_error", {})
+        published = prov_metrics.get("published_level_equivariance_error", {})
+        sym_rows = [
+            (f"E_{k[1:]}", fmt(orbit[k]), _num(recomputed.get(k)), _num(published.get(k))) for k in orbit
+        ]
+        scenario = str(p.get("scenario", "buoyant_plume"))
         config_rows = [
             (f"`{c.name}`", c.description, " / ".join(str(c.rows[s]) for s in c.rows)) for c in configs
         ]
@@ -250,6 +264,9 @@ class SmokeKind(DatasetKind):
                 f"frames {int(frames[0])}..{int(frames[-1])} of {p.get('steps', '?')} simulated steps."
             ),
             pressure_solver=json.dumps(solver),
+            scenario=scenario,
+            builtin_physics=scenario == "buoyant_plume",
+            cost=cost_text(ctx.metrics, "the smoke stage (simulation, symmetrisation, write, checks)"),
             split_table=table(
                 (
                     "split",
@@ -261,9 +278,20 @@ class SmokeKind(DatasetKind):
                 split_rows,
             ),
             stats_table=stats_table(ctx.stats),
-            errors=", ".join(
-                f"{k}: {level_err[k]:.3f} ({published.get(k, float('nan')):.3f})" for k in level_err
-            ),
+            symmetry_table=table(
+                (
+                    "level",
+                    "orbit distance to the nearest exactly C4-symmetric set",
+                    "published-definition level error (this data)",
+                    "published value (original study)",
+                ),
+                sym_rows,
+            )
+            if sym_rows
+            else "Not recorded in this store's provenance.\n",
+            scores=scores_text(ctx.metrics, self.name),
+            install=INSTALL,
+            citation=citation(ctx.repo_id, self.pretty_name, PHIFLOW_BIB),
             repo_id=ctx.repo_id,
             first_config=configs[0].name,
             height=ds.sizes["y"],
@@ -278,3 +306,7 @@ class SmokeKind(DatasetKind):
             params_block=params_block(p),
             license=ctx.license,
         )
+
+
+def _num(x: float | None) -> str:
+    return "not recorded" if x is None else fmt(x)

@@ -28,9 +28,16 @@ from pipelines.publish.upload import PublishError, upload_repo
 
 
 def publish(
-    params: PublishParams, stores: dict[str, Path | None], out: Path, receipt: Path | None = None
+    params: PublishParams,
+    stores: dict[str, Path | None],
+    out: Path,
+    receipt: Path | None = None,
+    metrics_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Build (and with ``target: hub`` upload) every dataset in ``params.datasets``; returns the receipt."""
+    """Build (and with ``target: hub`` upload) every dataset in ``params.datasets``; returns the receipt.
+
+    ``metrics_dir``: where the cards' optional figures (build cost, baseline and model scores) are read.
+    """
     missing = [name for name in params.datasets if stores.get(name) is None]
     if missing:
         raise PublishError(f"publish.datasets lists {missing} but no store was given (--{missing[0]} PATH)")
@@ -40,7 +47,8 @@ def publish(
         repo_id = params.repos[name]
         folder = Path(out) / repo_id.split("/")[1]
         inside(out, folder)  # never --out itself or outside it (repo ids are also checked in params)
-        built = build_repo(get_kind(name), Path(stores[name]), folder, repo_id, params)  # type: ignore[arg-type]
+        store = Path(stores[name])  # type: ignore[arg-type]
+        built = build_repo(get_kind(name), store, folder, repo_id, params, metrics_dir)
         if params.target == "hub":
             entry = upload_repo(folder, repo_id, params.revision, params.private, params.timeout_seconds)
         else:
@@ -75,11 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--receipt", type=Path, default=Path("metrics/publish_receipt.json"))
     parser.add_argument("--target", choices=("local", "hub"), default=None, help="override publish.target")
+    parser.add_argument(
+        "--metrics-dir", type=Path, default=Path("metrics"), help="stage metrics the cards quote (optional)"
+    )
     args = parser.parse_args(argv)
     try:
         overrides = {"publish": {"target": args.target}} if args.target else None
         params = load_params(args.params, overrides).publish
-        result = publish(params, {"smoke": args.smoke, "turbulence": args.turbulence}, args.out, args.receipt)
+        stores = {"smoke": args.smoke, "turbulence": args.turbulence}
+        result = publish(params, stores, args.out, args.receipt, args.metrics_dir)
     except (PublishError, ParamsError, StoreError, ValueError, OSError) as err:
         print(f"publish stage failed: {err}", file=sys.stderr)
         return 1

@@ -25,12 +25,14 @@ from pipelines.publish.card import (
     ConfigSpec,
     arrays_table,
     files_table,
+    fmt,
     params_block,
     render,
     stats_table,
     table,
     versions_table,
 )
+from pipelines.publish.facts import INSTALL, JHTDB_BIB, citation, cost_text, scores_text
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
 
@@ -48,10 +50,17 @@ class TurbulenceCard:
     n_lo: int
     n_hi: int
     figure_name: str
+    viscosity: str
+    spacing: str
+    frame_dt: str
+    cost: str
     config_table: str
     arrays_table: str
     split_table: str
     stats_table: str
+    scores: str
+    install: str
+    citation: str
     repo_id: str
     first_config: str
     store_name: str
@@ -79,6 +88,12 @@ class TurbulenceKind(DatasetKind):
     )
     task_categories = ("image-to-image",)
     figure_name = "figures/resolutions.png"
+
+    def card_tags(self, ds: xr.Dataset) -> tuple[str, ...]:
+        # "jhtdb" only on JHTDB data: a synthetic store is tagged as what it is
+        if _is_jhtdb(ds):
+            return self.tags
+        return tuple("synthetic" if t == "jhtdb" else t for t in self.tags)
 
     def validate(self, ds: xr.Dataset) -> None:
         check(ds, TURBULENCE)  # the one description of the turbulence store (loaders/layouts.py)
@@ -195,10 +210,23 @@ class TurbulenceKind(DatasetKind):
         p = ctx.params
         params = p.get("turbulence", p)
         lo, hi = DEFAULT_PAIR
-        source = str(ds.attrs.get("source") or params.get("source", "synthetic")).lower()
+        jhtdb = _is_jhtdb(ds, params)
         centres = sample_centres(ds.attrs["splits"])
         skip = ("provenance", "splits", "dataset_card", "source_description")
-        extra = json.dumps({k: v for k, v in ds.attrs.items() if k not in skip}, sort_keys=True)
+        # a synthetic store's JHTDB settings (and a JHTDB store's solver settings) say nothing about its data
+        other = ("synthetic",) if jhtdb else ("jhtdb", "jhtdb_mode")
+        extra = json.dumps(
+            {k: v for k, v in ds.attrs.items() if k not in skip + other}, sort_keys=True, default=str
+        )
+        shown = {k: v for k, v in params.items() if k not in other}
+        shown = {**p, "turbulence": shown} if "turbulence" in p else shown
+        length = float(ds.attrs.get("domain_length", 2 * np.pi))
+        n_lo, n_hi = ds[lo].shape[-1], ds[hi].shape[-1]
+        spacing = f"{hi} {fmt(length / n_hi)} (2 pi / {n_hi}), {lo} {fmt(length / n_lo)} (2 pi / {n_lo})"
+        if "native_grid_spacing" in ds.attrs:
+            spacing += f"; the source's native grid {fmt(float(ds.attrs['native_grid_spacing']))}"
+        # consecutive stored steps (a sample's window); samples themselves are spaced further apart
+        frame_dt = fmt(float(ds.attrs["dt"])) if "dt" in ds.attrs else "not recorded"
         split_rows = [
             (HUB_SPLIT_NAMES[s], len(c), f"{min(c)}..{max(c)}" if c else "-") for s, c in centres.items()
         ]
@@ -209,24 +237,36 @@ class TurbulenceKind(DatasetKind):
             pretty_name=self.pretty_name,
             # the turbulence stage's description of its source; the template words older stores without one
             source_description=str(ds.attrs.get("source_description") or ""),
-            jhtdb="jhtdb" in source,
+            jhtdb=jhtdb,
             window=window_of(ds),
             lo=lo,
             hi=hi,
-            n_lo=ds[lo].shape[-1],
-            n_hi=ds[hi].shape[-1],
+            n_lo=n_lo,
+            n_hi=n_hi,
             figure_name=self.figure_name,
+            viscosity=fmt(float(ds.attrs["viscosity"])) if "viscosity" in ds.attrs else "(not recorded)",
+            spacing=spacing,
+            frame_dt=frame_dt,
+            cost=cost_text(ctx.metrics, "the turbulence stage (source, downsampling, write, checks)"),
             config_table=table(("config", "contents", "rows train / validation / test"), config_rows),
             arrays_table=arrays_table(ds, [lo, hi]),
             split_table=table(("split", "samples", "centre positions"), split_rows),
             stats_table=stats_table(ctx.stats),
+            scores=scores_text(ctx.metrics, self.name),
+            install=INSTALL,
+            citation=citation(ctx.repo_id, self.pretty_name, *((JHTDB_BIB,) if jhtdb else ())),
             repo_id=ctx.repo_id,
             first_config=configs[0].name,
             store_name=self.store_name,
             files_table=files_table(ctx.sizes),
             built_from=ctx.built_from,
             versions_table=versions_table(ctx.versions, ("python", "numpy", "scipy", "xarray", "zarr")),
-            params_block=params_block(p),
+            params_block=params_block(shown),
             extra=extra[:2000],
             license=ctx.license,
         )
+
+
+def _is_jhtdb(ds: xr.Dataset, params: dict[str, Any] | None = None) -> bool:
+    """Whether the store's fields came from JHTDB (its ``source`` attribute, else the recorded params)."""
+    return "jhtdb" in str(ds.attrs.get("source") or (params or {}).get("source", "synthetic")).lower()
