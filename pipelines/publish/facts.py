@@ -78,18 +78,15 @@ def _load(path: Path) -> Any:
 
 
 def read_metrics(metrics_dir: Path | None, dataset: str) -> dict[str, Any]:
-    """The card's share of the stage metrics: cost, trivial-baseline and trained-model test scores."""
+    """The card's share of the study's metrics: trivial-baseline and trained-model test scores.
+
+    Build timings are not quoted: they change on every run while the data do not, and a card must change
+    only with what it describes (dvc.yaml declares exactly these inputs: metrics/baselines, metrics/train).
+    """
     if metrics_dir is None:
         return {}
     root = Path(metrics_dir)
     out: dict[str, Any] = {}
-    stage = _load(root / f"{dataset}.json") or {}
-    cost = {k: stage[k] for k in ("wall_seconds", "sim_steps_per_second", "simulations") if k in stage}
-    run = stage.get("run") or {}
-    if run.get("hardware"):  # only what the build recorded about its machine
-        cost["hardware"] = run["hardware"]
-    if cost:
-        out["cost"] = cost
     base = _load(root / "baselines" / f"{dataset}.json")
     if base and base.get("splits", {}).get("test"):
         metric = base["metric"]
@@ -112,19 +109,12 @@ def read_metrics(metrics_dir: Path | None, dataset: str) -> dict[str, Any]:
     return out
 
 
-def cost_text(metrics: dict[str, Any], seconds_label: str) -> str:
-    cost = metrics.get("cost")
-    if not cost:
-        return "Generation cost: not recorded with this build (see the stage's metrics JSON)."
-    parts = []
-    if "wall_seconds" in cost:
-        parts.append(f"{seconds_label} took {cost['wall_seconds']:.3g} s wall-clock")
-    if "simulations" in cost:
-        parts.append(f"{cost['simulations']} simulations")
-    if "sim_steps_per_second" in cost:
-        parts.append(f"{cost['sim_steps_per_second']:.3g} simulation steps per second")
-    hardware = f" on {cost['hardware']}" if "hardware" in cost else ""
-    return "Generation cost: " + ", ".join(parts) + hardware + "."
+def cost_text(work: str, dataset: str) -> str:
+    """What generating the data takes, stated by its size: timings vary per build and live in metrics."""
+    return (
+        f"Generation cost: {work}. Wall-clock timings and rates of each build are in the stage's metrics "
+        f"(`metrics/{dataset}.json`), and the project README lists them for a 2-core CPU."
+    )
 
 
 def scores_text(metrics: dict[str, Any], dataset: str) -> str:

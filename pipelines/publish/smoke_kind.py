@@ -266,7 +266,11 @@ class SmokeKind(DatasetKind):
             pressure_solver=json.dumps(solver),
             scenario=scenario,
             builtin_physics=scenario == "buoyant_plume",
-            cost=cost_text(ctx.metrics, "the smoke stage (simulation, symmetrisation, write, checks)"),
+            cost=cost_text(
+                f"{ctx.provenance.get('metrics', {}).get('simulations', '?')} PhiFlow simulations of "
+                f"{p.get('steps', '?')} steps on a {p.get('resolution', '?')}^2 grid in float64",
+                self.name,
+            ),
             split_table=table(
                 (
                     "split",

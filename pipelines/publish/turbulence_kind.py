@@ -247,7 +247,11 @@ class TurbulenceKind(DatasetKind):
             viscosity=fmt(float(ds.attrs["viscosity"])) if "viscosity" in ds.attrs else "(not recorded)",
             spacing=spacing,
             frame_dt=frame_dt,
-            cost=cost_text(ctx.metrics, "the turbulence stage (source, downsampling, write, checks)"),
+            cost=cost_text(
+                f"{ds.sizes.get('time', '?')} stored time steps of the source at {n_hi}^3, block-averaged to "
+                f"{n_lo}^3",
+                self.name,
+            ),
             config_table=table(("config", "contents", "rows train / validation / test"), config_rows),
             arrays_table=arrays_table(ds, [lo, hi]),
             split_table=table(("split", "samples", "centre positions"), split_rows),
