@@ -10,20 +10,27 @@
 * ours without checksums: the same store re-written without the crc32c codec every stored chunk carries
   (loaders/storage.py), to show what corruption detection costs on the read path.
 
+* Hub: the same store published (the publish stage's repo folder: sharded zarr) to the loopback Hub stand-in
+  (tests/hub_standin.py, a real HTTP server on 127.0.0.1) and read by ``smoke_plume("<repo id>")``: one
+  shuffled epoch with an empty disk cache (every shard downloaded once, whole), then one with fresh
+  datasets over the filled cache, each timed against an epoch over the local store (``--no-hub`` skips it).
+
 All are read in the same shuffled order through a ``DataLoader`` (batch 8, no workers), for at most
 ``--seconds`` each. Without ``--store`` a store of the study's full size (levels E0, E5, E9; four directions;
 50 frames of 2 x 64 x 64) is assembled by the smoke stage's own code from random fields (no simulation) and
 written through the storage layer to a temporary folder. Prints the figures, the peak traced memory, and
-finally ``ratio: <ours / original>``.
+the Hub-first-epoch / local and Hub-second-epoch / local ratios, and finally ``ratio: <ours / original>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +150,48 @@ def throughput(dataset: Dataset, seconds: float, seed: int = 0) -> tuple[float, 
     return n / elapsed, n, peak, n / max(cpu, 1e-9)
 
 
+def epoch_seconds(make: Callable[[], Dataset], seed: int = 0) -> float:
+    """Wall time to build the dataset and read one whole shuffled epoch (batch 8, no workers)."""
+    start = time.perf_counter()
+    loader = DataLoader(make(), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    for _ in loader:
+        pass
+    return time.perf_counter() - start
+
+
+def hub_epochs(store: Path, tmp: Path, levels: list[int], kw: dict) -> tuple[float, float, float, int]:
+    """(local epoch s, Hub first epoch s, Hub second epoch s, requests) through the loopback Hub stand-in."""
+    from tests.hub_standin import HubStandIn
+
+    repo = "bench/smoke-plume"
+    with HubStandIn() as hub:
+        # huggingface_hub reads the endpoint when it is first imported, which happens below
+        os.environ.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_TOKEN="hf_bench",
+                          HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HOME=str(tmp / "hf_home"))  # fmt: skip
+        from huggingface_hub import HfApi
+
+        from pipelines.params import PublishParams
+        from pipelines.publish.stage import publish
+
+        params = PublishParams(repos={"smoke": repo, "turbulence": "bench/t"}, datasets=["smoke"])
+        publish(params, {"smoke": store}, tmp / "hub")
+        api = HfApi()
+        api.create_repo(repo, repo_type="dataset")
+        api.upload_folder(repo_id=repo, folder_path=str(tmp / "hub" / "smoke-plume"), repo_type="dataset")
+        cache = tmp / "loader_cache"
+
+        def windows(source: str | Path) -> Callable[[], Dataset]:
+            return lambda: ConcatDataset(
+                [smoke_plume(source, level=lv, cache_dir=cache, **kw) for lv in levels]
+            )
+
+        local = min(epoch_seconds(windows(store)) for _ in range(2))
+        before = len(hub.requests)
+        first = epoch_seconds(windows(repo))
+        second = min(epoch_seconds(windows(repo)) for _ in range(2))  # fresh datasets: disk cache only
+        return local, first, second, len(hub.requests) - before
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -150,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="time budget per loader")
     parser.add_argument("--split", default="train")
+    parser.add_argument("--no-hub", action="store_true", help="skip the loopback-Hub epochs")
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds of with / without checksums (best kept)"
     )
@@ -195,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         ours_cpu, plain_cpu = max(r[3] for r in ours_runs), max(r[3] for r in plain_runs)
         orig_rate, orig_n, _, _ = throughput(original, args.seconds)
         sim_mb = original.files[0].stat().st_size / 1e6
+        if not args.no_hub:
+            kw = {"split": args.split, "input_frames": n_in, "output_frames": n_out}
+            local_s, first_s, second_s, requests = hub_epochs(store, Path(tmp), levels, kw)
     # tracemalloc sees numpy buffers but not torch's C++ allocations, so the original's peak is its file size
     print(
         f"ours (zarr, lazy chunks):        {ours_rate:9.1f} samples/s  ({ours_n} samples; "
@@ -212,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         f"original (torch.load per item): {orig_rate:9.1f} samples/s  ({orig_n} samples; "
         f"loads a whole {sim_mb:.2f} MB simulation per sample)"
     )
+    if not args.no_hub:
+        print(
+            f"epoch over the Hub stand-in (loopback, disk cache): first {first_s:.2f} s, "
+            f"second {second_s:.2f} s; local store {local_s:.2f} s; {requests} HTTP requests"
+        )
+        print(f"hub first epoch / local: {first_s / local_s:.2f}  (target <= 5)")
+        print(f"hub second epoch / local: {second_s / local_s:.2f}  (target <= 1.5)")
     print(f"ratio: {ours_rate / orig_rate:.2f}")
     return 0
 

@@ -2,7 +2,7 @@
 
     ds = smoke_plume("data/smoke.zarr", level=5, split="train")        # local store
     ds = smoke_plume("data/hub/smoke-plume-c4", level=5, split="valid")      # local repo folder
-    ds = smoke_plume("symflow/smoke-plume-c4", level=5, normalise="scale")   # Hub repo (hf:// reads)
+    ds = smoke_plume("symflow/smoke-plume-c4", level="E5", normalise="scale")  # Hub repo, cached on disk
 
 A sample is ``(x, y)`` with ``x`` of shape ``(input_frames, C, H, W)`` and ``y`` of shape
 ``(output_frames, C, H, W)``, float32; ``C`` is 2 (velocity u, v) or 3 with ``fields=("velocity", "smoke")``
@@ -13,6 +13,8 @@ split, so they never straddle train / valid / test.
 from __future__ import annotations
 
 import json
+import operator
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from torch.utils.data import Dataset
 
 from loaders.layouts import SMOKE, check
 from loaders.normalisation import NormaliseMode, Normaliser, field_stats
-from loaders.sources import Source, resolve_source
+from loaders.sources import Source, check_kind, resolve_source
 from loaders.storage import ChunkReader, open_dataset, open_group
 from loaders.windows import WindowIndex, canonical_split, split_ranges
 
@@ -33,6 +35,21 @@ FIELDS = ("velocity", "smoke")
 
 def config_name(level: int) -> str:
     return f"E{int(level)}"
+
+
+def parse_level(level: int | str | None) -> int | None:
+    """A symmetry level as a number: ``5``, ``"5"`` or the Hub config name ``"E5"`` (or ``"E_5"``)."""
+    if level is None:
+        return None
+    if not isinstance(level, (str, bool)):
+        try:
+            return operator.index(level)  # int or numpy integer, not 5.0
+        except TypeError:
+            pass
+    match = re.fullmatch(r"\s*(?:[Ee]_?)?(\d+)\s*", level) if isinstance(level, str) else None
+    if match is None:
+        raise ValueError(f"level must be a number or a config name like 'E5', got {level!r}")
+    return int(match.group(1))
 
 
 def _train_blocks(group: Any, name: str, level_index: int, start: int, stop: int) -> Iterator[np.ndarray]:
@@ -60,7 +77,7 @@ class SmokePlumeWindows(Dataset):
     def __init__(
         self,
         source: Source,
-        level: int | None = None,
+        level: int | str | None = None,
         directions: Sequence[int] | None = None,
         input_frames: int | None = None,
         output_frames: int | None = None,
@@ -70,13 +87,19 @@ class SmokePlumeWindows(Dataset):
         stride: int = 1,
         cache_chunks: int = 4,
     ):
-        check(open_dataset(source.zarr_url), SMOKE, source.description)  # metadata and coordinates only
-        group = open_group(source.zarr_url, check=False)  # resolve_source checked the files
+        level = parse_level(level)  # bad input fails before any read
+        meta = open_dataset(source.zarr_url, cache_dir=source.cache_dir)  # metadata and coordinates only
+        check_kind(meta, SMOKE, source.description)
+        check(meta, SMOKE, source.description)
+        group = open_group(source.zarr_url, check=False, cache_dir=source.cache_dir)  # files checked
         levels = np.asarray(group["level"][:]).tolist()
         all_dirs = np.asarray(group["direction"][:]).tolist()
-        level = levels[0] if level is None else int(level)
+        level = levels[0] if level is None else level
         if level not in levels:
-            raise ValueError(f"level {level} is not in this dataset; it has levels {levels}")
+            raise ValueError(
+                f"level {level} is not in this dataset; it has levels {levels} "
+                f"(configs {[config_name(lv) for lv in levels]})"
+            )
         directions = list(all_dirs if directions is None else directions)
         unknown = sorted(set(directions) - set(all_dirs))
         if unknown or not directions:
@@ -102,7 +125,8 @@ class SmokePlumeWindows(Dataset):
         self.source, self.level, self.directions, self.fields = source, level, directions, tuple(fields)
         self.level_index = levels.index(level)
         self.direction_index = [all_dirs.index(d) for d in directions]
-        self.readers = {name: ChunkReader(source.zarr_url, name, 2, cache_chunks) for name in self.fields}
+        url, cache_dir = source.zarr_url, source.cache_dir
+        self.readers = {name: ChunkReader(url, name, 2, cache_chunks, cache_dir) for name in self.fields}
         self.normalisers: dict[str, Normaliser] = {}
         if normalise is not None:
             stats = (source.stats or {}).get("configs", {}).get(config_name(level))
@@ -151,7 +175,7 @@ class SmokePlumeWindows(Dataset):
 
 def smoke_plume(
     source: str | Path,
-    level: int | None = None,
+    level: int | str | None = None,
     directions: Sequence[int] | None = None,
     input_frames: int | None = None,
     output_frames: int | None = None,
@@ -161,15 +185,19 @@ def smoke_plume(
     revision: str | None = None,
     stride: int = 1,
     cache_chunks: int = 4,
+    cache_dir: str | Path | None = None,
 ) -> SmokePlumeWindows:
     """The smoke-plume windows of one symmetry level from a local store, a local repo folder or a Hub repo.
 
-    ``level`` defaults to the first level in the data; ``directions`` (degrees, subset of 0/90/180/270)
+    ``level`` (a number or the Hub config name, ``5`` or ``"E5"``) defaults to the first level in the data;
+    ``directions`` (degrees, subset of 0/90/180/270)
     defaults to all four; window lengths default to the ones the data was published with; ``normalise`` is
     ``None``, ``"standard"`` or ``"scale"`` (see :mod:`loaders.normalisation`), using the published
-    train-split statistics.
+    train-split statistics. Files of a Hub repo are cached on local disk in ``cache_dir`` (default:
+    huggingface_hub's cache), so only the first epoch downloads.
     """
-    resolved = resolve_source(source, STORE_NAME, revision)
+    level = parse_level(level)
+    resolved = resolve_source(source, STORE_NAME, revision, cache_dir)
     return SmokePlumeWindows(
         resolved,
         level,

@@ -39,6 +39,8 @@ import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from loaders.cache import hub_store, read_unit
+
 COMPLETE_MARKER = "_COMPLETE.json"
 TRACKED_PACKAGES = (
     "numpy", "scipy", "xarray", "zarr", "dask", "phiflow", "phiml", "torch", "e2cnn",
@@ -256,13 +258,21 @@ def check_complete(path: str | Path, verify: bool = False) -> None:
             )
 
 
-def open_dataset(url: str | Path, chunks: Any = None, dask: bool = False) -> xr.Dataset:
-    """Any zarr store (path or ``hf://`` URL) lazily, WITHOUT the completeness checks of
-    :func:`open_store`: for a source its caller has checked already (see ``loaders.sources``)."""
+def _remote_store(url: str, cache_dir: str | Path | None) -> Any:
+    """A Hub store through the local disk cache (:mod:`loaders.cache`); any other URL through fsspec."""
+    hub = url.startswith("hf://datasets/")
+    return hub_store(url, cache_dir) if hub else zarr.storage.FsspecStore.from_url(url, read_only=True)
+
+
+def open_dataset(
+    url: str | Path, chunks: Any = None, dask: bool = False, cache_dir: str | Path | None = None
+) -> xr.Dataset:
+    """Any zarr store (path or ``hf://`` URL, its files cached on disk in ``cache_dir``) lazily, WITHOUT
+    the completeness checks of :func:`open_store`: for a source its caller has checked already."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         return xr.open_zarr(
-            str(url) if is_remote(url) else Path(url),
+            _remote_store(str(url), cache_dir) if is_remote(url) else Path(url),
             consolidated=True,
             chunks=({} if chunks is None else chunks) if dask else None,  # {}: the on-disk chunks
         )
@@ -285,15 +295,15 @@ def open_unfinished(path: str | Path) -> xr.Dataset:
     return open_dataset(path, None, True)
 
 
-def open_group(url: str | Path, check: bool = True) -> zarr.Group:
-    """The zarr group of a store (local path or ``hf://`` URL), read-only; a new handle on every call.
+def open_group(url: str | Path, check: bool = True, cache_dir: str | Path | None = None) -> zarr.Group:
+    """The zarr group of a store (local path or ``hf://`` URL, cached in ``cache_dir``), read-only.
 
     A local store with a completion marker is checked first (:func:`check_complete`); ``check=False`` is
     for a store checked once already by the caller.
     """
     url = str(url)
     if is_remote(url):
-        store = zarr.storage.FsspecStore.from_url(url, read_only=True)
+        store = _remote_store(url, cache_dir)
     else:
         if check and (Path(url) / COMPLETE_MARKER).is_file():
             check_complete(url)
@@ -302,17 +312,17 @@ def open_group(url: str | Path, check: bool = True) -> zarr.Group:
 
 
 class ChunkReader:
-    """Reads ``array[prefix..., t0:t1]`` through an LRU cache of whole chunks along the time axis.
+    """Reads ``array[prefix..., t0:t1]`` through an LRU cache of blocks along the time axis.
 
+    A block is a chunk, or for a sharded array (the Hub copy) up to a shard (:func:`read_unit`).
     ``time_axis`` is the position of the time axis; ``prefix`` indexes every axis before it. Memory stays at
-    ``cache_chunks`` chunks per reader, and consecutive windows re-use the chunks they share. The zarr array
-    handle is opened on first use and kept on this object only; it is dropped when the reader is pickled,
-    so every DataLoader worker opens its own. A chunk that fails to decode (its crc32c checksum does not
-    match) raises :class:`StoreError` naming the store, array and chunk.
+    ``cache_chunks`` blocks per reader; consecutive windows re-use the blocks they share. The zarr array
+    handle is opened on first use and kept on this object only (dropped when pickled: every DataLoader
+    worker opens its own). A chunk that fails to decode (crc32c mismatch) raises :class:`StoreError`.
     """
 
-    def __init__(self, url: str, name: str, time_axis: int, cache_chunks: int = 4):
-        self.url, self.name, self.time_axis = str(url), name, time_axis
+    def __init__(self, url: str, name: str, time_axis: int, cache_chunks: int = 4, cache_dir: Any = None):
+        self.url, self.name, self.time_axis, self.cache_dir = str(url), name, time_axis, cache_dir
         self.cache_chunks = max(int(cache_chunks), 1)
         self._array: Any = None
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -325,13 +335,14 @@ class ChunkReader:
     @property
     def array(self) -> Any:
         if self._array is None:
-            self._array = open_group(self.url, check=False)[self.name]
+            self._array = open_group(self.url, check=False, cache_dir=self.cache_dir)[self.name]
         return self._array
 
     def _chunk_key(self, prefix: tuple[int, ...], c: int) -> str:
         """The chunk file's key in the store (``velocity/c/0/1/2/0/0/0``), for error messages."""
         chunks, shape = self.array.chunks, self.array.shape
-        coords = [str(i // n) for i, n in zip(prefix, chunks, strict=False)] + [str(c)]
+        coords = [str(i // n) for i, n in zip(prefix, chunks, strict=False)]
+        coords.append(str(c * read_unit(self.array, self.time_axis) // chunks[len(prefix)]))
         tail = list(zip(chunks[len(coords) :], shape[len(coords) :], strict=True))
         coords += ["0" if n >= m else "*" for n, m in tail]
         return f"{self.name}/c/{'/'.join(coords)}"
@@ -359,7 +370,7 @@ class ChunkReader:
         if len(prefix) != self.time_axis:
             raise ValueError(f"prefix {prefix} must index the {self.time_axis} axes before time")
         array = self.array
-        size, length = array.chunks[self.time_axis], array.shape[self.time_axis]
+        size, length = read_unit(array, self.time_axis), array.shape[self.time_axis]
         if not 0 <= t0 < t1 <= length:
             raise IndexError(f"time range [{t0}, {t1}) outside [0, {length})")
         parts = []

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from loaders.layouts import TURBULENCE, check
 from loaders.normalisation import NormaliseMode, Normaliser, field_stats
-from loaders.sources import Source, resolve_source
+from loaders.sources import Source, check_kind, resolve_source
 from loaders.storage import ChunkReader, open_dataset, open_group
 from loaders.windows import canonical_split
 
@@ -90,9 +90,11 @@ class TurbulenceSR(Dataset):
         normalise: NormaliseMode | None = None,
         cache_chunks: int = 4,
     ):
+        meta = open_dataset(source.zarr_url, cache_dir=source.cache_dir)  # metadata and coordinates only
+        check_kind(meta, TURBULENCE, source.description)
         if tuple(pair) == DEFAULT_PAIR:  # the published layout; other pairs are the caller's own arrays
-            check(open_dataset(source.zarr_url), TURBULENCE, source.description)
-        group = open_group(source.zarr_url, check=False)  # resolve_source checked the files
+            check(meta, TURBULENCE, source.description)
+        group = open_group(source.zarr_url, check=False, cache_dir=source.cache_dir)  # files checked
         for name in pair:
             if name not in group or group[name].ndim != 5:
                 raise ValueError(f"{source.description} has no (time, component, z, y, x) array {name!r}")
@@ -103,7 +105,9 @@ class TurbulenceSR(Dataset):
         self.window = window_of(group)
         self.source, self.pair = source, tuple(pair)
         # the time axis is the first one: a frame is one chunk read, cached across overlapping windows
-        self.readers = {name: ChunkReader(source.zarr_url, name, 0, cache_chunks) for name in self.pair}
+        self.readers = {
+            name: ChunkReader(source.zarr_url, name, 0, cache_chunks, source.cache_dir) for name in self.pair
+        }
         self.normalisers: dict[str, Normaliser] = {}
         if normalise is not None:
             config = pair_config(group, self.pair)
@@ -140,10 +144,13 @@ def turbulence_sr(
     normalise: NormaliseMode | None = None,
     revision: str | None = None,
     cache_chunks: int = 4,
+    cache_dir: str | Path | None = None,
 ) -> TurbulenceSR:
     """Super-resolution samples of one split from a local store, a local repo folder or a Hub repo.
 
     ``pair`` names the (low, high) resolution arrays; ``normalise`` is ``None``, ``"standard"`` or
-    ``"scale"`` (see :mod:`loaders.normalisation`), using the published train-split statistics.
+    ``"scale"`` (see :mod:`loaders.normalisation`), using the published train-split statistics. Files of a
+    Hub repo are cached on local disk in ``cache_dir`` (default: huggingface_hub's cache).
     """
-    return TurbulenceSR(resolve_source(source, STORE_NAME, revision), split, pair, normalise, cache_chunks)
+    source = resolve_source(source, STORE_NAME, revision, cache_dir)
+    return TurbulenceSR(source, split, pair, normalise, cache_chunks)

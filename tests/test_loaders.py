@@ -133,7 +133,7 @@ def test_incomplete_store_is_refused(smoke_store: Path, tmp_path: Path):
     (broken / COMPLETE_MARKER).unlink()
     with pytest.raises(StoreError, match="incomplete"):
         smoke_plume(broken)
-    with pytest.raises(FileNotFoundError, match="not a local path"):
+    with pytest.raises(FileNotFoundError, match="no such local store or repo folder"):
         smoke_plume(tmp_path / "missing" / "store.zarr")
 
 
@@ -275,3 +275,46 @@ def test_building_the_same_turbulence_store_twice_gives_identical_bytes(
     from tests.conftest import build_turbulence_store
 
     _same_bytes(turbulence_store, build_turbulence_store(tmp_path))
+
+
+# --- sources: local paths, level names, dataset kinds, shard-sized reads --------------------------------
+@pytest.mark.parametrize("path", ["data/nope.zarr", "./nope", "/abs/nope", "~/nope", "a/b/c", "nope.zarr"])
+def test_local_looking_paths_fail_at_once_without_the_hub(path: str):
+    from loaders.sources import looks_local
+
+    assert looks_local(path)
+    with pytest.raises(FileNotFoundError, match="never looked up on the Hub"):
+        smoke_plume(path)
+    assert not looks_local("symflow/smoke-plume-c4") and not looks_local("hf://datasets/a/b@main")
+
+
+def test_level_accepts_the_hub_config_name(smoke_store: Path):
+    by_name, by_number = smoke_plume(smoke_store, level="E3"), smoke_plume(smoke_store, level=3)
+    assert by_name.level == 3 and torch.equal(by_name[5][1], by_number[5][1])
+    with pytest.raises(ValueError, match=r"level 7 is not in this dataset; it has levels \[0, 3\]"):
+        smoke_plume(smoke_store, level="E7")
+    with pytest.raises(ValueError, match="config name like 'E5', got 'five'"):
+        smoke_plume(smoke_store, level="five")
+
+
+def test_wrong_dataset_kind_is_named(smoke_store: Path, turbulence_store: Path):
+    with pytest.raises(LayoutError, match=r"holds a turbulence dataset .*not a smoke dataset.*turbulence_sr"):
+        smoke_plume(turbulence_store)
+    with pytest.raises(LayoutError, match=r"holds a smoke dataset .*not a turbulence dataset.*smoke_plume"):
+        turbulence_sr(smoke_store)
+
+
+def test_sharded_arrays_are_read_a_shard_at_a_time(tmp_path: Path):
+    import zarr
+
+    from loaders.cache import read_unit
+
+    arr = zarr.create_array(
+        tmp_path / "a.zarr", shape=(2, 40, 3, 8), chunks=(1, 1, 3, 8), shards=(1, 20, 3, 8), dtype="float32"
+    )
+    arr[:] = np.arange(arr.size, dtype=np.float32).reshape(arr.shape)
+    assert read_unit(arr, 1) == 20 and read_unit(arr, 1, max_bytes=8 * 96) == 8  # 96 bytes a frame
+    reader = ChunkReader(str(tmp_path / "a.zarr"), "", 1, cache_chunks=2)
+    reader._array = arr
+    assert np.array_equal(reader.read((1,), 17, 23), arr[1, 17:23])
+    assert sorted(reader._cache) == [((1,), 0), ((1,), 1)]  # two blocks of 20 frames, not six of one
