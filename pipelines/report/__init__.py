@@ -109,6 +109,13 @@ def _caption(dataset: str, source: str, params: StudyParams) -> str:
             f"wd {opt.weight_decay:g}, batch {opt.batch_size}")  # fmt: skip
 
 
+def _subset(params: StudyParams) -> str:
+    land = params.landscape
+    if land.subset_batches is not None:
+        return f"landscape on {land.subset_batches} x {land.subset_batch_size} training samples"
+    return f"landscape on {land.subset_fraction:.0%} of the training samples"
+
+
 def findings(
     dataset: str, runs: dict, checkpoints: list[str], baselines: dict | None = None
 ) -> list[str]:
@@ -245,8 +252,7 @@ def render(
             for c in ckpts
         }  # fmt: skip
         plot_bars(sharp, "sharpness phi(w, D, T) (training-loss units)", out / f"{dataset}_sharpness.png",
-                  caption + f"; landscape subset {params.landscape.subset_batches} x "
-                  f"{params.landscape.subset_batch_size} training samples")  # fmt: skip
+                  caption + f"; {_subset(params)}")  # fmt: skip
         md += [f"![sharpness]({dataset}_sharpness.png)", ""]
         plot_spectra(runs, ckpts, out / f"{dataset}_spectra.png", caption)
         md += [f"![spectra]({dataset}_spectra.png)", ""]
