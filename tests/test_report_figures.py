@@ -25,22 +25,23 @@ def _write(path: Path, data: object) -> None:
 
 
 def prepare_metrics(root: Path, seeds: int = 3) -> None:
-    """Every per-run file the stages write, with made-up numbers: test error 0.1 * (model index + 1) + seed."""
+    """Every per-run file the stages write, made-up numbers: test error 0.1 * (model index + 1) + 0.01 seed."""
     for dataset, models in MODELS.items():
         metric = {"smoke": "rmse", "turbulence": "mae"}[dataset]
         for i, model in enumerate(models):
             for seed in range(seeds):
                 run, test = RunId(dataset, model, seed), 0.1 * (i + 1) + 0.01 * seed
-                _write(run.train_metrics(root), {f"test_{metric}": test, f"best_valid_{metric}": test,
-                                                 f"test_{metric}_se": 0.01, "test_samples": 8,
-                                                 "parameters": 100 + i, "equivariance_error": 0.0})  # fmt: skip
+                _write(run.train_metrics(root), {
+                    f"test_{metric}": test, f"best_valid_{metric}": test, f"test_{metric}_se": 0.01,
+                    "test_samples": 8, "parameters": 100 + i, "equivariance_error": 0.0})  # fmt: skip
                 _write(run.curves(root), [{"epoch": e, "train_loss": 1.0 / e, "valid_metric": test + 1.0 / e}
                                           for e in (1, 2, 3)])  # fmt: skip
                 if model in MEASURED[dataset]:
                     for c in ("early", "best"):
                         _write(run.landscape_metrics(root, c), {
                             "sharpness": 0.5 + seed, "max_eigenvalue": 10.0 + i,
-                            "slq_nodes": [-0.01, 0.0, 1.0, 10.0 + i], "slq_weights": [0.1, 0.7, 0.1, 0.1]})  # fmt: skip
+                            "slq_nodes": [-0.01, 0.0, 1.0, 10.0 + i],
+                            "slq_weights": [0.1, 0.7, 0.1, 0.1]})  # fmt: skip
         scores = {"persistence": {metric: 1.0, "se": 0.0, "n": 8}, "zero": {metric: 4.0, "se": 0.0, "n": 8}}
         _write(baseline_metrics(root, dataset), {"splits": {"valid": scores, "test": scores}})
 
@@ -51,7 +52,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepare_metrics(root / "metrics")
     params = parse_params({"train": {d: {"models": m, "seeds": [0, 1, 2]} for d, m in MODELS.items()},
                            "landscape": {"models": MEASURED}})  # fmt: skip
-    render(params, root / "metrics", root / "report", {}, root / "metrics" / "summary", root / "metrics" / "plots")
+    metrics = root / "metrics"
+    render(params, metrics, root / "report", {}, metrics / "summary", metrics / "plots")
     return root
 
 
@@ -70,7 +72,8 @@ def test_summary_holds_measured_numbers_only(rendered: Path) -> None:
     assert smoke["baseline"] == {"persistence": 1.0}
     assert smoke["e2cnn"]["test_rmse"] == pytest.approx(0.21)  # (0.2 + 0.21 + 0.22) / 3
     assert smoke["e2cnn"]["test_se"] == pytest.approx(0.01 / np.sqrt(3), rel=1e-5)  # sd 0.01 over 3 seeds
-    assert smoke["e2cnn"]["sharpness_best"] == pytest.approx(1.5) and smoke["rsteer"]["top_eigenvalue_early"] == 12
+    assert smoke["e2cnn"]["sharpness_best"] == pytest.approx(1.5)
+    assert smoke["rsteer"]["top_eigenvalue_early"] == 12
     assert {"seeds": 3, "test_samples": 8, "parameters": 100}.items() <= smoke["cnn"].items()
     assert not any(k.startswith(("sharpness", "top_eigenvalue")) for k in smoke["cnn"])
     keys = sum(len(v) for v in smoke.values())
