@@ -31,13 +31,15 @@ TINY_STUDY = {
         "turbulence": {"models": ["cnn"], "seeds": [0], "hparams": {"cnn": {"hidden": 2, "enc_layers": 1}},
                        "optimiser": {"max_epochs": 2, "early_epoch": 1, "batch_size": 2}},
     },  # fmt: skip
-    "landscape": {"models": {"smoke": ["cnn"], "turbulence": ["cnn"]}, "checkpoints": ["best"], "directions": 1,
-                  "displacements": [0.1], "lanczos_steps": 3, "top_k": 1, "hutchinson_probes": 1},  # fmt: skip
+    "landscape": {"models": {"smoke": ["cnn"], "turbulence": ["cnn"]}, "checkpoints": ["best"],
+                  "directions": 1, "displacements": [0.1], "lanczos_steps": 3, "top_k": 1,
+                  "hutchinson_probes": 1},  # fmt: skip
 }
 
 
 def _run(repo: Path, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(repo), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # the venv's python for `python -m`
+    env = {**os.environ, "PYTHONPATH": str(repo), "PATH": path}
     done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout

@@ -25,7 +25,7 @@ def _write(path: Path, data: object) -> None:
 
 
 def prepare_metrics(root: Path, seeds: int = 3) -> None:
-    """Every per-run file the stages write, made-up numbers: test error 0.1 * (model index + 1) + 0.01 seed."""
+    """Every per-run file the stages write, made-up numbers: test error 0.1 (index + 1) + 0.01 seed."""
     for dataset, models in MODELS.items():
         metric = {"smoke": "rmse", "turbulence": "mae"}[dataset]
         for i, model in enumerate(models):
