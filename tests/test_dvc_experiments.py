@@ -73,11 +73,17 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     parse_params(params)  # the schema is strict: a stale key fails here, naming it
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(repo, "git", "init", "-q")
-    _run(repo, "git", "add", "-A")
-    _run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny study")
-    # the report and everything it depends on (not publish); the key changes no stored byte
+    _commit(repo, "tiny study")
+    _run(repo, "dvc", "repro", "report")  # the report and what it depends on (not publish)
+    _commit(repo, "baseline results: dvc.lock and metrics/")
+    # the experiment re-runs the smoke stage only: the switch changes no stored byte, so nothing downstream
     _run(repo, "dvc", "exp", "run", "-n", "nocheck", "-S", "smoke.solver_symmetry_check=false", "report")
     return repo
+
+
+def _commit(repo: Path, message: str) -> None:
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -96,10 +102,14 @@ def test_an_experiment_keeps_its_summary_metrics(tiny_repo: Path) -> None:
     run = json.loads((tiny_repo / "metrics" / "train" / "smoke-cnn-seed0.json").read_text())
     assert smoke["test_rmse"] == float(f"{run['test_rmse']:.6g}") and smoke["seeds"] == 1
     assert smoke["parameters"] == run["parameters"] and smoke["test_samples"] == run["test_samples"]
-    assert exp["data"]["params"]["params.yaml"]["data"]["smoke"]["solver_symmetry_check"] is False
-    diff = _run(tiny_repo, "dvc", "exp", "diff", "HEAD", "nocheck")
-    assert "not supported" not in diff and "solver_symmetry_check" in diff
-    assert "cnn.test_rmse" in _run(tiny_repo, "dvc", "metrics", "diff", "--all")
+    assert '"solver_symmetry_check": false' in json.dumps(exp["data"]["params"])
+    diff = json.loads(_run(tiny_repo, "dvc", "exp", "diff", "--all", "--json", "HEAD", "nocheck"))
+    changes = diff["metrics"]["metrics/summary/smoke.json"]
+    assert changes["cnn.test_rmse"]["old"] == changes["cnn.test_rmse"]["new"] == smoke["test_rmse"]
+    assert all(c["old"] == c["new"] for c in changes.values())  # same store bytes: nothing retrained
+    assert "smoke.solver_symmetry_check" in json.dumps(diff["params"])
+    text = _run(tiny_repo, "dvc", "metrics", "diff", "--all")
+    assert "cnn.test_rmse" in text and "not supported" not in text
     _run(tiny_repo, "dvc", "plots", "diff", "-o", str(tiny_repo / "plots_html"))
     assert (tiny_repo / "plots_html" / "index.html").is_file()
 
