@@ -207,8 +207,10 @@ class SmokeKind(DatasetKind):
                 ax.set_yticks([])
                 ax.set_title(f"E_{int(lv)}, {int(d)} deg", fontsize=9)
         # the arrow scale: an arrow of the largest speed, in box length units per simulation time unit
-        axes[0, -1].quiverkey(quiver, 0.75, 1.12, speed_max, f"|u| = {speed_max:.2g} box units / time",
-                              labelpos="W", coordinates="axes", fontproperties={"size": 7})  # fmt: skip
+        # (drawn in black above the panels: a key inside a panel would hide the flow)
+        key = f"arrow: |u| = {speed_max:.2g} box units / time"
+        axes[0, -1].quiverkey(quiver, 0.9, 0.975, speed_max, key, labelpos="W", coordinates="figure",
+                              color="k", fontproperties={"size": 8})  # fmt: skip
         fig.colorbar(image, ax=axes, shrink=0.8, label="smoke density (marker concentration)")
         fig.suptitle(f"smoke density and velocity at frame {int(ds.frame.values[t])}", fontsize=10)
         save_figure(fig, path)

@@ -203,8 +203,10 @@ def findings(
 
 
 def _cell(values: list[float], fmt: str) -> str:
-    """Mean over the seeds that were measured, or a dash: never a ``nan`` cell."""
-    return format(_mean_std(values)[0], fmt) if values else "—"
+    """Mean over the seeds that were measured, or a dash: never a ``nan`` cell (an SE of one test sample is
+    undefined)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return format(_mean_std(finite)[0], fmt) if finite else "—"
 
 
 def render(
@@ -264,7 +266,8 @@ def render(
         md += [header, "|" + "---|" * (6 + 2 * len(ckpts))]
         table = {}
         for name, s in sorted(baselines.get("test", {}).items()):
-            md.append(f"| baseline: {name} | 0 | — | {s[metric]:.4g} | {s['se']:.2g} | {s['n']} x 1 |"
+            se_cell = _cell([s["se"]], ".2g")
+            md.append(f"| baseline: {name} | 0 | — | {s[metric]:.4g} | {se_cell} | {s['n']} x 1 |"
                       + " — | — |" * len(ckpts))  # fmt: skip
             table[f"baseline:{name}"] = {
                 f"test_{metric}": s[metric], "test_se": s["se"], "test_samples": s["n"]

@@ -3,8 +3,9 @@ plot data of the study's figures (declared in dvc.yaml: the summaries as ``metri
 the top-level ``plots:``).
 
 ``metrics/summary/<dataset>.json``: the strongest test baseline, and per model the mean test error over
-seeds, its standard error over seeds, the seed count, the test samples per seed, the parameter count and,
-for the models the landscape stage measured, sharpness and top Hessian eigenvalue per checkpoint.
+seeds, its standard error over seeds (two seeds or more), the seed count, the test samples per seed, the
+parameter count and, for the models the landscape stage measured, sharpness and top Hessian eigenvalue per
+checkpoint.
 ``metrics/plots/<dataset>_{curves,test,sharpness,spectra}.json``: rows with a ``series`` field (model and
 seed count) that the templates in pipelines/report/templates colour by.
 """
@@ -40,9 +41,11 @@ def summary_metrics(runs: dict, metric: str, checkpoints: list[str], best_base: 
     for model, seeds in sorted(runs.items()):
         tests = [s["train"][f"test_{metric}"] for s in seeds.values()]
         mean, sd = mean_std(tests)
-        row: dict[str, Any] = {f"test_{metric}": _r(mean), "test_se": _r(sd / np.sqrt(len(tests))),
-                               "seeds": len(tests), "test_samples": test_samples(seeds),
-                               "parameters": next(iter(seeds.values()))["train"]["parameters"]}  # fmt: skip
+        first = next(iter(seeds.values()))["train"]
+        row: dict[str, Any] = {f"test_{metric}": _r(mean), "seeds": len(tests)}
+        row.update(test_samples=test_samples(seeds), parameters=first["parameters"])
+        if len(tests) > 1:  # one seed has no spread: no SE rather than a misleading 0
+            row["test_se"] = _r(sd / np.sqrt(len(tests)))
         for c in checkpoints:
             lands = [s["landscape"][c] for s in seeds.values() if (s.get("landscape") or {}).get(c)]
             if lands:
