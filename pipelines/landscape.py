@@ -16,11 +16,14 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
 from loaders.storage import write_json_atomic
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
@@ -63,24 +66,51 @@ def norm_layers(model: torch.nn.Module) -> int:
     return sum(isinstance(m, kinds) for m in model.modules())  # e2cnn's norms wrap torch ones
 
 
+@contextmanager
+def _progress(flat: FlatLoss, desc: str, total: int) -> Iterator[None]:
+    """A progress bar (stderr) that ticks on every loss evaluation and Hessian-vector product of ``flat``
+    during one measurement: the counting wraps the instance's methods, the maths is untouched."""
+    bar = tqdm(total=total, desc=desc, unit="eval", leave=False, file=sys.stderr)
+
+    def counted(method: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            bar.update(1)
+            return result
+
+        return wrapper
+
+    flat.value, flat.hvp = counted(flat.value), counted(flat.hvp)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del flat.value, flat.hvp  # back to the class's methods
+        bar.close()
+
+
 def measure(flat: FlatLoss, p: LandscapeParams) -> tuple[dict[str, Any], list[dict[str, float]]]:
     out: dict[str, Any] = {"parameters": flat.dim}
     t0 = time.perf_counter()
-    unit = sharpness(flat, random_directions(flat, p.directions, p.direction_seed), p.displacements)
+    sharp_evals = 1 + p.directions * len(p.displacements)
+    with _progress(flat, "sharpness (directions x displacements)", sharp_evals):
+        unit = sharpness(flat, random_directions(flat, p.directions, p.direction_seed), p.displacements)
     out["loss"] = unit["base_loss"]
     out["sharpness"] = unit["sharpness"]
     if p.filter_normalised:
         dirs = random_directions(flat, p.directions, p.direction_seed, filter_normalised=True)
-        out["sharpness_filter_normalised"] = sharpness(flat, dirs, p.displacements)["sharpness"]
+        with _progress(flat, "sharpness, filter-normalised", sharp_evals):
+            out["sharpness_filter_normalised"] = sharpness(flat, dirs, p.displacements)["sharpness"]
     # one set of Lanczos runs gives both the density (SLQ) and, from the first run, the top eigenvalues
-    density = spectral_density(flat, p.slq_probes, p.lanczos_steps, seed=p.direction_seed)
+    with _progress(flat, "Lanczos / SLQ probes (HVPs)", p.slq_probes * min(p.lanczos_steps, flat.dim)):
+        density = spectral_density(flat, p.slq_probes, p.lanczos_steps, seed=p.direction_seed)
     top = density["ritz_per_probe"][0][::-1][: p.top_k]
     out["top_eigenvalues"] = top.tolist()
     out["max_eigenvalue"] = float(max(r.max() for r in density["ritz_per_probe"]))
     nodes, weights = density["nodes"], density["weights"]
     out["min_ritz_value"] = float(nodes.min())
     out["negative_mass"] = float(weights[nodes < 0].sum())  # share of the spectrum below zero (SLQ)
-    trace, trace_err = hutchinson_trace(flat, p.hutchinson_probes, seed=p.direction_seed + 2)
+    with _progress(flat, "Hutchinson trace probes (HVPs)", p.hutchinson_probes):
+        trace, trace_err = hutchinson_trace(flat, p.hutchinson_probes, seed=p.direction_seed + 2)
     out["trace"], out["trace_stderr"] = trace, trace_err
     out["hvp_count"] = density["matvecs"] + p.hutchinson_probes
     out["seconds"] = time.perf_counter() - t0

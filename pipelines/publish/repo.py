@@ -20,8 +20,11 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tqdm import tqdm
 
 from loaders.storage import (
     COMPLETE_MARKER,
@@ -181,17 +184,29 @@ def build_repo(
     _clear_stale_staging(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    # one tick per file group written: the zarr copy, each parquet config, stats, figure, card
+    bar = tqdm(total=4, desc=f"build {repo_id}", unit="step", file=sys.stderr)
     try:
         staging.mkdir()
+        bar.set_postfix_str("zarr copy")
         write_sharded_copy(ds, staging / "zarr" / kind.store_name, kind.zarr_layout(ds))
+        bar.update()
         configs = kind.configs(ds, params)
+        bar.total += len(configs)
         for config in configs:
+            bar.set_postfix_str(f"parquet {getattr(config, 'name', config)}")
             kind.write_parquet(ds, config, staging, params)
+            bar.update()
+        bar.set_postfix_str("stats")
         stats = kind.stats(store)
+        bar.update()
         (staging / "stats.json").write_text(
             json.dumps({"split": "train", "configs": stats}, indent=2, sort_keys=True) + "\n"
         )
+        bar.set_postfix_str("figure")
         kind.figure(ds, staging / kind.figure_name)
+        bar.update()
+        bar.set_postfix_str("card and checksums")
         sizes = {
             p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()
         }
@@ -209,7 +224,9 @@ def build_repo(
         (staging / CHECKSUMS).write_text("".join(f"{d}  {p}\n" for p, d in sorted(manifest.items())))
         files = file_manifest(staging, skip=())
         changed, removed = sync_tree(staging, out_dir)
+        bar.update()
     finally:
+        bar.close()
         shutil.rmtree(staging, ignore_errors=True)
     write_json_atomic(key_file, {"key": key})
     return BuiltRepo(out_dir, repo_id, files, changed, removed)

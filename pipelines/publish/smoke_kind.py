@@ -190,15 +190,18 @@ class SmokeKind(DatasetKind):
             squeeze=False,
             constrained_layout=True,
         )
-        speed_max = float(np.sqrt((ds.velocity[:, :, t] ** 2).sum("component")).max())
+        speed_max = float(np.sqrt((ds.velocity[:, :, t] ** 2).sum("component")).max()) or 1.0
+        smoke_max = float(ds.smoke[:, :, t].max()) or 1.0  # one colour scale for every panel
         step = max(ds.sizes["x"] // 12, 1)
         yy, xx = np.meshgrid(np.arange(ds.sizes["y"]), np.arange(ds.sizes["x"]), indexing="ij")
+        image = quiver = None
         for i, lv in enumerate(levels):
             for j, d in enumerate(directions):
                 ax = axes[i, j]
                 u, v = ds.velocity[i, j, t].values
-                ax.imshow(ds.smoke[i, j, t].values, origin="lower", cmap="cividis", vmin=0)
-                ax.quiver(
+                image = ax.imshow(ds.smoke[i, j, t].values, origin="lower", cmap="cividis", vmin=0,
+                                  vmax=smoke_max)  # fmt: skip
+                quiver = ax.quiver(
                     xx[::step, ::step],
                     yy[::step, ::step],
                     u[::step, ::step],
@@ -210,6 +213,12 @@ class SmokeKind(DatasetKind):
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_title(f"E_{int(lv)}, {int(d)} deg", fontsize=9)
+        # the arrow scale: an arrow of the largest speed, in box length units per simulation time unit
+        # (drawn in black above the panels: a key inside a panel would hide the flow)
+        key = f"arrow: |u| = {speed_max:.2g} box units / time"
+        axes[0, -1].quiverkey(quiver, 0.9, 0.975, speed_max, key, labelpos="W", coordinates="figure",
+                              color="k", fontproperties={"size": 8})  # fmt: skip
+        fig.colorbar(image, ax=axes, shrink=0.8, label="smoke density (marker concentration)")
         fig.suptitle(f"smoke density and velocity at frame {int(ds.frame.values[t])}", fontsize=10)
         save_figure(fig, path)
 

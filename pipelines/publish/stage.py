@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from loaders.storage import StoreError, to_json, write_json_atomic
 from pipelines.params import ParamsError, PublishParams, load_params
 from pipelines.publish.registry import get_kind
@@ -42,7 +44,7 @@ def publish(
     if missing:
         raise PublishError(f"publish.datasets lists {missing} but no store was given (--{missing[0]} PATH)")
     repos: dict[str, Any] = {}
-    for name in params.datasets:
+    for name in tqdm(params.datasets, desc="publish datasets", unit="dataset", file=sys.stderr):
         start = time.perf_counter()
         repo_id = params.repos[name]
         folder = Path(out) / repo_id.split("/")[1]

@@ -23,12 +23,14 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from loaders.storage import open_store
 from pipelines.cli import STORE_PATHS, run_stage
 from pipelines.params import StudyParams, load_params
+from pipelines.report.figures import UNITS, plot_bars, plot_curves, plot_spectra
+from pipelines.report.figures import mean_std as _mean_std
+from pipelines.report.summary import plot_rows, summary_metrics, test_samples, write_summaries
 from train.runs import RunId, baseline_metrics
 
 # Which models the study compares, relaxed first: (relaxed, fully equivariant, baseline or None).
@@ -100,13 +102,6 @@ def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[
     return out
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
-        return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
-
-
 def _caption(dataset: str, source: str, params: StudyParams) -> str:
     section = getattr(params.train, dataset)
     opt = section.optimiser
@@ -114,75 +109,11 @@ def _caption(dataset: str, source: str, params: StudyParams) -> str:
             f"wd {opt.weight_decay:g}, batch {opt.batch_size}")  # fmt: skip
 
 
-def plot_curves(dataset: str, runs: dict, path: Path, caption: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for model, seeds in sorted(runs.items()):
-        for ax, key in zip(axes, ("train_loss", "valid_metric"), strict=True):
-            curves = [s["curves"] for s in seeds.values() if s["curves"]]
-            n = min(len(c) for c in curves)
-            vals = np.array([[row[key] for row in c[:n]] for c in curves])
-            epochs = [row["epoch"] for row in curves[0][:n]]
-            mean = vals.mean(axis=0)
-            ax.plot(epochs, mean, marker="o", ms=3, label=model)
-            if len(vals) > 1:
-                ax.fill_between(epochs, vals.min(axis=0), vals.max(axis=0), alpha=0.2)
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].set(title="train loss (normalised units)", xlabel="epoch", yscale="log")
-    axes[1].set(title=f"valid {METRIC[dataset].upper()} (physical units)", xlabel="epoch", yscale="log")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(caption, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_bars(
-    values: dict[str, dict[str, list[float]]], ylabel: str, path: Path, caption: str,
-    references: dict[str, float] | None = None,
-) -> None:  # fmt: skip
-    """values[group][model] = per-seed numbers; bars show mean and standard deviation; ``references``
-    (name -> value) are drawn as horizontal lines (the trivial baselines)."""
-    groups = list(values)
-    models = sorted({m for g in values.values() for m in g})
-    width = 0.8 / max(len(models), 1)
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(models) * len(groups)), 3.6))
-    for i, model in enumerate(models):
-        stats = [_mean_std(values[g].get(model, [np.nan])) for g in groups]
-        ax.bar(np.arange(len(groups)) + i * width, [s[0] for s in stats], width, yerr=[s[1] for s in stats],
-               capsize=3, label=model)  # fmt: skip
-    ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2, groups)
-    for j, (name, value) in enumerate(sorted((references or {}).items())):
-        ax.axhline(value, color="k", lw=1, ls=("--", ":", "-.")[j % 3], label=f"baseline: {name}")
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
-    ax.set_title(caption, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_spectra(runs: dict, checkpoints: list[str], path: Path, caption: str) -> None:
-    fig, axes = plt.subplots(1, len(checkpoints), figsize=(5 * len(checkpoints), 3.6), squeeze=False)
-    for ax, ckpt in zip(axes[0], checkpoints, strict=True):
-        for model, seeds in sorted(runs.items()):
-            spectra = [s["landscape"][ckpt] for s in seeds.values() if s["landscape"].get(ckpt)]
-            if not spectra:
-                continue
-            nodes = np.concatenate([s["slq_nodes"] for s in spectra])
-            weights = np.concatenate([s["slq_weights"] for s in spectra]) / len(spectra)
-            span = nodes.max() - nodes.min() or 1.0
-            grid = np.linspace(nodes.min() - 0.05 * span, nodes.max() + 0.05 * span, 400)
-            width = span / 100
-            dens = (weights[None] * np.exp(-((grid[:, None] - nodes[None]) ** 2) / (2 * width**2))).sum(1)
-            ax.plot(grid, dens / (width * np.sqrt(2 * np.pi)) + 1e-12, label=model)
-        ax.axvline(0, color="k", lw=0.5)
-        ax.set(title=f"Hessian spectral density (SLQ), {ckpt}", xlabel="eigenvalue", yscale="log")
-        ax.legend(fontsize=8)
-    fig.suptitle(caption, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _subset(params: StudyParams) -> str:
+    land = params.landscape
+    if land.subset_batches is not None:
+        return f"landscape on {land.subset_batches} x {land.subset_batch_size} training samples"
+    return f"landscape on {land.subset_fraction:.0%} of the training samples"
 
 
 def findings(
@@ -271,9 +202,18 @@ def findings(
     return lines
 
 
+def _cell(values: list[float], fmt: str) -> str:
+    """Mean over the seeds that were measured, or a dash: never a ``nan`` cell (an SE of one test sample is
+    undefined)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return format(_mean_std(finite)[0], fmt) if finite else "—"
+
+
 def render(
-    params: StudyParams, metrics_dir: Path, out: Path, sources: dict[str, tuple[str, str]]
-) -> dict[str, Any]:
+    params: StudyParams, metrics_dir: Path, out: Path, sources: dict[str, tuple[str, str]],
+    summary_dir: Path | None = None, plots_dir: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Write ``out/report.md`` + PNGs and, when given, the DVC summary metrics and plot data."""
     plt.switch_backend("Agg")  # files only, never a window
     out.mkdir(parents=True, exist_ok=True)
     results = collect(params, metrics_dir)
@@ -285,40 +225,49 @@ def render(
     ckpts = list(params.landscape.checkpoints)
     md = ["# Equivariance and training dynamics: study report", ""]
     md += ["Generated by `dvc repro` (stage `report`) from `metrics/`. Numbers are means over seeds "
-           "(± standard deviation). Metrics are in physical units of the target field; sharpness and "
-           "Hessian values are in units of the (normalised) training loss.", ""]  # fmt: skip
+           "(± standard deviation); n = seeds (x test samples per seed) is given in every figure legend and "
+           "table. Metrics are in physical units of the target field; sharpness and Hessian values are in "
+           "units of the (normalised) training loss. \"—\" marks a model that was not measured.",
+           ""]  # fmt: skip
     summary: dict[str, Any] = {}
+    dvc_files: dict[str, tuple[dict, dict]] = {}
     for dataset, runs in results.items():
         short, source = sources.get(dataset, ("unknown source", "unknown source"))
         caption = _caption(dataset, short, params)
         metric = METRIC[dataset]
         md += [f"## {dataset} — data: {source}", ""]
-        plot_curves(dataset, runs, out / f"{dataset}_curves.png", caption)
+        plot_curves(dataset, runs, out / f"{dataset}_curves.png", caption, metric)
         md += [f"![curves]({dataset}_curves.png)", ""]
         tests = {
             "test": {m: [s["train"][f"test_{metric}"] for s in seeds.values()] for m, seeds in runs.items()}
         }
         baselines = read_baselines(metrics_dir, dataset)
         refs = {name: s[metric] for name, s in baselines.get("test", {}).items()}
-        plot_bars(tests, f"test {metric.upper()}", out / f"{dataset}_test.png", caption, refs)
+        samples = {m: test_samples(seeds) for m, seeds in runs.items()}
+        samples.update({f"baseline:{name}": s["n"] for name, s in baselines.get("test", {}).items()})
+        plot_bars(tests, f"test {metric.upper()} ({UNITS[dataset]})", out / f"{dataset}_test.png", caption,
+                  refs, samples)  # fmt: skip
         md += [f"![test error]({dataset}_test.png)", ""]
         sharp = {
             c: {m: [s["landscape"][c]["sharpness"] for s in seeds.values() if s["landscape"].get(c)]
                 for m, seeds in runs.items()}
             for c in ckpts
         }  # fmt: skip
-        plot_bars(sharp, "sharpness phi(w, D, T)", out / f"{dataset}_sharpness.png", caption)
+        plot_bars(sharp, "sharpness phi(w, D, T) (training-loss units)", out / f"{dataset}_sharpness.png",
+                  caption + f"; {_subset(params)}")  # fmt: skip
         md += [f"![sharpness]({dataset}_sharpness.png)", ""]
         plot_spectra(runs, ckpts, out / f"{dataset}_spectra.png", caption)
         md += [f"![spectra]({dataset}_spectra.png)", ""]
         md += [f"Test {metric.upper()}: mean over seeds ± sd over seeds; \"SE\" is the standard error over "
-               "test samples (mean of the per-seed values); n = test samples x seeds.", ""]  # fmt: skip
+               "test samples (mean of the per-seed values); n = test samples x seeds; landscape columns: "
+               "mean over the seeds measured (\"—\": not measured).", ""]  # fmt: skip
         header = f"| model | parameters | equivariance error | test {metric.upper()} | SE (samples) | n |"
         header += "".join(f" sharpness {c} | top eig {c} |" for c in ckpts)
         md += [header, "|" + "---|" * (6 + 2 * len(ckpts))]
         table = {}
         for name, s in sorted(baselines.get("test", {}).items()):
-            md.append(f"| baseline: {name} | 0 | — | {s[metric]:.4g} | {s['se']:.2g} | {s['n']} x 1 |"
+            se_cell = _cell([s["se"]], ".2g")
+            md.append(f"| baseline: {name} | 0 | — | {s[metric]:.4g} | {se_cell} | {s['n']} x 1 |"
                       + " — | — |" * len(ckpts))  # fmt: skip
             table[f"baseline:{name}"] = {
                 f"test_{metric}": s[metric], "test_se": s["se"], "test_samples": s["n"]
@@ -327,32 +276,39 @@ def render(
             first = next(iter(seeds.values()))["train"]
             t_mean, t_std = _mean_std([s["train"][f"test_{metric}"] for s in seeds.values()])
             e_mean, _ = _mean_std([s["train"]["equivariance_error"] for s in seeds.values()])
-            se = [s["train"].get(f"test_{metric}_se", float("nan")) for s in seeds.values()]
-            n_test = first.get("test_samples", first.get("samples", {}).get("test", "?"))
+            se_key = f"test_{metric}_se"
+            se = [s["train"][se_key] for s in seeds.values() if se_key in s["train"]]
+            n_test = test_samples(seeds)
             row = (f"| {model} | {first['parameters']:,} | {e_mean:.2e} | {t_mean:.4g} ± {t_std:.2g} | "
-                   f"{float(np.mean(se)):.2g} | {n_test} x {len(seeds)} |")  # fmt: skip
+                   f"{_cell(se, '.2g')} | {n_test} x {len(seeds)} |")  # fmt: skip
             table[model] = {
                 "parameters": first["parameters"],
                 "equivariance_error": e_mean,
                 f"test_{metric}": t_mean,
-                "test_se": float(np.mean(se)),
                 "test_samples": n_test,
                 "seeds": len(seeds),
             }
+            if se:
+                table[model]["test_se"] = float(np.mean(se))
             for c in ckpts:
                 sh = [s["landscape"][c]["sharpness"] for s in seeds.values() if s["landscape"].get(c)]
                 ev = [s["landscape"][c]["max_eigenvalue"] for s in seeds.values() if s["landscape"].get(c)]
-                sh_m, ev_m = (
-                    (_mean_std(sh)[0] if sh else float("nan")),
-                    (_mean_std(ev)[0] if ev else float("nan")),
-                )
-                row += f" {sh_m:.4g} | {ev_m:.4g} |"
-                table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = sh_m, ev_m
+                row += f" {_cell(sh, '.4g')} | {_cell(ev, '.4g')} |"
+                if sh:
+                    table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = (
+                        _mean_std(sh)[0], _mean_std(ev)[0])  # fmt: skip
             md.append(row)
         md += ["", "### The study's findings, checked", ""] + findings(dataset, runs, ckpts, baselines) + [""]
         summary[dataset] = table
+        base = best_baseline(baselines, "test", metric)
+        dvc_files[dataset] = (
+            summary_metrics(runs, metric, ckpts, base),
+            plot_rows(runs, metric, ckpts, baselines),
+        )
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if summary_dir is not None and plots_dir is not None:
+        write_summaries(summary_dir, plots_dir, dvc_files)
     return summary
 
 
@@ -380,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
     parser.add_argument("--out", type=Path, default=Path("report"))
+    parser.add_argument("--summary-dir", type=Path, default=None,
+                        help="write <dataset>.json summaries for `dvc metrics show` here")  # fmt: skip
+    parser.add_argument("--plots-dir", type=Path, default=None,
+                        help="write the plot data of dvc.yaml's top-level plots here")  # fmt: skip
     parser.add_argument("--smoke", type=Path, default=STORE_PATHS["smoke"])
     parser.add_argument("--turbulence", type=Path, default=STORE_PATHS["turbulence"])
     args = parser.parse_args(argv)
@@ -387,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> dict:
         params = load_params(args.params)
         sources = dataset_sources({"smoke": args.smoke, "turbulence": args.turbulence})
-        return render(params, args.metrics_dir, args.out, sources)
+        return render(params, args.metrics_dir, args.out, sources, args.summary_dir, args.plots_dir)
 
     return run_stage("report", body)
 

@@ -1,0 +1,104 @@
+"""The report stage on a prepared metrics dir: readable figures, no nan cells, and the small summaries that
+are the only files `dvc metrics show` lists (DVC reads the files; no repro)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.params import parse_params
+from pipelines.report import render
+from train.runs import RunId, baseline_metrics
+
+MODELS = {"smoke": ["cnn", "e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]}
+MEASURED = {"smoke": ["e2cnn", "rsteer"], "turbulence": ["gcnn"]}  # landscape runs; the rest unmeasured
+
+
+def _write(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def prepare_metrics(root: Path, seeds: int = 3) -> None:
+    """Every per-run file the stages write, made-up numbers: test error 0.1 (index + 1) + 0.01 seed."""
+    for dataset, models in MODELS.items():
+        metric = {"smoke": "rmse", "turbulence": "mae"}[dataset]
+        for i, model in enumerate(models):
+            for seed in range(seeds):
+                run, test = RunId(dataset, model, seed), 0.1 * (i + 1) + 0.01 * seed
+                _write(run.train_metrics(root), {
+                    f"test_{metric}": test, f"best_valid_{metric}": test, f"test_{metric}_se": 0.01,
+                    "test_samples": 8, "parameters": 100 + i, "equivariance_error": 0.0})  # fmt: skip
+                _write(run.curves(root), [{"epoch": e, "train_loss": 1.0 / e, "valid_metric": test + 1.0 / e}
+                                          for e in (1, 2, 3)])  # fmt: skip
+                if model in MEASURED[dataset]:
+                    for c in ("early", "best"):
+                        _write(run.landscape_metrics(root, c), {
+                            "sharpness": 0.5 + seed, "max_eigenvalue": 10.0 + i,
+                            "slq_nodes": [-0.01, 0.0, 1.0, 10.0 + i],
+                            "slq_weights": [0.1, 0.7, 0.1, 0.1]})  # fmt: skip
+        scores = {"persistence": {metric: 1.0, "se": 0.0, "n": 8}, "zero": {metric: 4.0, "se": 0.0, "n": 8}}
+        if dataset == "turbulence":  # one test sample: the baselines' SE is undefined (nan in their file)
+            scores = {"trilinear": {metric: 1.0, "se": float("nan"), "n": 1}}
+        _write(baseline_metrics(root, dataset), {"splits": {"valid": scores, "test": scores}})
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    prepare_metrics(root / "metrics")
+    params = parse_params({"train": {d: {"models": m, "seeds": [0, 1, 2]} for d, m in MODELS.items()},
+                           "landscape": {"models": MEASURED}})  # fmt: skip
+    metrics = root / "metrics"
+    render(params, metrics, root / "report", {}, metrics / "summary", metrics / "plots")
+    return root
+
+
+def test_report_has_no_nan_cells_and_states_seeds_and_samples(rendered: Path) -> None:
+    text = (rendered / "report" / "report.md").read_text()
+    assert "nan" not in text.lower()
+    smoke_cnn = next(line for line in text.splitlines() if line.startswith("| cnn | 100 |"))
+    assert smoke_cnn.endswith("| 8 x 3 | — | — | — | — |")  # unmeasured landscape: dashes
+    for dataset in MODELS:
+        for fig in ("curves", "test", "sharpness", "spectra"):
+            assert (rendered / "report" / f"{dataset}_{fig}.png").stat().st_size > 5000
+
+
+def test_summary_holds_measured_numbers_only(rendered: Path) -> None:
+    smoke = json.loads((rendered / "metrics" / "summary" / "smoke.json").read_text())
+    assert smoke["baseline"] == {"persistence": 1.0}
+    assert smoke["e2cnn"]["test_rmse"] == pytest.approx(0.21)  # (0.2 + 0.21 + 0.22) / 3
+    assert smoke["e2cnn"]["test_se"] == pytest.approx(0.01 / np.sqrt(3), rel=1e-5)  # sd 0.01 over 3 seeds
+    assert smoke["e2cnn"]["sharpness_best"] == pytest.approx(1.5)
+    assert smoke["rsteer"]["top_eigenvalue_early"] == 12
+    assert {"seeds": 3, "test_samples": 8, "parameters": 100}.items() <= smoke["cnn"].items()
+    assert not any(k.startswith(("sharpness", "top_eigenvalue")) for k in smoke["cnn"])
+    keys = sum(len(v) for v in smoke.values())
+    assert keys <= 25, keys
+    spectra = json.loads((rendered / "metrics" / "plots" / "turbulence_spectra.json").read_text())
+    assert {r["series"] for r in spectra} == {"gcnn @ early (n = 3 seeds)", "gcnn @ best (n = 3 seeds)"}
+    assert min(r["density"] for r in spectra) > 0  # floored: drawable on the log axis
+    test_rows = json.loads((rendered / "metrics" / "plots" / "smoke_test.json").read_text())
+    assert "cnn (n = 3 seeds x 8 test samples)" in {r["series"] for r in test_rows}
+
+
+def test_dvc_metrics_show_lists_only_the_summaries(rendered: Path, tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(rendered / "metrics", tmp_path / "metrics")
+    _write(tmp_path / "metrics" / "smoke.json", {"not": 1})  # dataset and receipt files: outputs, not metrics
+    _write(tmp_path / "metrics" / "publish_receipt.json", {"sha256": "0" * 64})
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    out = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=tmp_path, check=True, capture_output=True,
+                         text=True).stdout  # fmt: skip
+    (workspace,) = json.loads(out).values()  # the workspace (no commit yet)
+    files = workspace["data"]
+    assert sorted(files) == ["metrics/summary/smoke.json", "metrics/summary/turbulence.json"]
+    assert files["metrics/summary/smoke.json"]["data"]["rsteer"]["test_rmse"] == pytest.approx(0.31)
