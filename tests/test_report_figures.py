@@ -75,11 +75,10 @@ def test_summary_holds_measured_numbers_only(rendered: Path) -> None:
     assert smoke["e2cnn"]["test_rmse"] == pytest.approx(0.21)  # (0.2 + 0.21 + 0.22) / 3
     assert smoke["e2cnn"]["test_se"] == pytest.approx(0.01 / np.sqrt(3), rel=1e-5)  # sd 0.01 over 3 seeds
     assert smoke["e2cnn"]["sharpness_best"] == pytest.approx(1.5)
-    assert smoke["rsteer"]["top_eigenvalue_early"] == 12
-    assert {"seeds": 3, "test_samples": 8, "parameters": 100}.items() <= smoke["cnn"].items()
-    assert not any(k.startswith(("sharpness", "top_eigenvalue")) for k in smoke["cnn"])
-    keys = sum(len(v) for v in smoke.values())
-    assert keys <= 25, keys
+    assert (smoke["seeds"], smoke["test_samples"]) == (3, 8)  # once, for every model's mean
+    assert not any(k.startswith("sharpness") for k in smoke["cnn"])  # not measured: no key
+    columns = sum(len(v) if isinstance(v, dict) else 1 for v in smoke.values())
+    assert columns <= 20, columns  # one readable row of `dvc metrics show`
     spectra = json.loads((rendered / "metrics" / "plots" / "turbulence_spectra.json").read_text())
     assert {r["series"] for r in spectra} == {"gcnn @ early (n = 3 seeds)", "gcnn @ best (n = 3 seeds)"}
     assert min(r["density"] for r in spectra) > 0  # floored: drawable on the log axis

@@ -2,10 +2,9 @@
 plot data of the study's figures (declared in dvc.yaml: the summaries as ``metrics:``, the plot data under
 the top-level ``plots:``).
 
-``metrics/summary/<dataset>.json``: the strongest test baseline, and per model the mean test error over
-seeds, its standard error over seeds (two seeds or more), the seed count, the test samples per seed, the
-parameter count and, for the models the landscape stage measured, sharpness and top Hessian eigenvalue per
-checkpoint.
+``metrics/summary/<dataset>.json``: the strongest test baseline, the seeds and test samples per seed, and
+per model the mean test error over seeds, its standard error over seeds (two seeds or more) and, for the
+models the landscape stage measured, the sharpness at the last checkpoint (the report has the rest).
 ``metrics/plots/<dataset>_{curves,test,sharpness,spectra}.json``: rows with a ``series`` field (model and
 seed count) that the templates in pipelines/report/templates colour by.
 """
@@ -34,23 +33,28 @@ def test_samples(seeds: dict) -> int | str:
 
 
 def summary_metrics(runs: dict, metric: str, checkpoints: list[str], best_base: tuple | None) -> dict:
-    """The dataset's summary: only measured numbers (a model without landscape runs has no such keys)."""
+    """The dataset's summary, one readable row in `dvc metrics show` (about 20 columns at most): the
+    strongest baseline, the seeds and test samples behind every mean, and per model the mean test error,
+    its standard error over seeds and, where the landscape stage measured it, the sharpness at the last
+    checkpoint. Only measured numbers: a model without landscape runs has no sharpness key."""
     out: dict[str, Any] = {}
     if best_base is not None:
         out["baseline"] = {best_base[0]: _r(best_base[1])}  # the strongest trivial predictor's test error
+    if runs:
+        seeds = next(iter(runs.values()))
+        out["seeds"], out["test_samples"] = len(seeds), test_samples(seeds)
     for model, seeds in sorted(runs.items()):
         tests = [s["train"][f"test_{metric}"] for s in seeds.values()]
         mean, sd = mean_std(tests)
-        first = next(iter(seeds.values()))["train"]
-        row: dict[str, Any] = {f"test_{metric}": _r(mean), "seeds": len(tests)}
-        row.update(test_samples=test_samples(seeds), parameters=first["parameters"])
+        row: dict[str, Any] = {f"test_{metric}": _r(mean)}
         if len(tests) > 1:  # one seed has no spread: no SE rather than a misleading 0
             row["test_se"] = _r(sd / np.sqrt(len(tests)))
-        for c in checkpoints:
-            lands = [s["landscape"][c] for s in seeds.values() if (s.get("landscape") or {}).get(c)]
-            if lands:
-                row[f"sharpness_{c}"] = _r(float(np.mean([x["sharpness"] for x in lands])))
-                row[f"top_eigenvalue_{c}"] = _r(float(np.mean([x["max_eigenvalue"] for x in lands])))
+        if len(tests) != out.get("seeds"):
+            row["seeds"] = len(tests)
+        last = checkpoints[-1] if checkpoints else None
+        lands = [s["landscape"][last] for s in seeds.values() if (s.get("landscape") or {}).get(last)]
+        if lands:
+            row[f"sharpness_{last}"] = _r(float(np.mean([x["sharpness"] for x in lands])))
         out[model] = row
     return out
 
