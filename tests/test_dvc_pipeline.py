@@ -124,11 +124,13 @@ def test_dvc_repro_reruns_exactly_what_a_params_change_determines(tmp_path: Path
     assert ran == ["smoke"], ran
     assert "solver_only_c4_error" in json.loads((work / "metrics" / "smoke.json").read_text())
 
-    # (b) one more seed: its run, its landscape and the report (which aggregates every run), nothing else
+    # (b) one more seed: its run, its landscape, and what aggregates every run: the report and the dataset
+    # cards (they quote the models' scores over seeds); nothing else is trained
     raw["train"]["smoke"]["seeds"] = [0, 1]
     _write_params(work, raw)
     ran, out = _repro(work)
-    assert sorted(ran) == sorted(["train_smoke@cnn-1", "landscape_smoke@cnn-1-best", "report"]), ran
+    expected = ["train_smoke@cnn-1", "landscape_smoke@cnn-1-best", "publish", "report"]
+    assert sorted(ran) == sorted(expected), ran
     assert _train_metrics(work, "smoke-cnn-seed1")["epochs_run"] == 1
 
     # (c) other physics: new data, so every smoke run trains again from its first epoch
