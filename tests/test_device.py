@@ -157,7 +157,8 @@ def test_device_cpu_gives_bitwise_the_same_run_as_the_default(smoke_store: Path,
                            "optimiser": {"max_epochs": 2, "early_epoch": 1, "batch_size": 4}}}  # fmt: skip
     runs = {}
     for device in ("auto", "cpu"):
-        params = parse_params({"smoke": TINY_SMOKE, "train": train_cfg, "compute": {"device": device}})
+        params = parse_params({"smoke": TINY_SMOKE, "train": train_cfg, "compute": {"device": device},
+                               "landscape": {"models": {"smoke": ["cnn"], "turbulence": []}}})
         out = tmp_path / device
         metrics = run_training("smoke", "cnn", 0, params, smoke_store, out / "runs", out / "metrics")
         assert metrics["device"] == "cpu"
