@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,8 +158,14 @@ def test_device_cpu_gives_bitwise_the_same_run_as_the_default(smoke_store: Path,
                            "optimiser": {"max_epochs": 2, "early_epoch": 1, "batch_size": 4}}}  # fmt: skip
     runs = {}
     for device in ("auto", "cpu"):
-        params = parse_params({"smoke": TINY_SMOKE, "train": train_cfg, "compute": {"device": device},
-                               "landscape": {"models": {"smoke": ["cnn"], "turbulence": []}}})
+        params = parse_params(
+            {
+                "smoke": TINY_SMOKE,
+                "train": train_cfg,
+                "compute": {"device": device},
+                "landscape": {"models": {"smoke": ["cnn"], "turbulence": []}},
+            }
+        )
         out = tmp_path / device
         metrics = run_training("smoke", "cnn", 0, params, smoke_store, out / "runs", out / "metrics")
         assert metrics["device"] == "cpu"
@@ -201,3 +208,32 @@ def test_readme_gpu_install_command_pins_the_same_torch_with_valid_pip_syntax() 
             url = options.index_url
             assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu\d{3}", url), url
     assert versions["gpu"] == versions["cpu"] == "torch==2.13.0"
+
+
+def test_study_cost_projection_counts_the_preset_jobs() -> None:
+    """benchmarks/study_cost.py's arithmetic on the real preset, with unit costs per step/eval/HVP."""
+    import importlib.util
+
+    from pipelines.params import load_params
+
+    path = README.parent / "benchmarks" / "study_cost.py"
+    spec = importlib.util.spec_from_file_location("study_cost", path)
+    cost = importlib.util.module_from_spec(spec)
+    sys.modules["study_cost"] = cost  # dataclasses look their module up there
+    spec.loader.exec_module(cost)  # type: ignore[union-attr]
+    params = load_params(README.parent / "params.study.yaml")
+    # smoke: 4 rotated series; frames 35 / 8 / 7 of 50, windows of 1 + 6 frames
+    assert cost.split_sizes(params, "smoke") == {"train": 116, "valid": 8, "test": 4}
+    assert cost.split_sizes(params, "turbulence") == {"train": 40, "valid": 5, "test": 5}
+    unit = [
+        cost.Timing("smoke", "e2cnn", 1, 1.0, 1.0, 1.0, 1.0),
+        cost.Timing("turbulence", "cnn", 1, 1.0, 2.0, 1.0, 1.0),
+    ]
+    jobs = cost.project_jobs(params, unit)
+    assert jobs["train_smoke"] == [50 * (14 + 1) + 1.0] * 5  # 116 // 8 steps, 1 valid and 1 test batch
+    assert jobs["train_turbulence"] == [50 * (10 + 2 * 2) + 2 * 2.0] * 6  # 40 / 4 steps; 2 valid, 2 test
+    # 4 batches x (3 x 30 Lanczos + 16 Hutchinson HVPs + 2 x (1 + 5 x 4) sharpness losses)
+    assert jobs["landscape_smoke"] == [4 * (106 + 42)] * 10
+    assert len(jobs["landscape_turbulence"]) == 12
+    assert cost.makespan([2, 3, 4, 3], 2) == 6  # longest first: 4 + 2 | 3 + 3
+    assert cost.makespan([2, 3, 4, 3], 1) == 12 and cost.makespan([5, 1, 1, 1], 8) == 5
