@@ -21,12 +21,14 @@ from pipelines.params import StudyParams, TaskTrainParams, load_params
 from pipelines.run_config import split_spec
 from train.baselines import smoke_baselines, sr_baselines, sr_factor
 from train.data import load_splits, output_scale
+from train.device import prepare
 from train.runs import baseline_metrics
 from train.tasks import TASKS, score, task_for
 
 
 def run_baselines(dataset: str, params: StudyParams, data: Path, metrics_dir: Path) -> dict[str, Any]:
     section: TaskTrainParams = getattr(params.train, dataset)
+    device = prepare(params.compute.device)
     splits = load_splits(dataset, data, split_spec(section))
     task = task_for(dataset)  # plain form: the baseline module is the whole prediction
     if dataset == "smoke":
@@ -34,11 +36,12 @@ def run_baselines(dataset: str, params: StudyParams, data: Path, metrics_dir: Pa
     else:
         modules = sr_baselines(splits["train"], sr_factor(splits["train"]))
     batch = section.optimiser.batch_size
+    modules = {name: module.to(device) for name, module in modules.items()}
     out: dict[str, Any] = {"dataset": dataset, "metric": task.metric_name, "splits": {}}
     for split in ("valid", "test"):
         scale = output_scale(splits[split])
         out["splits"][split] = {
-            name: score(module, task, splits[split], batch, scale) for name, module in modules.items()
+            name: score(module, task, splits[split], batch, scale, device) for name, module in modules.items()
         }
     write_json_atomic(baseline_metrics(metrics_dir, dataset), out)
     return out

@@ -7,7 +7,7 @@ Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (resumable), pe
 ``metrics/train/<dataset>-<model>-seed<k>.json`` (DVC metrics): the test metric of the best checkpoint on
 the real test split, in physical units, with each test sample's error, their standard error and count
 (``test_<metric>_se``, ``test_samples``), the parameter count and the equivariance error of the prediction
-(the residual form included).
+(the residual form included), and the device it ran on (``compute.device``) with library versions.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
 from pipelines.params import StudyParams, TaskTrainParams, load_params
 from pipelines.run_config import hparams_of, optimiser_config, split_spec, task_of
 from train.data import build, load_splits, output_scale
+from train.device import device_info, prepare, task_on, to_device
 from train.loop import load_checkpoint, train, write_curves
 from train.runs import RunId
 from train.tasks import TASKS, score
@@ -59,23 +60,24 @@ def run_training(
         raise ValueError(f"train.{dataset}.models does not list {model_name!r}: {section.models}")
     if dataset == "turbulence":
         params.turbulence.check_trainable()
+    device = prepare(params.compute.device)  # a GPU that is not there fails here, before any work
     run = RunId(dataset, model_name, seed)
     splits = load_splits(dataset, data, split_spec(section))
-    task = task_of(dataset, section, splits["train"])
+    task = task_on(task_of(dataset, section, splits["train"]), device)
     hparams = hparams_of(dataset, model_name, section)
-    model = build(dataset, model_name, seed, hparams)
+    model = build(dataset, model_name, seed, hparams).to(device)  # initial weights drawn on the CPU
     run_dir = run.run_dir(runs)
     key = run_key(dataset, model_name, seed, section, hparams, Path(data))
     start = time.perf_counter()
     settings = optimiser_config(section)
-    result = train(model, task, splits["train"], splits["valid"], settings, run_dir, seed, key)
+    result = train(model, task, splits["train"], splits["valid"], settings, run_dir, seed, key, device=device)
     seconds = time.perf_counter() - start
 
-    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt", map_location=device)["model"])
     scale = output_scale(splits["test"])
-    test = score(model, task, splits["test"], section.optimiser.batch_size, scale)
+    test = score(model, task, splits["test"], section.optimiser.batch_size, scale, device=device)
     model.eval()
-    probe = task.equivariance_probe(next(iter(DataLoader(splits["valid"], batch_size=2))))
+    probe = task.equivariance_probe(to_device(next(iter(DataLoader(splits["valid"], batch_size=2))), device))
     with torch.no_grad():
         equi = equivariance_error(task.as_module(model), probe, task.model_task)
     name = task.metric_name
@@ -95,6 +97,7 @@ def run_training(
         "train_seconds": seconds,
         "samples": {split: len(ds) for split, ds in splits.items()},
         "units_scale": scale,
+        **device_info(device),  # device, device_name, deterministic_algorithms, library versions
     }
     history = dict(result["history"])
     history["valid_metric"] = [v * scale for v in history["valid_metric"]]

@@ -7,8 +7,8 @@ loss (plus the model's regulariser) and the model deterministic (normalisation l
 statistics, reported as ``norm_mode``; curvature accumulated batch by batch): sharpness over shared random
 unit directions (and filter-normalised ones), the top Hessian eigenvalues by Lanczos, the spectral density
 by stochastic Lanczos quadrature, and the trace by Hutchinson. Writes
-``metrics/landscape/<run>-<checkpoint>.json`` and the density as plot data in
-``metrics/spectra/<run>-<checkpoint>.json``.
+``metrics/landscape/<run>-<checkpoint>.json`` (with the device, ``compute.device``, and library versions)
+and the density as plot data in ``metrics/spectra/<run>-<checkpoint>.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from train.curvature import (
     spectral_density,
 )
 from train.data import build, load_splits
+from train.device import device_info, prepare, task_on
 from train.loop import load_checkpoint
 from train.runs import RunId
 from train.tasks import TASKS
@@ -131,11 +132,12 @@ def run_landscape(
     path = run.checkpoint(runs, checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}; run the train stage first (dvc repro)")
-    model = build(dataset, model_name, seed, hparams_of(dataset, model_name, section))
-    state = load_checkpoint(path)
+    device = prepare(params.compute.device)  # model, batches and Hessian-vector products all run there
+    model = build(dataset, model_name, seed, hparams_of(dataset, model_name, section)).to(device)
+    state = load_checkpoint(path, map_location=device)
     model.load_state_dict(state["model"])
     train_set = load_splits(dataset, data, split_spec(section))["train"]
-    task = task_of(dataset, section, train_set)  # the training loss the model was optimised on
+    task = task_on(task_of(dataset, section, train_set), device)  # the loss the model was optimised on
     subset = fixed_subset(train_set, params.landscape)
     flat = FlatLoss(model, subset, task.loss)
     result, spectrum = measure(flat, params.landscape)
@@ -150,6 +152,7 @@ def run_landscape(
             # normalisation layers use their running statistics, so L(w) is deterministic (not batch stats)
             "norm_mode": "eval (running statistics)",
             "norm_layers": norm_layers(model),
+            **device_info(device),
         }
     )
     write_json_atomic(run.landscape_metrics(metrics_dir, checkpoint), result)

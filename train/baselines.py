@@ -44,7 +44,7 @@ def trilinear_upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
 def _spectral_1d(x: torch.Tensor, factor: int, dim: int, deconvolve: bool) -> torch.Tensor:
     n = x.shape[dim]
     coef = torch.fft.fft(x.to(torch.float64), dim=dim, norm="forward")
-    k = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)
+    k = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64, device=x.device)
     weight = torch.exp(2j * math.pi * k * (1.0 / factor - 1.0) / 2.0 / n)  # hr cell 0 sits at lr -3/8 (f=4)
     if deconvolve:  # the mean over f hr cells multiplies mode k by sin(pi k / n) / (f sin(pi k / (f n)))
         box = torch.ones_like(k)
@@ -58,7 +58,7 @@ def _spectral_1d(x: torch.Tensor, factor: int, dim: int, deconvolve: bool) -> to
     coef = coef * weight.reshape(shape)
     out_shape = list(x.shape)
     out_shape[dim] = factor * n
-    hr = torch.zeros(out_shape, dtype=coef.dtype)
+    hr = torch.zeros(out_shape, dtype=coef.dtype, device=coef.device)
     half = (n + 1) // 2
     hr.narrow(dim, 0, half).copy_(coef.narrow(dim, 0, half))
     hr.narrow(dim, factor * n - (n - half), n - half).copy_(coef.narrow(dim, half, n - half))

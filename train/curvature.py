@@ -55,7 +55,8 @@ class FlatLoss:
     parameter vector ``w``. ``w0`` holds the model's current parameters.
 
     Values, gradients and Hessian-vector products are accumulated batch by batch (all three are linear in
-    the per-batch losses), so memory scales with one batch, not with the whole subset.
+    the per-batch losses), so memory scales with one batch, not with the whole subset. Everything runs on
+    the model's device: the batches are moved there once, here.
     """
 
     def __init__(self, model: nn.Module, batches: Sequence[tuple[Tensor, ...]], loss_of_batch: LossOfBatch):
@@ -66,6 +67,8 @@ class FlatLoss:
         self.loss_of_batch = loss_of_batch
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         params = dict(model.named_parameters())
+        device = params[self.names[0]].device if self.names else torch.device("cpu")
+        self.batches = [tuple(t.to(device) if isinstance(t, Tensor) else t for t in b) for b in self.batches]
         self.shapes = [params[n].shape for n in self.names]
         self.sizes = [params[n].numel() for n in self.names]
         self.w0 = torch.cat([params[n].detach().reshape(-1) for n in self.names]).clone()
@@ -155,7 +158,8 @@ def _loss_with_params(
 
 def _regulariser_with_params(model: nn.Module, params: dict[str, Tensor]) -> Tensor:
     if not hasattr(model, "regularizer"):
-        return torch.zeros((), dtype=next(iter(params.values())).dtype)
+        first = next(iter(params.values()))
+        return torch.zeros((), dtype=first.dtype, device=first.device)
     bound = _Bound(model, lambda m: m.regularizer())
     return torch.func.functional_call(bound, {f"model.{n}": t for n, t in params.items()}, ())
 
@@ -194,7 +198,7 @@ def random_directions(flat: FlatLoss, count: int, seed: int, filter_normalised: 
     index = [output_filter_index(flat.model, n) for n in flat.names]
     out = []
     for _ in range(count):
-        d = torch.randn(flat.dim, generator=gen, dtype=torch.float64).to(flat.w0.dtype)
+        d = torch.randn(flat.dim, generator=gen, dtype=torch.float64).to(flat.w0)  # same draw on any device
         if not filter_normalised:
             out.append(d / d.norm())
             continue
@@ -270,7 +274,7 @@ def lanczos(
 def top_eigenvalues(flat: FlatLoss, k: int, steps: int, seed: int) -> tuple[np.ndarray, int]:
     """The ``k`` largest Hessian eigenvalues (descending) from the Ritz values of ``steps`` Lanczos steps."""
     gen = torch.Generator().manual_seed(seed)
-    v0 = torch.randn(flat.dim, generator=gen, dtype=torch.float64).to(flat.w0.dtype)
+    v0 = torch.randn(flat.dim, generator=gen, dtype=torch.float64).to(flat.w0)
     result = lanczos(lambda v: flat.hvp(flat.w0, v), v0, min(steps, flat.dim))
     values, _ = result.ritz()
     return values[::-1][:k].copy(), result.matvecs
@@ -291,7 +295,7 @@ def spectral_density(
     nodes, weights, per_probe = [], [], []
     matvecs = 0
     for _ in range(probes):
-        v0 = (torch.randint(0, 2, (flat.dim,), generator=gen) * 2 - 1).to(flat.w0.dtype)
+        v0 = (torch.randint(0, 2, (flat.dim,), generator=gen) * 2 - 1).to(flat.w0)
         result = lanczos(lambda v: flat.hvp(flat.w0, v), v0, min(steps, flat.dim))
         values, w = result.ritz()
         per_probe.append(values)
@@ -317,7 +321,7 @@ def hutchinson_trace(flat: FlatLoss, probes: int, seed: int) -> tuple[float, flo
     gen = torch.Generator().manual_seed(seed)
     samples = []
     for _ in range(probes):
-        v = (torch.randint(0, 2, (flat.dim,), generator=gen) * 2 - 1).to(flat.w0.dtype)
+        v = (torch.randint(0, 2, (flat.dim,), generator=gen) * 2 - 1).to(flat.w0)
         samples.append(float(v @ flat.hvp(flat.w0, v)))
     return float(np.mean(samples)), float(
         np.std(samples, ddof=1) / math.sqrt(probes)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from loaders.storage import write_json_atomic
+from train.device import cpu_state, loader_options, to_device
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,15 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Every tensor is saved from the CPU, so a checkpoint written on a GPU loads on any machine."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
+    torch.save(cpu_state(payload), tmp)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint with its tensors on ``map_location`` (whatever device they were saved from)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 @dataclass
@@ -76,13 +79,13 @@ class History:
         }
 
 
-def evaluate(model: nn.Module, task: Any, loader: DataLoader) -> float:
+def evaluate(model: nn.Module, task: Any, loader: DataLoader, device: torch.device | None = None) -> float:
     """The task's metric over a whole split, with the model in eval mode and no gradients."""
     model.eval()
     sums, count = None, 0
     with torch.no_grad():
         for batch in loader:
-            s, n = task.errors(model, batch)
+            s, n = task.errors(model, to_device(batch, device))
             sums = s if sums is None else sums + s
             count += n
     return task.reduce(sums, count)
@@ -98,16 +101,23 @@ def train(
     seed: int,
     config_key: str,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """Train until ``max_epochs`` or early stopping; returns the history and the best epoch."""
+    """Train until ``max_epochs`` or early stopping; returns the history and the best epoch.
+
+    ``device``: where the model, batches and losses live (None: wherever the model already is, the CPU
+    for a fresh model); ``task`` must have its own tensors there too (:func:`train.device.task_on`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     gen = seed_everything(seed)
+    if device is not None:
+        model.to(device)
+    cuda = device is not None and device.type == "cuda"
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, settings.lr_step_epochs, settings.lr_gamma)
     history, best, best_epoch, start = History.empty(), float("inf"), 0, 1
     last = run_dir / "last.pt"
     if last.is_file():
-        state = load_checkpoint(last)
+        state = load_checkpoint(last)  # the optimiser moves its state to its parameters' device
         if state.get("config_key") == config_key:
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
@@ -116,13 +126,16 @@ def train(
             best, best_epoch, start = state["best"], state["best_epoch"], state["epoch"] + 1
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
+            if cuda and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
             print(f"resuming {run_dir} after epoch {state['epoch']}")
         else:
             print(f"{run_dir}: configuration changed, starting over")
             for stale in ("last.pt", "best.pt", "early.pt"):
                 (run_dir / stale).unlink(missing_ok=True)
 
-    valid_loader = DataLoader(valid_set, batch_size=settings.batch_size, num_workers=settings.num_workers)
+    loading = loader_options(device, settings.num_workers)  # worker processes and pinned memory overlap I/O
+    valid_loader = DataLoader(valid_set, batch_size=settings.batch_size, **loading)
     stopped_early = False
     for epoch in range(start, settings.max_epochs + 1):
         if epoch - best_epoch > settings.patience and best_epoch > 0:
@@ -130,7 +143,7 @@ def train(
             break
         train_loader = DataLoader(
             train_set, batch_size=settings.batch_size, shuffle=True, generator=gen,
-            num_workers=settings.num_workers, drop_last=len(train_set) > settings.batch_size,
+            drop_last=len(train_set) > settings.batch_size, **loading,
         )  # fmt: skip
         model.train()
         total, batches = 0.0, 0
@@ -145,15 +158,16 @@ def train(
         for batch in bar:
             if batches >= limit:
                 break
-            loss = task.loss(model, batch) + model.regularizer()
+            loss = task.loss(model, to_device(batch, device)) + model.regularizer()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += loss.item()
+            value = loss.item()  # one device sync per step
+            total += value
             batches += 1
-            bar.set_postfix(loss=f"{loss.item():.4g}")
+            bar.set_postfix(loss=f"{value:.4g}")
         scheduler.step()
-        valid = evaluate(model, task, valid_loader)
+        valid = evaluate(model, task, valid_loader, device)
         history.epoch.append(epoch)
         history.train_loss.append(total / max(batches, 1))
         history.valid_metric.append(valid)
@@ -175,6 +189,8 @@ def train(
             "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
+        if cuda:
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
         save_checkpoint(last, state)
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": history.train_loss[-1], "valid_metric": valid})

@@ -181,18 +181,20 @@ def task_for(
 
 def score(
     model: nn.Module, task: SmokeTask | SuperResolutionTask, dataset: Dataset, batch_size: int,
-    scale: float = 1.0,
+    scale: float = 1.0, device: torch.device | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """A split's metric (pooled, as ``errors``/``reduce`` define it) with per-sample values, their
-    standard error and count, in physical units (``scale``: normalised -> physical)."""
+    standard error and count, in physical units (``scale``: normalised -> physical); batches go to
+    ``device`` (None: left on the CPU)."""
     model.eval()
     sums, count, per_sample = None, 0, []
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_size=batch_size):
+            batch = batch if device is None else tuple(t.to(device) for t in batch)
             s, n = task.errors(model, batch)
             sums, count = (s if sums is None else sums + s), count + n
             per_sample.append(task.sample_errors(model, batch))
-    values = torch.cat(per_sample).double() * scale
+    values = torch.cat(per_sample).double().cpu() * scale
     n = int(values.numel())
     se = float(values.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
     return {

@@ -32,6 +32,7 @@ MAX_STEPS = 1_000_000
 MAX_EPOCHS = 100_000
 SR_FACTOR = 4  # models/nets.py SRGroupNet: two x2 up-blocks, so lr is hr / 4 per axis
 SCHEDULER_ADDRESS = r"^(tcp|tls)://[A-Za-z0-9.\-\[\]:]+:(\d{1,5})$"
+DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"  # train/device.py resolves it (and checks the GPU) at stage start
 
 # Equivariance error per symmetry level E_0..E_9 reported for the original study's published smoke data
 # (README, "Results of the embedded default", compares ours with these).
@@ -80,6 +81,18 @@ class ComputeParams(Strict):
     )
     n_workers: PositiveInt = Field(2, description="LocalCluster workers; workers x threads <= 4 x CPU count")
     threads_per_worker: PositiveInt = 1
+    device: str = Field(
+        "auto",
+        description="torch device of training and landscape stages: auto (a GPU when torch sees one), cpu,"
+        " cuda or cuda:N; a GPU that is not visible is an error at stage start",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(DEVICE, value):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N (N a GPU index), got {value!r}")
+        return value
 
     @field_validator("scheduler_address")
     @classmethod
