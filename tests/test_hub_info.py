@@ -107,7 +107,7 @@ def test_smoke_card_physics_symmetry_scores_and_citations(smoke_store: Path, tmp
         "smoke: boundary extrapolation",
         "Grid spacing 1.0, time step 1.0",
         "| (level=2, direction=4, time=12, component=2, y=16, x=16) | float32 | length unit / time unit |",
-        "Generation cost: 4 PhiFlow simulations of 12 steps on a 16^2 grid in float64",
+        "Generation cost: PhiFlow simulations of 12 steps on a 16^2 grid in float64 for 2 symmetry levels x 4",
         "| `persistence` | 0.25 | 0.01 | 12 |",
         "| `cnn` | rmse | 0.25 | 0.125 | 0.375 | 2 |",  # mean, min, max over the two seeds
         "@misc{canez2024equivariance",
@@ -127,7 +127,7 @@ def test_smoke_card_physics_symmetry_scores_and_citations(smoke_store: Path, tmp
     publish(_params(datasets=["smoke"]), {"smoke": smoke_store}, tmp_path / "bare", None, None)
     bare = (tmp_path / "bare" / "smoke-plume" / "README.md").read_text()
     assert "`metrics/baselines/smoke.json`" in bare and "`metrics/train/smoke-<model>-seed<n>.json`" in bare
-    assert "Generation cost: 4 PhiFlow simulations" in bare  # the work, from the store itself
+    assert "Generation cost: PhiFlow simulations of 12 steps" in bare  # the work, from the store itself
     assert _front_matter(bare)["dataset_info"] == meta["dataset_info"]
 
 

@@ -276,8 +276,8 @@ class SmokeKind(DatasetKind):
             scenario=scenario,
             builtin_physics=scenario == "buoyant_plume",
             cost=cost_text(
-                f"{ctx.provenance.get('metrics', {}).get('simulations', '?')} PhiFlow simulations of "
-                f"{p.get('steps', '?')} steps on a {p.get('resolution', '?')}^2 grid in float64",
+                f"PhiFlow simulations of {p.get('steps', '?')} steps on a {p.get('resolution', '?')}^2 grid "
+                f"in float64 for {ds.sizes['level']} symmetry levels x {ds.sizes['direction']} directions",
                 self.name,
             ),
             split_table=table(
