@@ -107,7 +107,7 @@ def test_smoke_card_physics_symmetry_scores_and_citations(smoke_store: Path, tmp
         "smoke: boundary extrapolation",
         "Grid spacing 1.0, time step 1.0",
         "| (level=2, direction=4, time=12, component=2, y=16, x=16) | float32 | length unit / time unit |",
-        "Generation cost: PhiFlow simulations of 12 steps on a 16^2 grid in float64 for 2 symmetry levels x 4",
+        "Generation cost: PhiFlow simulations of 12 steps on a 16^2 grid in float64 for 2 symmetry levels",
         "| `persistence` | 0.25 | 0.01 | 12 |",
         "| `cnn` | rmse | 0.25 | 0.125 | 0.375 | 2 |",  # mean, min, max over the two seeds
         "@misc{canez2024equivariance",
