@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipelines.params import SmokeParams
-from pipelines.smoke.levels import PUBLISHED_FRAME_SLICE, lower_faces, published_level_error
+from pipelines.smoke.levels import lower_faces, published_frame_slice, published_level_error
 
 
 def test_lower_faces_recovers_the_staggered_field_behind_cell_centres() -> None:
@@ -32,5 +32,9 @@ def test_default_frames_are_the_published_ones() -> None:
     p = SmokeParams()
     frames = np.arange(p.keep_start, p.keep_stop)  # frame t = the state after t steps
     assert frames[0] == 11 and frames[-1] == 60 and p.n_frames == 50  # torch.save(data[10:60]) of steps 1..61
-    compared = frames[PUBLISHED_FRAME_SLICE]
+    compared = frames[published_frame_slice(p.keep_start, p.keep_stop)]
     assert compared[0] == 21 and compared[-1] == 59  # the cell's d[10:-1]
+    longer = np.arange(11, 111)  # a longer run compares the same frames, not more
+    assert list(longer[published_frame_slice(11, 111)]) == list(range(21, 60))
+    short = np.arange(0, 13)  # a run that never reaches frame 21 compares what it kept
+    assert list(short[published_frame_slice(0, 13)]) == list(range(13))

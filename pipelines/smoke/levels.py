@@ -92,8 +92,15 @@ def _faces(centre: np.ndarray, axis: int) -> np.ndarray:
 
 # The published E_0..E_9 errors (Wang et al. 2022; data_gen.ipynb of Rose-STL-Lab/Approximately-Equivariant-
 # Nets, last cell) are computed on files holding the states after steps 11..60 (frames 11..60), of which the
-# cell compares positions 10..48, i.e. frames 21..59: this slice of the kept frames (smoke.keep_start: 11).
-PUBLISHED_FRAME_SLICE = slice(10, -1)
+# cell compares positions 10..48, i.e. frames 21..59 (steps, not positions: a longer run compares the same
+# frames; a run too short to reach them compares every kept frame).
+PUBLISHED_FRAMES = (21, 60)
+
+
+def published_frame_slice(keep_start: int, keep_stop: int) -> slice:
+    """The kept frames (``keep_start..keep_stop-1``) the published definition compares: frames 21..59."""
+    first, stop = max(PUBLISHED_FRAMES[0], keep_start), min(PUBLISHED_FRAMES[1], keep_stop)
+    return slice(first - keep_start, stop - keep_start) if first < stop else slice(None)
 
 
 def lower_faces(velocity: np.ndarray) -> np.ndarray:
@@ -112,7 +119,7 @@ def published_level_error(unrotated: np.ndarray) -> float:
 
     ``unrotated[k, frame, component, y, x]``: the staggered velocity (:func:`lower_faces`) of the four
     UNROTATED simulations behind the level's directions, buoyancy indices 1, 1+i, 1+2i, 1+3i, over the
-    frames being compared (:data:`PUBLISHED_FRAME_SLICE` of the kept frames). The error is the mean over
+    frames being compared (:func:`published_frame_slice` of the kept frames). The error is the mean over
     frames, components and grid points of (|x_0 - x_1| + |x_0 - x_2| + |x_0 - x_3|) / 3: how far the
     stronger-buoyancy plumes are from the first one, not a distance to a C4-symmetric set (that is
     :func:`equivariance_errors`' ``orbit``).

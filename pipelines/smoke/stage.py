@@ -37,10 +37,10 @@ from pipelines.cli import dataset_stage_parser, run_stage
 from pipelines.compute import dask_client
 from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams, load_params
 from pipelines.smoke.levels import (
-    PUBLISHED_FRAME_SLICE,
     equivariance_errors,
     lower_faces,
     max_c4_violation,
+    published_frame_slice,
     published_level_error,
     rotate_frames,
     rotate_velocity,
@@ -230,15 +230,16 @@ def assemble_levels(p: SmokeParams, sims: dict[str, xr.Dataset]) -> xr.Dataset:
 
 def published_definition_errors(p: SmokeParams, sims: dict[str, xr.Dataset]) -> dict[str, float]:
     """Each level's error by the published definition (``published_level_error``): the four unrotated
-    simulations behind its directions, staggered velocity, frames ``PUBLISHED_FRAME_SLICE`` of the kept
-    ones. In ``simulate`` mode the turned simulations are turned back first."""
+    simulations behind its directions, staggered velocity, frames 21..59 of the kept ones
+    (``published_frame_slice``). In ``simulate`` mode the turned simulations are turned back first."""
     out = {}
+    compared = published_frame_slice(p.keep_start, p.keep_stop)
     for level in p.levels:
         frames = []
         for job in level_jobs(p, level):
             v = sims[job.label].velocity.values
             v = rotate_velocity(v, -job.quarter_turns) if job.quarter_turns else v
-            frames.append(lower_faces(v)[PUBLISHED_FRAME_SLICE])
+            frames.append(lower_faces(v)[compared])
         out[f"E{level}"] = published_level_error(np.stack(frames))
     return out
 
