@@ -40,7 +40,9 @@ def run_key(
     """What a run's checkpoints depend on, and nothing else: the data's content, this model and its
     hparams, the optimiser, the seed and the task layout. Another model's hparams or another seed in the
     list do not change it (so those runs still resume); a rebuilt store with other content does."""
-    layout = section.model_dump(mode="json", include={"level", "normalise", "train_rollout", "window_stride"})
+    # the task's form too: a residual checkpoint must not resume as a plain one
+    fields = {"level", "normalise", "train_rollout", "window_stride", "residual", "upsampler"}
+    layout = section.model_dump(mode="json", include=fields)
     return params_key({
         "data": store_digest(data),
         "dataset": dataset,

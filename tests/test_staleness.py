@@ -57,6 +57,7 @@ def test_run_key_follows_the_data_and_only_the_runs_own_settings(stores: tuple[P
     assert key(_train(hparams={"cnn": {"hidden": 5}, "e2cnn": {"hidden": 2}})) != base  # its own
     assert key(_train(optimiser={**TRAIN["optimiser"], "lr": 2e-3})) != base
     assert key(_train(window_stride=2)) != base and key(_train(normalise="standard")) != base
+    assert key(_train(residual=False)) != base  # the task's form: never resume the other form's checkpoint
     assert key(_train(), seed=1) != base and key(_train(), model="e2cnn") != base
 
 

@@ -51,7 +51,8 @@ def verdict(a: list[float], b: list[float], baseline: float | None = None) -> tu
         return f"inconclusive (n seeds < {MIN_SEEDS})", f"{len(a)} / {len(b)} seeds"
     ma, mb = float(np.mean(a)), float(np.mean(b))
     if baseline is not None and max(ma, mb) >= baseline:
-        return "not reproduced (a model does not beat the baseline)", f"baseline {baseline:.4g}"
+        detail = f"baseline {baseline:.4g}, {len(a)} / {len(b)} seeds"
+        return "not reproduced (a model does not beat the baseline)", detail
     if np.std(a) == 0 and np.std(b) == 0:
         p = 0.0 if ma != mb else 1.0
     else:
