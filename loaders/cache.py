@@ -13,7 +13,6 @@ and it is shared by processes (DataLoader workers) through huggingface_hub's fil
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import os
 import re
@@ -27,7 +26,8 @@ from zarr.abc.store import ByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import LocalStore
 
-CHECKSUMS = "checksums.sha256"
+from loaders.digest import CHECKSUMS, parse_checksums, sha256_file
+
 HUB_URL = re.compile(r"^hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<rev>[^/]+))?/(?P<path>.+?)/*$")
 
 
@@ -57,14 +57,6 @@ def parse_hub_url(url: str) -> tuple[str, str | None, str]:
         raise ValueError(f"{url!r} is not an hf://datasets/<namespace>/<name>[@revision]/<path> URL")
     rev = match["rev"]
     return match["repo"], unquote(rev) if rev else None, match["path"]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class RepoFiles:
@@ -103,8 +95,7 @@ class RepoFiles:
 
             files = HfApi().list_repo_files(self.repo_id, repo_type="dataset", revision=self.revision)
             return dict.fromkeys(files, "")
-        pairs = (line.split(maxsplit=1) for line in text.splitlines() if line.strip())
-        return {rel.strip(): digest for digest, rel in pairs}
+        return parse_checksums(text)
 
     def fetch(self, rel: str) -> Path | None:
         """The local path of repo file ``rel`` (downloaded and checked on first use); None if absent."""
@@ -114,7 +105,7 @@ class RepoFiles:
             path = self._download(rel)  # no request when the file is in this commit's snapshot already
             want = self.checksums[rel]
             if want and rel not in self._checked:
-                if _sha256(path) != want:
+                if sha256_file(path) != want:
                     blob = path.resolve()
                     path.unlink(missing_ok=True)
                     blob.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from loaders.digest import parse_checksums, sha256_file
 from loaders.sources import CHECKSUMS, STATS, looks_local
 
 # the publish stage's default repos (pipelines/params/publish.py; loaders may not import pipelines)
@@ -41,19 +41,6 @@ def card_configs(readme: str) -> list[dict[str, Any]]:
         return []
     front = readme.split("---", 2)[1]
     return list((yaml.safe_load(front) or {}).get("configs") or [])
-
-
-def parse_checksums(text: str) -> dict[str, str]:
-    pairs = (line.split(maxsplit=1) for line in text.splitlines() if line.strip())
-    return {rel.strip(): digest for digest, rel in pairs}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Repo:
@@ -167,7 +154,7 @@ def _fetch(repo: Repo, rel: str, dest: Path, want_sha: str, size: int, bar: Any)
                 for block in response.iter_bytes(1 << 20):
                     fh.write(block)
                     bar.update(len(block))
-    if want_sha and sha256_of(part) != want_sha:
+    if want_sha and sha256_file(part) != want_sha:
         part.unlink()  # a wrong partial (or a changed file): the next run starts this file again
         raise CliError(f"{rel}: sha256 does not match {CHECKSUMS}; removed the partial file, run again")
     os.replace(part, dest)
@@ -197,7 +184,7 @@ def download(source: str, out: Path, config: str | None, zarr: bool, revision: s
         dest = out / rel
         if not dest.is_file() or dest.stat().st_size != repo.sizes[rel]:
             return False
-        return rel not in checksums or sha256_of(dest) == checksums[rel]
+        return rel not in checksums or sha256_file(dest) == checksums[rel]
 
     todo = [rel for rel in wanted if not done(rel)]
     total = sum(repo.sizes[rel] for rel in todo)

@@ -25,11 +25,11 @@ from urllib.parse import quote
 
 import xarray as xr
 
+from loaders.digest import CHECKSUMS
 from loaders.layouts import LAYOUTS, Layout, LayoutError
 from loaders.storage import StoreError, check_complete
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-CHECKSUMS = "checksums.sha256"
 STATS = "stats.json"
 STORE_NAMES = {"smoke": "smoke.zarr", "turbulence": "turbulence.zarr"}
 LOADERS = {"smoke": "smoke_plume", "turbulence": "turbulence_sr"}

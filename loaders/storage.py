@@ -40,6 +40,7 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from loaders.cache import hub_store, read_unit
+from loaders.digest import sha256_file
 
 COMPLETE_MARKER = "_COMPLETE.json"
 TRACKED_PACKAGES = (
@@ -94,14 +95,6 @@ def run_info() -> dict[str, Any]:
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
     }
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_manifest(root: Path, skip: Iterable[str] = (COMPLETE_MARKER,)) -> dict[str, str]:

@@ -3,13 +3,9 @@ plus two params entries, and it runs in-process and on a real dask cluster."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +17,7 @@ from pipelines.params import ParamsError, PressureSolverParams, parse_params
 from pipelines.smoke.scenarios import Domain, resolve_scenario
 from pipelines.smoke.simulate import simulate
 from pipelines.smoke.stage import assemble_levels, build_smoke_dataset, plan_jobs, run_batch
+from tests.dask_cluster import dask_cluster
 from tests.smoke_support import REPO, SMALL_SMOKE, ccw_quarter_turn
 
 SECTION = "## Adding a symmetric simulation"
@@ -115,38 +112,11 @@ def _split(jobs: list, arrays: dict) -> list:
 def test_readme_scenario_on_a_real_dask_cluster(user_module: tuple[Path, dict], tmp_path: Path) -> None:
     """Workers in their own processes import the user's module from their PYTHONPATH, as documented."""
     folder, smoke = user_module
-    dask = Path(sys.executable).parent / "dask"
-    if not dask.is_file():
-        pytest.fail("the `dask` command is missing from the environment")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(REPO)])}
-    sched_file = tmp_path / "scheduler.json"
-    quiet = dict(
-        cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    procs = [
-        subprocess.Popen(
-            [str(dask), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(sched_file)],
-            **quiet,
-        )
-    ]  # fmt: skip
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline and not sched_file.exists():
-            time.sleep(0.2)
-        address = json.loads(sched_file.read_text())["address"]
-        for _ in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [str(dask), "worker", address, "--nthreads", "1", "--no-dashboard",
-                     "--host", "127.0.0.1"],  # fmt: skip
-                    **quiet,
-                )
-            )
+    with dask_cluster(tmp_path, env=env) as address:
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
             # the workers really are separate processes that can import the module
             where = client.run(lambda: __import__(smoke["scenario"].partition(":")[0]).__file__)
             assert len(where) == 2 and all(Path(f).parent == folder for f in where.values())
@@ -156,11 +126,6 @@ def test_readme_scenario_on_a_real_dask_cluster(user_module: tuple[Path, dict], 
         )  # fmt: skip
         out = tmp_path / "twin.zarr"
         build_smoke_dataset(params.smoke, params.compute, out, None, tmp_path / "scratch")
-    finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=30)
     ds = open_store(out, verify=True)
     assert read_provenance(ds)["params"]["scenario"] == smoke["scenario"]
     assert_exactly_c4(ds.velocity.sel(level=0).values, ds.smoke.sel(level=0).values)

@@ -19,6 +19,7 @@ import xarray as xr
 from loaders.storage import COMPLETE_MARKER, StoreError, open_store, read_provenance
 from models.groups import c4_rotation, rotate_scalar, rotate_vector
 from pipelines.smoke.stage import build_smoke_dataset, plan_jobs, validate_store
+from tests.dask_cluster import dask_cluster
 from tests.smoke_support import REPO, SMALL_SMOKE, small_params, write_params
 
 
@@ -153,59 +154,13 @@ def test_killed_stage_resumes_from_finished_batches(built: tuple[Path, dict], tm
 
 @pytest.mark.slow
 def test_stage_on_a_real_dask_cluster_matches_the_local_run(built: tuple[Path, dict], tmp_path: Path) -> None:
-    if shutil.which("dask", path=str(Path(sys.executable).parent)) is None:
-        pytest.fail("the `dask` command is missing from the environment")
-    dask = str(Path(sys.executable).parent / "dask")
-    sched_file = tmp_path / "scheduler.json"
-    procs = [
-        subprocess.Popen(
-            [
-                dask,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(sched_file),
-            ],
-            cwd=REPO,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline and not sched_file.exists():
-            time.sleep(0.2)
-        address = json.loads(sched_file.read_text())["address"]
-        for _ in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [dask, "worker", address, "--nthreads", "1", "--no-dashboard"],
-                    cwd=REPO,
-                    start_new_session=True,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        from distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+    with dask_cluster(tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}) as address:
         params = small_params()
         cluster_params = params.model_copy(
             update={"compute": params.compute.model_copy(update={"scheduler_address": address})}
         )
         out = tmp_path / "cluster.zarr"
         build_smoke_dataset(cluster_params.smoke, cluster_params.compute, out, None, tmp_path / "scratch")
-    finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=30)
     local, remote = open_store(built[0]), open_store(out)
     for name in ("velocity", "smoke"):
         assert np.array_equal(local[name].values, remote[name].values)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from loaders.digest import CHECKSUMS, parse_checksums
 from loaders.storage import (
     COMPLETE_MARKER,
     file_manifest,
@@ -41,7 +42,6 @@ from pipelines.publish.facts import read_metrics
 from pipelines.publish.kinds import CardContext, DatasetKind
 from pipelines.publish.zarr_copy import write_sharded_copy
 
-CHECKSUMS = "checksums.sha256"
 CODE_DIRS = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent.parent / "loaders")
 CONTENT_PARAMS = {"license", "mini_frames", "parquet_rows_per_file", "parquet_row_group"}
 OUTPUT_PACKAGES = ("numpy", "xarray", "zarr", "numcodecs", "datasets", "pyarrow", "matplotlib", "dask")
@@ -57,11 +57,7 @@ class BuiltRepo:
 
 
 def read_checksums(folder: Path) -> dict[str, str]:
-    out = {}
-    for line in (folder / CHECKSUMS).read_text().splitlines():
-        digest, path = line.split(maxsplit=1)
-        out[path.strip()] = digest
-    return out
+    return parse_checksums((folder / CHECKSUMS).read_text())
 
 
 def verify_folder(folder: Path) -> list[str]:
