@@ -9,15 +9,7 @@ torch = pytest.importorskip("torch")
 from models import groups as G  # noqa: E402
 from models.equivariance import equivariance_error  # noqa: E402
 from models.registry import build_model, default_hparams  # noqa: E402
-from tests.test_models import TOL, build_small, sample  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_models import TOL, _one_thread, build_small, sample  # noqa: E402, F401 (autouse fixture)
 
 
 @pytest.mark.parametrize("error,padding,radius", [(None, "circular", 1), ("direct", "circular", 1),
