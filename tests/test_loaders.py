@@ -249,7 +249,7 @@ def test_provenance_is_content_only_and_run_facts_go_to_metrics(smoke_store: Pat
     prov = read_provenance(open_store(smoke_store))
     assert set(prov) == {"params", "versions", "metrics"}
     assert {"sim_steps_per_second", "wall_seconds", "run"}.isdisjoint(prov["metrics"])
-    assert prov["metrics"]["level_equivariance_error"]["E0"] == 0.0  # a function of the data: kept
+    assert prov["metrics"]["orbit_distance"]["E0"] == 0.0  # a function of the data: kept
     metrics = json.loads((smoke_store.parent / "smoke.json").read_text())
     assert metrics["sim_steps_per_second"] > 0 and metrics["run"]["created_utc"] and metrics["run"]["host"]
     assert "-dirty" not in json.dumps(prov) and set(

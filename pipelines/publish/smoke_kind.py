@@ -247,6 +247,7 @@ class SmokeKind(DatasetKind):
         ]
         prov_metrics = ctx.provenance.get("metrics", {})
         # older stores name the orbit distance by its former name only
+        # stores built before the rename call the orbit distance level_equivariance_error
         orbit = prov_metrics.get("orbit_distance") or prov_metrics.get("level_equivariance_error", {})
         recomputed = prov_metrics.get("published_definition_level_error", {})
         published = prov_metrics.get("published_level_equivariance_error", {})

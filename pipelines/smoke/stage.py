@@ -293,9 +293,8 @@ def build_smoke_dataset(
     errors = {int(level): equivariance_errors(ds.velocity.sel(level=level).values) for level in params.levels}
     result = {
         # distance of each level's four directions to the nearest exactly C4-symmetric set (not the
-        # published quantity); level_equivariance_error is its former name, kept for existing readers
+        # published quantity: that is published_definition_level_error)
         "orbit_distance": {f"E{lv}": e["orbit"] for lv, e in errors.items()},
-        "level_equivariance_error": {f"E{lv}": e["orbit"] for lv, e in errors.items()},
         # the published definition, recomputed here, beside the published values
         "published_definition_level_error": published_definition_errors(params, sims),
         "level_equivariance_error_all": {f"E{lv}": e for lv, e in errors.items()},
