@@ -42,12 +42,13 @@ def dataset_stage_parser(description: str, out: str, metrics: str) -> argparse.A
     return parser
 
 
-def run_stage_parser(description: str, datasets: list[str]) -> argparse.ArgumentParser:
-    """Arguments of the stages that work on one trained run (dataset, model, seed)."""
+def run_stage_parser(description: str, datasets: list[str], matrix: bool = False) -> argparse.ArgumentParser:
+    """Arguments of the stages that work on one trained run (dataset, model, seed); with ``matrix`` the
+    three may be left out, and the stage runs every run params.yaml lists (pipelines/matrix.py)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--dataset", choices=datasets, required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--dataset", choices=datasets, required=not matrix)
+    parser.add_argument("--model", required=not matrix)
+    parser.add_argument("--seed", type=int, required=not matrix)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, help="the dataset store (default: the dataset stage's output)")
     parser.add_argument("--runs", type=Path, default=Path("runs"))

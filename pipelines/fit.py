@@ -1,6 +1,11 @@
 """Stage: train one model on one dataset with one seed; checkpoints, curves and test metrics.
 
-    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0
+    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0   # one run
+    python -m pipelines.fit                                          # every (dataset, model, seed) listed
+
+Without ``--dataset/--model/--seed`` (the DVC stage) it runs the whole matrix of params.yaml through
+pipelines/matrix.py: unchanged runs skipped, the rest in this process or, with
+``compute.scheduler_address``, in parallel on the dask cluster's workers.
 
 Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (resumable), per-epoch curves in
 ``metrics/curves/<dataset>-<model>-seed<k>.json`` (DVC plots) and final metrics in
@@ -25,6 +30,7 @@ from loaders.storage import store_digest, write_json_atomic
 from models.equivariance import equivariance_error
 from models.registry import count_parameters
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
+from pipelines.matrix import Job, code_digest, prune, run_matrix, stamp_of
 from pipelines.params import StudyParams, TaskTrainParams, load_params
 from pipelines.run_config import hparams_of, optimiser_config, split_spec, task_of
 from train.data import build, load_splits, output_scale
@@ -108,12 +114,52 @@ def run_training(
     return metrics
 
 
+def training_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> list[Job]:
+    """Every (dataset, model, seed) of ``train``, with absolute paths (a worker has its own directory)."""
+    code = code_digest(["pipelines/fit.py"])
+    jobs = []
+    for dataset, data in stores.items():
+        section: TaskTrainParams = getattr(params.train, dataset)
+        for model_name in section.models:
+            for seed in section.seeds:
+                run = RunId(dataset, model_name, seed)
+                hparams = hparams_of(dataset, model_name, section)
+                key = run_key(dataset, model_name, seed, section, hparams, Path(data))
+                args = (dataset, model_name, seed, params, Path(data).resolve(), runs.resolve(),
+                        metrics_dir.resolve())  # fmt: skip
+                stamp = stamp_of(run=key, device=params.compute.device, code=code)
+                ckpts = (run.checkpoint(args[5], "best"), run.run_dir(args[5]) / "last.pt")
+                outputs = (run.train_metrics(args[6]), run.curves(args[6]), *ckpts)
+                jobs.append(Job(run.name, "pipelines.fit:run_training", args, stamp, outputs))
+    return jobs
+
+
+def train_matrix(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> dict:
+    """The train stage: every listed run, unchanged ones skipped; stale per-run files of runs no longer
+    listed are removed from metrics/train and metrics/curves."""
+    jobs = training_jobs(params, stores, runs, metrics_dir)
+    results = run_matrix(jobs, params.compute, Path(metrics_dir) / "train" / ".matrix.json")
+    keep = [p for j in jobs for p in j.outputs]
+    prune([Path(metrics_dir) / "train", Path(metrics_dir) / "curves"], keep)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS))
+    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS), matrix=True)
     args = parser.parse_args(argv)
+    single = (args.dataset, args.model, args.seed)
+    if any(v is not None for v in single) and None in single:
+        parser.error("give all of --dataset, --model and --seed (one run), or none (every listed run)")
 
     def body() -> dict:
         params = load_params(args.params)
+        if args.dataset is None:
+            stores = {d: STORE_PATHS[d] for d in ("smoke", "turbulence")}
+            if args.data:
+                raise ValueError("--data names one dataset's store: use it with --dataset/--model/--seed")
+            results = train_matrix(params, stores, args.runs, args.metrics_dir)
+            return {k: ("skipped" if v == "skipped" else "trained") for k, v in results.items()
+                    if k != "placement"}  # fmt: skip
         data = args.data or STORE_PATHS[args.dataset]
         return run_training(args.dataset, args.model, args.seed, params, data, args.runs, args.metrics_dir)
 

@@ -1,6 +1,10 @@
 """Stage: loss-landscape measurements of one trained checkpoint.
 
-    python -m pipelines.landscape --dataset smoke --model e2cnn --seed 0 --checkpoint best
+    python -m pipelines.landscape --dataset smoke --model e2cnn --seed 0 --checkpoint best   # one
+    python -m pipelines.landscape      # every landscape.models x seeds x landscape.checkpoints (DVC)
+
+The whole matrix runs through pipelines/matrix.py (unchanged ones skipped; in parallel on the dask
+cluster with ``compute.scheduler_address``).
 
 On a fixed subset of the training set (``landscape.subset_fraction``: the study's 20%), with the training
 loss (plus the model's regulariser) and the model deterministic (normalisation layers on their running
@@ -13,6 +17,7 @@ and the density as plot data in ``metrics/spectra/<run>-<checkpoint>.json``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
@@ -25,8 +30,9 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from loaders.storage import write_json_atomic
+from loaders.storage import store_digest, write_json_atomic
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
+from pipelines.matrix import Job, code_digest, prune, run_matrix, stamp_of
 from pipelines.params import LandscapeParams, StudyParams, load_params
 from pipelines.run_config import hparams_of, split_spec, task_of
 from train.curvature import (
@@ -160,13 +166,65 @@ def run_landscape(
     return result
 
 
+def landscape_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> list[Job]:
+    """Every (dataset, model, seed, checkpoint) of ``landscape``, stamped with what it reads: the
+    checkpoint's bytes, the data, the task layout, the landscape params, the device and the code."""
+    code = code_digest(["pipelines/landscape.py"])
+    runs, metrics_dir = Path(runs).resolve(), Path(metrics_dir).resolve()
+    jobs = []
+    for dataset, models in params.landscape.models.items():
+        section = getattr(params.train, dataset)
+        data = Path(stores[dataset]).resolve()
+        layout = section.model_dump(mode="json", exclude={"models", "seeds", "optimiser", "hparams"})
+        for model_name in models:
+            for seed in section.seeds:
+                run = RunId(dataset, model_name, seed)
+                for checkpoint in params.landscape.checkpoints:
+                    ckpt = run.checkpoint(runs, checkpoint)
+                    stamp = stamp_of(
+                        checkpoint=hashlib.sha256(ckpt.read_bytes()).hexdigest() if ckpt.is_file() else None,
+                        data=store_digest(data), layout=layout, hp=hparams_of(dataset, model_name, section),
+                        landscape=params.landscape.model_dump(mode="json", exclude={"models", "checkpoints"}),
+                        device=params.compute.device, code=code,
+                    )  # fmt: skip
+                    outputs = (
+                        run.landscape_metrics(metrics_dir, checkpoint),
+                        run.spectrum(metrics_dir, checkpoint),
+                    )
+                    args = (dataset, model_name, seed, checkpoint, params, data, runs, metrics_dir)
+                    name = f"{run.name}-{checkpoint}"
+                    jobs.append(Job(name, "pipelines.landscape:run_landscape", args, stamp, outputs))
+    return jobs
+
+
+def landscape_matrix(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> dict:
+    """The landscape stage: every listed measurement, unchanged ones skipped, stale files removed."""
+    jobs = landscape_jobs(params, stores, runs, metrics_dir)
+    results = run_matrix(jobs, params.compute, Path(metrics_dir) / "landscape" / ".matrix.json")
+    prune(
+        [Path(metrics_dir) / "landscape", Path(metrics_dir) / "spectra"], [p for j in jobs for p in j.outputs]
+    )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS))
-    parser.add_argument("--checkpoint", choices=["early", "best"], required=True)
+    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS), matrix=True)
+    parser.add_argument("--checkpoint", choices=["early", "best"])
     args = parser.parse_args(argv)
+    single = (args.dataset, args.model, args.seed, args.checkpoint)
+    if any(v is not None for v in single) and None in single:
+        parser.error(
+            "give all of --dataset, --model, --seed and --checkpoint (one), or none (every one listed)"
+        )
 
     def body() -> dict:
         params = load_params(args.params)
+        if args.dataset is None:
+            if args.data:
+                raise ValueError("--data names one dataset's store: use it with --dataset/--model/--seed")
+            results = landscape_matrix(params, dict(STORE_PATHS), args.runs, args.metrics_dir)
+            return {k: ("skipped" if v == "skipped" else "measured") for k, v in results.items()
+                    if k != "placement"}  # fmt: skip
         data = args.data or STORE_PATHS[args.dataset]
         return run_landscape(
             args.dataset, args.model, args.seed, args.checkpoint, params, data, args.runs, args.metrics_dir

@@ -86,10 +86,28 @@ def test_dvc_declares_every_imported_file():
 
 
 def test_run_path_pattern_matches_dvc_yaml():
+    """The train and landscape stages run the whole matrix, so dvc.yaml declares the folders; every file
+    RunId spells must lie in a folder the writing stage declares as a (persistent) out."""
     from train.runs import RunId
 
-    text = (ROOT / "dvc.yaml").read_text()
-    run = RunId("smoke", "${item.model}", "${item.seed}")
-    assert f"metrics/train/{run.name}.json" in text
-    assert "runs/smoke/${item.model}/seed${item.seed}" == run.run_dir("runs").as_posix()
-    assert run.run_dir("runs").as_posix() in text
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+    def outs(stage: str) -> dict[str, dict]:
+        return {next(iter(o)) if isinstance(o, dict) else o: (next(iter(o.values())) if isinstance(o, dict)
+                else {}) for o in spec[stage]["outs"]}  # fmt: skip
+
+    run = RunId("smoke", "cnn", 0)
+    assert run.name == "smoke-cnn-seed0"
+    assert run.run_dir("runs").as_posix() == "runs/smoke/cnn/seed0"
+    train, landscape = outs("train"), outs("landscape")
+    for path, stage_outs in (
+        (run.checkpoint("runs", "best"), train),
+        (run.train_metrics("metrics"), train),
+        (run.curves("metrics"), train),
+        (run.landscape_metrics("metrics", "best"), landscape),
+        (run.spectrum("metrics", "best"), landscape),
+    ):
+        owner = [o for o in stage_outs if path.as_posix().startswith(o + "/")]
+        assert len(owner) == 1, (path, stage_outs)
+        assert stage_outs[owner[0]].get("persist") is True, owner  # skipped runs keep their files
+    assert "runs" in spec["landscape"]["deps"]

@@ -1,0 +1,215 @@
+"""The run matrix of the train and landscape stages: skip what is up to date, run the rest in-process or as
+tasks on a dask cluster (``compute.scheduler_address``), in parallel, on GPU workers when a GPU is asked for.
+
+DVC runs one stage at a time, so parallelism has to come from inside a stage: each of these stages takes
+every (dataset, model, seed[, checkpoint]) of params.yaml and fans it out. A run is skipped when its
+*stamp* (what its outputs depend on: the run key, the params it reads, the code, the device) and its output
+files are as they were when it last finished, so a params change that concerns one run re-runs that run
+only, although DVC re-runs the whole stage. Stamps live in one hidden file per stage (``.matrix.json`` in
+the stage's first metrics folder), written by the client after each finished run.
+
+On a cluster every task writes its own files (checkpoints, metrics) at absolute paths: the workers must
+share this filesystem (one machine, or NFS/Lustre mounted at the same path). Shipping the bytes back
+instead would not do for checkpoints, which an interrupted run resumes from wherever it runs next.
+Without an address the runs go one after another in this process, as before the cluster existed: no
+LocalCluster, because a run already uses every core through torch's own threads, and worker processes
+would only re-import torch and compete for the same cores (and the one GPU of a laptop).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loaders.scratch import params_key
+from loaders.storage import write_json_atomic
+from pipelines.params import ComputeParams
+
+STAMPS = ".matrix.json"
+ROOT = Path(__file__).resolve().parent.parent
+# what a run's numbers can depend on in this repository (the same folders dvc.yaml lists as deps)
+CODE = ("models", "loaders", "train", "pipelines/params", "pipelines/run_config.py", "pipelines/matrix.py")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the matrix: ``target`` ("module:function", importable on every worker) called with
+    ``args``; ``stamp`` says what its ``outputs`` depend on."""
+
+    name: str
+    target: str
+    args: tuple[Any, ...]
+    stamp: str
+    outputs: tuple[Path, ...] = field(default_factory=tuple)
+
+
+def code_digest(extra: Iterable[str] = ()) -> str:
+    """sha256 over the repository's Python sources a run executes: a code change re-runs every run (its
+    checkpoints still resume), just as DVC re-runs the stage."""
+    digest = hashlib.sha256()
+    for rel in sorted({*CODE, *extra}):
+        path = ROOT / rel
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            digest.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def stamp_of(**parts: Any) -> str:
+    return params_key(parts)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_stamps(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def up_to_date(job: Job, stamps: dict[str, Any]) -> bool:
+    record = stamps.get(job.name)
+    if not record or record.get("stamp") != job.stamp:
+        return False
+    files = record.get("files", {})
+    return all(p.is_file() and files.get(str(p)) == _sha(p) for p in job.outputs)
+
+
+def needs_gpu(device: str, workers: dict[str, Any] | None = None) -> bool:
+    """Whether a run asks for a GPU: ``cuda``/``cuda:N``, or ``auto`` when some worker advertises a GPU
+    resource (then ``auto`` means "on a GPU" and the task must land on such a worker)."""
+    if device.startswith("cuda"):
+        return True
+    if device == "auto" and workers:
+        return any(w.get("resources", {}).get("GPU", 0) > 0 for w in workers.values())
+    return False
+
+
+def resources_for(device: str, workers: dict[str, Any] | None = None) -> dict[str, float] | None:
+    """The dask worker resources a task needs: one GPU (``dask worker ... --resources GPU=1``) or none."""
+    return {"GPU": 1} if needs_gpu(device, workers) else None
+
+
+def call(target: str, args: tuple[Any, ...], threads: int | None) -> dict[str, Any]:
+    """Run one job where this is called (the client, or a dask worker): torch's thread count fixed first,
+    so a run's arithmetic does not depend on the worker's cores."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)(*args)
+
+
+def _remote(target: str, args: tuple[Any, ...], threads: int) -> tuple[dict[str, Any], str]:
+    from distributed import get_worker
+
+    return call(target, args, threads), get_worker().address
+
+
+def prune(folders: Iterable[Path], keep: Iterable[Path], pattern: str = "*.json") -> list[Path]:
+    """Delete per-run files in a stage's own folders that no run of the matrix writes any more (a model
+    or seed taken out of params.yaml), so the folders hold exactly the matrix's outputs."""
+    wanted = {Path(p).resolve() for p in keep}
+    found = (p for d in folders for p in sorted(Path(d).glob(pattern)) if not p.name.startswith("."))
+    gone = [p for p in found if p.resolve() not in wanted]  # the stamps file (.matrix.json) stays
+    for p in gone:
+        p.unlink()
+    return gone
+
+
+def run_matrix(
+    jobs: list[Job], compute: ComputeParams, stamps_file: Path, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run every job that is not up to date; returns {name: result or "skipped"} and, with a cluster,
+    ``placement`` {name: worker address}. Failed runs are reported together, each by its name, after the
+    others have finished (their stamps are kept, so a re-run does only the failed ones)."""
+    names = [j.name for j in jobs]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"duplicate runs in the matrix: {sorted(n for n in set(names) if names.count(n) > 1)}"
+        )
+    stamps = _load_stamps(stamps_file)
+    results: dict[str, Any] = {}
+    todo = []
+    for job in jobs:
+        if up_to_date(job, stamps):
+            results[job.name] = "skipped"
+            log(f"{job.name}: unchanged, skipped")
+        else:
+            todo.append(job)
+
+    def done(job: Job) -> None:
+        missing = [str(p) for p in job.outputs if not p.is_file()]
+        if missing:
+            raise RuntimeError(
+                f"run {job.name} finished but {missing} are not visible here: the dask workers must share "
+                "this filesystem at the same path (README, Scaling out)"
+            )
+        stamps[job.name] = {"stamp": job.stamp, "files": {str(p): _sha(p) for p in job.outputs}}
+        write_json_atomic(stamps_file, stamps)
+
+    failures: list[str] = []
+    if compute.scheduler_address is None:
+        for job in todo:
+            log(f"{job.name}: running")
+            try:
+                results[job.name] = call(job.target, job.args, None)  # torch threads as the process has them
+            except Exception as err:
+                named = _named(err, job.name)
+                if named is err:
+                    raise
+                raise named from err
+            done(job)
+        return results
+    from distributed import as_completed
+
+    from pipelines.compute import dask_client
+
+    placement: dict[str, str] = {}
+    with dask_client(compute) as client:
+        resources = resources_for(compute.device, client.scheduler_info().get("workers"))
+        futures = {
+            client.submit(
+                _remote, job.target, job.args, compute.threads_per_worker,
+                key=f"run-{job.name}-{os.getpid()}", pure=False, resources=resources, retries=0,
+            ): job
+            for job in todo
+        }  # fmt: skip
+        for job in todo:
+            log(
+                f"{job.name}: submitted to {compute.scheduler_address}"
+                + (f" ({resources})" if resources else "")
+            )
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                results[job.name], placement[job.name] = future.result()
+                done(job)
+                log(f"{job.name}: done on {placement[job.name]}")
+            except Exception as err:  # a remote error: collected, named, raised after the rest
+                failures.append(f"{job.name}: {type(err).__name__}: {err}")
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} of {len(todo)} runs failed on the cluster:\n" + "\n".join(failures)
+        )
+    results["placement"] = placement
+    return results
+
+
+def _named(err: Exception, name: str) -> Exception:
+    """The error with the run's name in its message (the stage prints only the message of the errors it
+    expects, pipelines/cli.py); other errors are bugs: they keep their type and traceback, with a note."""
+    if type(err) in (ValueError, RuntimeError, FileNotFoundError, OSError, KeyError):
+        return type(err)(f"run {name}: {err}")
+    err.add_note(f"in run {name}")
+    return err
