@@ -173,8 +173,11 @@ def landscape_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, met
     runs, metrics_dir = Path(runs).resolve(), Path(metrics_dir).resolve()
     jobs = []
     for dataset, models in params.landscape.models.items():
+        if not models:
+            continue
         section = getattr(params.train, dataset)
         data = Path(stores[dataset]).resolve()
+        data_key = store_digest(data)
         layout = section.model_dump(mode="json", exclude={"models", "seeds", "optimiser", "hparams"})
         for model_name in models:
             for seed in section.seeds:
@@ -183,7 +186,7 @@ def landscape_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, met
                     ckpt = run.checkpoint(runs, checkpoint)
                     stamp = stamp_of(
                         checkpoint=hashlib.sha256(ckpt.read_bytes()).hexdigest() if ckpt.is_file() else None,
-                        data=store_digest(data), layout=layout, hp=hparams_of(dataset, model_name, section),
+                        data=data_key, layout=layout, hp=hparams_of(dataset, model_name, section),
                         landscape=params.landscape.model_dump(mode="json", exclude={"models", "checkpoints"}),
                         device=params.compute.device, code=code,
                     )  # fmt: skip

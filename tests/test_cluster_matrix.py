@@ -1,0 +1,161 @@
+"""Issue 12 §2: the train and landscape matrix on a real dask cluster (`dask scheduler` + two
+`dask worker --nthreads 1` processes on 127.0.0.1) runs in parallel and gives bitwise the local sequential
+run's results on the CPU; GPU runs ask the scheduler for a GPU worker resource."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pipelines.fit import train_matrix
+from pipelines.landscape import landscape_matrix
+from pipelines.matrix import Job, resources_for, run_matrix
+from pipelines.params import ComputeParams, StudyParams, parse_params
+from tests.conftest import TINY_SMOKE, TINY_TURBULENCE
+from tests.dask_cluster import dask_cluster
+
+REPO = Path(__file__).resolve().parent.parent
+OPTIMISER = {"lr": 1e-3, "batch_size": 4, "max_epochs": 1, "early_epoch": 1, "max_train_batches": 2}
+TIMINGS = {"train_seconds", "seconds"}  # wall-clock: the only values allowed to differ
+
+
+def _params(address: str | None = None) -> StudyParams:
+    return parse_params({
+        "compute": {"device": "cpu", "scheduler_address": address, "threads_per_worker": 1},
+        "smoke": TINY_SMOKE,
+        "turbulence": TINY_TURBULENCE,
+        "train": {"smoke": {"models": ["cnn"], "seeds": [0, 1], "window_stride": 2,
+                            "hparams": {"cnn": {"hidden": 4}}, "optimiser": OPTIMISER}},
+        "landscape": {
+            "models": {"smoke": ["cnn"], "turbulence": []}, "checkpoints": ["best"], "subset_batches": 1,
+            "subset_batch_size": 2, "directions": 1, "displacements": [0.5], "top_k": 1, "lanczos_steps": 2,
+            "slq_probes": 1, "hutchinson_probes": 1,
+        },
+    })  # fmt: skip
+
+
+def _matrix(params: StudyParams, store: Path, out: Path) -> tuple[dict, dict]:
+    stores = {"smoke": store}
+    return (train_matrix(params, stores, out / "runs", out / "metrics"),
+            landscape_matrix(params, stores, out / "runs", out / "metrics"))  # fmt: skip
+
+
+def _outputs(out: Path) -> dict[str, Any]:
+    """Every file the two stages wrote, as comparable values: JSON without timings, checkpoints as
+    tensors (torch.save names its zip folder after the temporary file, so the bytes carry a pid)."""
+    found: dict[str, Any] = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = path.relative_to(out).as_posix()
+        if path.suffix == ".pt":
+            found[rel] = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            data = json.loads(path.read_text())
+            found[rel] = (
+                {k: v for k, v in data.items() if k not in TIMINGS} if isinstance(data, dict) else data
+            )
+    return found
+
+
+def _same(a: Any, b: Any, where: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):  # bitwise: the same arithmetic (a NaN, e.g. one probe's stderr, included)
+        assert isinstance(b, float) and struct.pack("<d", a) == struct.pack("<d", b), (
+            f"{where}: {a!r} != {b!r}"
+        )
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def test_matrix_on_a_real_dask_cluster_matches_the_local_sequential_run(
+    smoke_store: Path, tmp_path: Path
+) -> None:
+    local, remote = tmp_path / "local", tmp_path / "cluster"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers run each task with compute.threads_per_worker = 1
+    try:
+        trained, measured = _matrix(_params(), smoke_store, local)
+    finally:
+        torch.set_num_threads(threads)
+    assert set(trained) == {"smoke-cnn-seed0", "smoke-cnn-seed1"} and "placement" not in trained
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    (tmp_path / "dask").mkdir()
+    with dask_cluster(tmp_path / "dask", workers=2, env=env) as address:
+        trained_c, measured_c = _matrix(_params(address), smoke_store, remote)
+        # the two runs, and their two landscapes, each ran as a task on its own worker, at the same time
+        assert len(set(trained_c["placement"].values())) == 2, trained_c["placement"]
+        assert len(set(measured_c["placement"].values())) == 2, measured_c["placement"]
+        again, _ = _matrix(_params(address), smoke_store, remote)  # nothing changed: nothing runs
+        assert again == {"smoke-cnn-seed0": "skipped", "smoke-cnn-seed1": "skipped", "placement": {}}
+
+    a, b = _outputs(local), _outputs(remote)
+    kinds = (("train", ""), ("curves", ""), ("landscape", "-best"), ("spectra", "-best"))
+    expected = {f"metrics/{kind}/smoke-cnn-seed{k}{tail}.json" for k in (0, 1) for kind, tail in kinds}
+    assert expected <= set(a), sorted(a)
+    assert a.keys() == b.keys()
+    _same(a, b, "")
+    # the measured values are real numbers, not placeholders both sides happen to share
+    assert (
+        a["metrics/train/smoke-cnn-seed0.json"]["test_rmse"]
+        != a["metrics/train/smoke-cnn-seed1.json"]["test_rmse"]
+    )
+    assert trained_c["smoke-cnn-seed0"]["test_rmse"] == trained["smoke-cnn-seed0"]["test_rmse"]
+
+
+def _touch(path: str, fail: bool) -> dict[str, str]:
+    if fail:
+        raise ValueError("boom in the run")
+    Path(path).write_text("done")
+    return {"ok": path}
+
+
+def test_gpu_runs_request_a_gpu_worker_resource(tmp_path: Path) -> None:
+    """A run on cuda goes only to the worker that advertises GPU=1 (no GPU needed: nothing touches one);
+    a remote failure comes back with the run's name."""
+    from distributed import Scheduler, SpecCluster, Worker
+
+    assert resources_for("cuda:1") == {"GPU": 1} and resources_for("cuda") == {"GPU": 1}
+    assert resources_for("cpu", {"w": {"resources": {"GPU": 1}}}) is None
+    assert resources_for("auto", {"w": {"resources": {}}}) is None
+    assert resources_for("auto", {"w": {"resources": {}}, "g": {"resources": {"GPU": 2}}}) == {"GPU": 1}
+
+    workers = {
+        "gpu": {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}, "host": "127.0.0.1"}},
+        "cpu": {"cls": Worker, "options": {"nthreads": 1, "host": "127.0.0.1"}},
+    }
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None, "host": "127.0.0.1"}}
+    with SpecCluster(workers=workers, scheduler=scheduler) as cluster:
+        gpu_address = cluster.workers["gpu"].address
+        compute = ComputeParams(scheduler_address=cluster.scheduler_address, device="cuda")
+        jobs = [Job(f"run{i}", "tests.test_cluster_matrix:_touch", (str(tmp_path / f"{i}.txt"), False),
+                    "s", (tmp_path / f"{i}.txt",)) for i in range(4)]  # fmt: skip
+        done = run_matrix(jobs, compute, tmp_path / ".matrix.json", log=lambda _: None)
+        assert set(done["placement"]) == {"run0", "run1", "run2", "run3"}
+        assert set(done["placement"].values()) == {gpu_address}
+
+        bad = [Job("smoke-cnn-seed7", "tests.test_cluster_matrix:_touch", (str(tmp_path / "x"), True), "s")]
+        with pytest.raises(RuntimeError, match=r"smoke-cnn-seed7: ValueError: boom in the run"):
+            run_matrix(
+                bad, compute.model_copy(update={"device": "cpu"}), tmp_path / ".m2.json", log=lambda _: None
+            )
+
+
+def test_local_failure_names_the_run(tmp_path: Path) -> None:
+    bad = [Job("turbulence-cnn-seed3", "tests.test_cluster_matrix:_touch", (str(tmp_path / "x"), True), "s")]
+    with pytest.raises(ValueError, match=r"run turbulence-cnn-seed3: boom in the run"):
+        run_matrix(bad, ComputeParams(), tmp_path / ".m.json", log=lambda _: None)
