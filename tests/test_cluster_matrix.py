@@ -159,3 +159,31 @@ def test_local_failure_names_the_run(tmp_path: Path) -> None:
     bad = [Job("turbulence-cnn-seed3", "tests.test_cluster_matrix:_touch", (str(tmp_path / "x"), True), "s")]
     with pytest.raises(ValueError, match=r"run turbulence-cnn-seed3: boom in the run"):
         run_matrix(bad, ComputeParams(), tmp_path / ".m.json", log=lambda _: None)
+
+
+def test_a_runs_stamp_ignores_the_other_runs_and_sees_its_own_inputs(tmp_path: Path) -> None:
+    """What lets one stage hold the whole matrix: adding a seed or changing another model's hparams leaves
+    a run's stamp as it was; its own hparams, the data or the device change it."""
+    from loaders.storage import COMPLETE_MARKER
+    from pipelines.fit import training_jobs
+
+    store = tmp_path / "smoke.zarr"
+    store.mkdir()
+    (store / COMPLETE_MARKER).write_text(json.dumps({"files": {"a": "1"}}))
+
+    def stamps(device: str = "cpu", **train: Any) -> dict[str, str]:
+        section = {"models": ["cnn", "e2cnn"], "seeds": [0], "hparams": {"cnn": {"hidden": 4}}, **train}
+        landscape = {"models": {"smoke": ["e2cnn"], "turbulence": []}}
+        raw = {"train": {"smoke": section}, "landscape": landscape, "compute": {"device": device}}
+        params = parse_params(raw)
+        return {j.name: j.stamp for j in training_jobs(params, {"smoke": store}, tmp_path, tmp_path)}
+
+    base = stamps()
+    assert set(base) == {"smoke-cnn-seed0", "smoke-e2cnn-seed0"}
+    more = stamps(seeds=[0, 1], hparams={"cnn": {"hidden": 4}, "e2cnn": {"hidden": 3}})
+    assert more["smoke-cnn-seed0"] == base["smoke-cnn-seed0"]
+    assert more["smoke-e2cnn-seed0"] != base["smoke-e2cnn-seed0"]  # its own hparams
+    assert stamps(hparams={"cnn": {"hidden": 5}})["smoke-cnn-seed0"] != base["smoke-cnn-seed0"]
+    assert stamps(device="auto")["smoke-cnn-seed0"] != base["smoke-cnn-seed0"]
+    (store / COMPLETE_MARKER).write_text(json.dumps({"files": {"a": "2"}}))  # other data
+    assert stamps()["smoke-cnn-seed0"] != base["smoke-cnn-seed0"]

@@ -77,10 +77,15 @@ class ComputeParams(Strict):
     """Where parallel work runs: a LocalCluster by default, or an existing dask scheduler."""
 
     scheduler_address: str | None = Field(
-        None, description="tcp://host:port of a running dask scheduler; null starts a LocalCluster"
+        None,
+        description="tcp://host:port of a running dask scheduler: the data stages' work and every training"
+        " and landscape run go to its workers; null starts a LocalCluster for the data stages and runs"
+        " training and landscapes one after another in the stage's process",
     )
     n_workers: PositiveInt = Field(2, description="LocalCluster workers; workers x threads <= 4 x CPU count")
-    threads_per_worker: PositiveInt = 1
+    threads_per_worker: PositiveInt = Field(
+        1, description="threads per LocalCluster worker; torch threads of each run on a scheduler's workers"
+    )
     device: str = Field(
         "auto",
         description="torch device of training and landscape stages: auto (a GPU when torch sees one), cpu,"
