@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +181,7 @@ def run_matrix(
         futures = {
             client.submit(
                 _remote, job.target, job.args, compute.threads_per_worker,
-                key=f"run-{job.name}-{os.getpid()}", pure=False, resources=resources, retries=0,
+                key=f"run-{job.name}-{uuid.uuid4().hex[:8]}", pure=False, resources=resources, retries=0,
             ): job
             for job in todo
         }  # fmt: skip
