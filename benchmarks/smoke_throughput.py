@@ -52,7 +52,7 @@ def steady_state_rate(p: SmokeParams, sims: int, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sims", type=int, default=48)
-    parser.add_argument("--steps", type=int, default=61, help="steps of the stage's path (the stage's 61)")
+    parser.add_argument("--steps", type=int, default=200, help="steps of the stage's path")
     parser.add_argument("--naive-steps", type=int, default=3, help="steps of the naive loop (same plumes)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
