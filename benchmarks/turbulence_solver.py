@@ -11,8 +11,9 @@ For each grid size and FFT backend (``pipelines.turbulence.solver.fft_backend``:
   ``rfftn`` of 3 (the nonlinear term), on arrays of the same shapes, median as well.
 
 The rest of a step (products, projection, forcing, dealiasing) is the difference. Both backends get
-``--threads`` FFT threads. The last line is ``ratio: <scipy s/step / chosen s/step>``, where "chosen" is
-the backend the solver uses by default (``auto``: pyFFTW when it is installed, else scipy.fft).
+``--threads`` FFT threads. The last line is ``ratio: <scipy s/step / chosen s/step>`` (the mean over the
+sizes), where "chosen" is the backend the solver uses by default (``auto``: pyFFTW when it is installed,
+else scipy.fft). On a shared machine the figures move with the load: rerun before trusting small gaps.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def main() -> None:
             step, ffts = measure(n, backend, args.threads, args.repeats)
             per_step[n, backend] = step
             print(f"{n:4d}^3 {backend:7s}: {step:8.4f} s/step   FFTs only {ffts:8.4f} s ({ffts / step:5.1%})")
+        if len(backends) > 1:
+            print(f"{n:4d}^3 scipy / pyfftw: {per_step[n, 'scipy'] / per_step[n, 'pyfftw']:.2f}")
     default = "pyfftw" if "pyfftw" in backends else "scipy"
     ratios = [per_step[n, "scipy"] / per_step[n, default] for n in args.sizes]
     print(f"ratio: {statistics.fmean(ratios):.2f}")
