@@ -12,7 +12,7 @@ Also printed: the steady-state rate of the stage's step in one process after jit
 estimate of ~1,000 sim-steps/s for a hand-written jitted JAX step. The last line is
 ``ratio: <ours / naive sim-steps per second>``.
 
-    python benchmarks/smoke_throughput.py            # defaults: 48 plumes, 61 steps (naive: 3), ~3 minutes
+    python benchmarks/smoke_throughput.py   # defaults: 48 plumes, 200 steps (naive: 3); ~4 min at load 10
 """
 
 from __future__ import annotations
