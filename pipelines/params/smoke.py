@@ -89,6 +89,11 @@ class SmokeParams(Strict):
         True, description="also simulate E_0's four directions separately and report their C4 error"
     )
     solver: PressureSolverParams = PressureSolverParams()
+    backend: Literal["jax", "numpy"] = Field(
+        "jax",
+        description="PhiFlow backend of the simulation: jax (jit-compiled step, dct solver only) or numpy "
+        "(the fallback; also runs the reference solvers scipy-direct and CG)",
+    )
     batch_size: PositiveInt = Field(8, description="simulations advanced together along a PhiFlow batch dim")
     dtype: Literal["float32", "float64"] = "float32"
     input_frames: PositiveInt = 1
@@ -107,6 +112,11 @@ class SmokeParams(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> SmokeParams:
+        if self.backend == "jax" and self.solver.method != "dct":
+            raise ValueError(
+                f"backend=jax runs the dct pressure solver only, not solver.method={self.solver.method!r}; "
+                "set smoke.backend: numpy for the reference solvers"
+            )
         if self.keep_stop > self.steps + 1:  # frame t is the state after t steps, t = 0..steps
             raise ValueError(
                 f"keep_stop={self.keep_stop} is past the end of the simulation (frames 0..{self.steps})"

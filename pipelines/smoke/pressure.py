@@ -81,17 +81,22 @@ class SpectralProjection:
     def _check(self, pressure: np.ndarray, rhs: np.ndarray) -> None:
         residual = np.linalg.norm(self.laplacian @ pressure.T - rhs.T, axis=0)
         scale = np.linalg.norm(rhs, axis=1)
-        allowed = np.maximum(self.abs_tol, self.rel_tol * scale)
-        if not np.all(np.isfinite(residual)) or np.any(residual > allowed):
-            worst = int(np.argmax(residual / allowed))
-            raise PressureSolveError(
-                f"pressure solve missed its tolerance in simulation {worst}: "
-                f"|residual|={residual[worst]:.3e} > {allowed[worst]:.3e}; "
-                "the flow may have blown up (check buoyancy and dt)"
-            )
-        self.max_relative_residual = max(
-            self.max_relative_residual, float(np.max(residual / np.maximum(scale, 1e-300)))
+        relative = check_residuals(residual, scale, self.rel_tol, self.abs_tol)
+        self.max_relative_residual = max(self.max_relative_residual, relative)
+
+
+def check_residuals(residual: np.ndarray, scale: np.ndarray, rel_tol: float, abs_tol: float) -> float:
+    """Raise unless every solve of a batch met ``|residual| <= max(abs_tol, rel_tol * |rhs|)``; both
+    backends use this rule. Returns the largest relative residual."""
+    allowed = np.maximum(abs_tol, rel_tol * scale)
+    if not np.all(np.isfinite(residual)) or np.any(residual > allowed):
+        worst = int(np.argmax(np.where(np.isfinite(residual), residual / allowed, np.inf)))
+        raise PressureSolveError(
+            f"pressure solve missed its tolerance in simulation {worst}: "
+            f"|residual|={residual[worst]:.3e} > {allowed[worst]:.3e}; "
+            "the flow may have blown up (check buoyancy and dt)"
         )
+    return float(np.max(residual / np.maximum(scale, 1e-300)))
 
 
 class PhiFlowProjection:

@@ -86,6 +86,14 @@ class Scenario:
         """Arrays to save, as numpy ``[sim, (component,) y, x]``; vectors keep components (x, y)."""
         raise NotImplementedError
 
+    # Optional, for the jitted JAX step: ``observables`` computes what ``observe`` returns as phiml
+    # tensors (so it runs inside the compiled function), ``observed_dims`` the dims order of each array.
+    observed_dims: ClassVar[dict[str, str] | None] = None
+
+    @staticmethod
+    def observables(state: State) -> dict[str, Any]:
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class BuoyantPlume(Scenario):
@@ -130,13 +138,15 @@ class BuoyantPlume(Scenario):
         velocity = advect.semi_lagrangian(state["velocity"], state["velocity"], dt=0.5 * dt) + buoyancy_force
         return {"smoke": smoke, "velocity": project(velocity)}
 
+    observed_dims: ClassVar[dict[str, str] | None] = {"velocity": "sim,vector,y,x", "smoke": "sim,y,x"}
+
     @staticmethod
-    def observe(state: State) -> dict[str, np.ndarray]:
-        centred = state["velocity"].at_centers().values
-        return {
-            "velocity": centred.numpy("sim,vector,y,x"),
-            "smoke": state["smoke"].values.numpy("sim,y,x"),
-        }
+    def observables(state: State) -> dict[str, Any]:
+        return {"velocity": state["velocity"].at_centers().values, "smoke": state["smoke"].values}
+
+    @classmethod
+    def observe(cls, state: State) -> dict[str, np.ndarray]:
+        return {k: v.numpy(cls.observed_dims[k]) for k, v in cls.observables(state).items()}
 
 
 BUILTIN_SCENARIOS: dict[str, type[Scenario]] = {BuoyantPlume.name: BuoyantPlume}

@@ -106,7 +106,9 @@ def run_batch(jobs: list[Job], params_json: str) -> dict[str, np.ndarray]:
     """Dask task: simulate one batch; returns float64 arrays [sim, time, ...]."""
     p = SmokeParams.model_validate_json(params_json)
     scenarios = [scenario_for(p, job) for job in jobs]
-    return simulate(scenarios, domain_of(p), p.steps, p.dt, (p.keep_start, p.keep_stop), p.solver)
+    return simulate(
+        scenarios, domain_of(p), p.steps, p.dt, (p.keep_start, p.keep_stop), p.solver, backend=p.backend
+    )
 
 
 def _batch_dataset(jobs: list[Job], arrays: dict[str, np.ndarray]) -> xr.Dataset:

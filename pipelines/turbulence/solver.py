@@ -19,11 +19,36 @@ to round-off; the tests check that.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import scipy.fft
 
 from pipelines.turbulence.spectra import energy_spectrum, rfft_weights, wavenumbers
+
+
+def fft_backend(name: str = "auto") -> ModuleType:
+    """The FFT functions (``rfftn`` / ``irfftn`` with scipy.fft's signature) the solver calls.
+
+    ``pyfftw``: ``pyfftw.interfaces.scipy_fft`` with pyFFTW's plan cache on (a step repeats the same
+    transforms); ``scipy``: ``scipy.fft``; ``auto``: pyFFTW when it is installed (benchmarks/
+    turbulence_solver.py measured it faster), else scipy.fft. Both compute the same transforms to
+    float64 round-off.
+    """
+    if name not in ("auto", "pyfftw", "scipy"):
+        raise ValueError(f"unknown FFT backend {name!r}: auto, pyfftw or scipy")
+    if name != "scipy":
+        try:
+            import pyfftw
+            from pyfftw.interfaces import scipy_fft
+        except ImportError:
+            if name == "pyfftw":
+                raise
+            return scipy.fft
+        pyfftw.interfaces.cache.enable()
+        pyfftw.interfaces.cache.set_keepalive_time(60.0)  # plans outlive the gap between two steps
+        return scipy_fft
+    return scipy.fft
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,7 @@ class SolverConfig:
     forcing_power: float
     forcing_wavenumber: float
     workers: int = 1
+    fft: str = "auto"  # see fft_backend
 
 
 class SpectralSolver:
@@ -41,6 +67,7 @@ class SpectralSolver:
 
     def __init__(self, config: SolverConfig, uh: np.ndarray):
         self.config = config
+        self.fft = fft_backend(config.fft)
         n = config.resolution
         self.shape = (n, n, n)
         self.kz, self.ky, self.kx = wavenumbers(self.shape)
@@ -74,7 +101,7 @@ class SpectralSolver:
 
     def velocity(self) -> np.ndarray:
         """Physical velocity (3, n, n, n), float64."""
-        return scipy.fft.irfftn(
+        return self.fft.irfftn(
             self.uh, s=self.shape, axes=(-3, -2, -1), norm="forward", workers=self.config.workers
         )
 
@@ -85,7 +112,7 @@ class SpectralSolver:
         both[3] = 1j * (ky * uh[2] - kz * uh[1])  # vorticity = i k x uh
         both[4] = 1j * (kz * uh[0] - kx * uh[2])
         both[5] = 1j * (kx * uh[1] - ky * uh[0])
-        phys = scipy.fft.irfftn(
+        phys = self.fft.irfftn(
             both, s=self.shape, axes=(-3, -2, -1), norm="forward", workers=self.config.workers
         )
         u, w = phys[:3], phys[3:]
@@ -94,7 +121,7 @@ class SpectralSolver:
         cross[0] = u[1] * w[2] - u[2] * w[1]
         cross[1] = u[2] * w[0] - u[0] * w[2]
         cross[2] = u[0] * w[1] - u[1] * w[0]
-        nh = scipy.fft.rfftn(cross, axes=(-3, -2, -1), norm="forward", workers=self.config.workers)
+        nh = self.fft.rfftn(cross, axes=(-3, -2, -1), norm="forward", workers=self.config.workers)
         nh *= self.keep
         nh = self.project(nh)
         self._add_forcing(uh, nh)
