@@ -16,8 +16,10 @@ at study scale), loading included.
 Per model it prints the parameters, the measured seconds per epoch at the preset's batch counts, and the
 CPU projection of the same epoch by benchmarks/study_cost.py (one timed step per model on the CPU, scaled
 from 1 sample; ``epoch_seconds``). From the measured step / eval / HVP times it projects the whole preset
-on this device with study_cost.py's ``project_jobs`` (the models measured only). ``--budget-seconds``
-stops starting models when the next one (estimated from the last of its dataset) would end past it.
+on this device with study_cost.py's ``project_jobs`` (the models measured only). All device measurements
+run first, then the CPU projections (``--no-cpu-projection`` skips them); ``--budget-seconds`` starts no
+model of either phase that would end past the budget (estimated from the last one of its dataset), and
+prints what it skipped.
 The JSON (``--out``) is rewritten after every model, so a run cut short keeps what it measured. It ends
 with ``ratio: <CPU projected per-epoch total / measured per-epoch total>`` (about 1 on a CPU).
 
@@ -198,8 +200,11 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.3f} h"
 
 
-def summary(params: StudyParams, measured: list[Timing], cpu: list[Timing]) -> dict[str, Any]:
-    """Whole-preset projections (1 device, the models measured only) from measured and CPU timings."""
+def summary(
+    params: StudyParams, measured: list[Timing], cpu: dict[tuple[str, str], Timing]
+) -> dict[str, Any]:
+    """Whole-preset projections (1 device, the models measured only) from the measured and the CPU
+    timings; the ratio compares the per-epoch totals of the models that have both."""
 
     def total(timings: list[Timing]) -> float:
         jobs = project_jobs(params, timings)
@@ -207,15 +212,18 @@ def summary(params: StudyParams, measured: list[Timing], cpu: list[Timing]) -> d
         land = [d for s, ds in jobs.items() if s.startswith("landscape") for d in ds]
         return makespan(train_jobs, 1) + (makespan(land, 1) if land else 0.0)
 
-    epoch_measured = sum(epoch_seconds(params, t) for t in measured)
-    epoch_cpu = sum(epoch_seconds(params, t) for t in cpu)
+    paired = [t for t in measured if (t.dataset, t.model) in cpu]
+    epoch_paired = sum(epoch_seconds(params, t) for t in paired)
+    epoch_cpu = sum(epoch_seconds(params, t) for t in cpu.values())
     return {
         "models_measured": len(measured),
-        "epoch_seconds_measured_total": epoch_measured,
+        "models_cpu_projected": len(cpu),
+        "epoch_seconds_measured_total": sum(epoch_seconds(params, t) for t in measured),
+        "epoch_seconds_measured_total_cpu_projected_models": epoch_paired,
         "epoch_seconds_cpu_projected_total": epoch_cpu,
         "study_seconds_this_device": total(measured) if measured else 0.0,
-        "study_seconds_cpu_projected": total(cpu) if cpu else 0.0,
-        "ratio": epoch_cpu / epoch_measured if cpu and epoch_measured > 0 else None,
+        "study_seconds_cpu_projected": total(list(cpu.values())) if cpu else 0.0,
+        "ratio": epoch_cpu / epoch_paired if paired and epoch_paired > 0 else None,
     }
 
 
@@ -264,45 +272,62 @@ def main() -> None:
         "epochs": args.epochs, "max_batches": args.max_batches, "budget_seconds": args.budget_seconds,
         "models": [], "skipped": [],
     })  # fmt: skip
-    start, last_cost, measured, cpu = time.perf_counter(), {}, [], []
+    start, measured, cpu, rows = time.perf_counter(), [], {}, {}
     data: dict[str, tuple[dict, Any]] = {}
-    for dataset, name in models:
+
+    def fits(phase: str, dataset: str, name: str, estimate: float) -> bool:
         elapsed = time.perf_counter() - start
-        estimate = last_cost.get(dataset, 0.0)
-        if args.budget_seconds is not None and elapsed + estimate > args.budget_seconds:
-            report["skipped"].append({"dataset": dataset, "model": name, "elapsed_seconds": elapsed,
-                                      "estimated_seconds": estimate})  # fmt: skip
-            print(f"  skipped {dataset} {name}: {elapsed:.0f} s elapsed + ~{estimate:.0f} s"
-                  f" > budget {args.budget_seconds:.0f} s", flush=True)  # fmt: skip
+        if args.budget_seconds is None or elapsed + estimate <= args.budget_seconds:
+            return True
+        report["skipped"].append({"phase": phase, "dataset": dataset, "model": name,
+                                  "elapsed_seconds": elapsed, "estimated_seconds": estimate})  # fmt: skip
+        print(f"  skipped {phase} of {dataset} {name}: {elapsed:.0f} s elapsed + ~{estimate:.0f} s"
+              f" > budget {args.budget_seconds:.0f} s", flush=True)  # fmt: skip
+        return False
+
+    last: dict[str, float] = {}  # the last model's seconds per dataset: the next one's estimate
+    for dataset, name in models:  # first every measurement on the device, then the CPU projections
+        if not fits("measurement", dataset, name, last.get(dataset, 0.0)):
             continue
         t0 = time.perf_counter()
         if dataset not in data:
             data[dataset] = data_for(params, dataset, stores[dataset], device)
         timing, row = measure_model(params, dataset, name, device, *data[dataset], args.epochs,
                                     args.max_batches, hvp_batch)  # fmt: skip
+        row["wall_seconds"] = last[dataset] = time.perf_counter() - t0
         measured.append(timing)
-        if not args.no_cpu_projection:
-            c = time_model(params, dataset, name, torch.device("cpu"), 1, 1, 1)
-            cpu.append(c)
-            row.update({"cpu_projected_epoch_seconds": epoch_seconds(params, c), "cpu_step_seconds": c.step,
-                        "cpu_eval_seconds": c.eval, "cpu_hvp_seconds": c.hvp})  # fmt: skip
-        row["wall_seconds"] = last_cost[dataset] = time.perf_counter() - t0
+        rows[dataset, name] = row
         report["models"].append(row)
         report["summary"] = summary(params, measured, cpu)
         write_json_atomic(args.out, report)  # after every model: a run cut short keeps what it measured
-        projected = f"{row['cpu_projected_epoch_seconds']:10.2f}" if cpu else f"{'-':>10s}"
         print(f"  {dataset:10s} {name:7s} {row['parameters']:>9,} params  epoch {row['epoch_seconds']:9.3f} s"
-              f" measured ({row['train_steps_timed']}/{row['train_steps_preset']} steps timed)"
-              f"  CPU projected {projected} s  hvp {row['hvp_seconds']:.3f} s", flush=True)  # fmt: skip
+              f" ({row['train_steps_timed']}/{row['train_steps_preset']} steps timed)"
+              f"  hvp {row['hvp_seconds']:.3f} s", flush=True)  # fmt: skip
+    last = {}
+    for t in measured if not args.no_cpu_projection else []:
+        if not fits("cpu projection", t.dataset, t.model, last.get(t.dataset, 0.0)):
+            continue
+        t0 = time.perf_counter()
+        c = cpu[t.dataset, t.model] = time_model(params, t.dataset, t.model, torch.device("cpu"), 1, 1, 1)
+        last[t.dataset] = time.perf_counter() - t0
+        rows[t.dataset, t.model].update({
+            "cpu_projected_epoch_seconds": epoch_seconds(params, c), "cpu_step_seconds": c.step,
+            "cpu_eval_seconds": c.eval, "cpu_hvp_seconds": c.hvp, "cpu_loss_seconds": c.loss,
+        })  # fmt: skip
+        report["summary"] = summary(params, measured, cpu)
+        write_json_atomic(args.out, report)
+        print(f"  {t.dataset:10s} {t.model:7s} CPU projected epoch {epoch_seconds(params, c):10.2f} s",
+              flush=True)  # fmt: skip
 
     s = report["summary"] = summary(params, measured, cpu)
     write_json_atomic(args.out, report)
     print(f"\n{'model':18s} {'params':>10s} {'epoch measured':>15s} {'epoch CPU proj.':>16s}")
     for row in report["models"]:
-        proj = f"{row['cpu_projected_epoch_seconds']:14.2f} s" if cpu else f"{'-':>16s}"
+        proj = row.get("cpu_projected_epoch_seconds")
+        proj = f"{proj:14.2f} s" if proj is not None else f"{'-':>16s}"
         label = f"{row['dataset']} {row['model']}"
         print(f"{label:18s} {row['parameters']:>10,} {row['epoch_seconds']:13.3f} s {proj}")
-    skipped = ", ".join(f"{k['dataset']} {k['model']}" for k in report["skipped"])
+    skipped = ", ".join(f"{k['phase']} of {k['dataset']} {k['model']}" for k in report["skipped"])
     print(f"skipped: {skipped or 'none'}")
     print(f"study preset on {info['device']} (1 device, {s['models_measured']} of {len(models)} models):"
           f" {_hours(s['study_seconds_this_device'])} projected from the measured epochs"
