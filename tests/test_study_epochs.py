@@ -152,3 +152,22 @@ def test_gpu_check_script_parses_and_runs_the_documented_steps() -> None:
              "benchmarks/study_cost.py --device cuda", "download.pytorch.org/whl/cu", "timeout")  # fmt: skip
     for step in steps:
         assert step in text, step
+
+
+def test_a_real_store_is_trained_on_with_its_own_splits(
+    tiny_preset: Path, tmp_path: Path, turbulence_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = yaml.safe_load(tiny_preset.read_text())
+    raw["turbulence"]["splits"] = {"train": 4, "valid": 2, "test": 1}  # the store has 3 / 1 / 1
+    tiny_preset.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "epochs.json"
+    _main(monkeypatch, "--params", tiny_preset, "--turbulence", turbulence_store, "--epochs", "1",
+          "--no-cpu-projection", "--out", out)  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["data"]["turbulence"] == str(turbulence_store)
+    assert report["data"]["smoke"].startswith("random")
+    row = next(r for r in report["models"] if r["dataset"] == "turbulence")
+    # timed on the store's splits (3 / 1 samples, batch 2); the epoch figure is for the preset's 2 steps
+    assert (row["valid_samples"], row["train_steps_timed"], row["train_steps_preset"]) == (1, 1, 2)
+    assert row["epoch_seconds"] > 0 and "cpu_projected_epoch_seconds" not in row
+    assert report["summary"]["ratio"] is None and report["summary"]["models_cpu_projected"] == 0
