@@ -78,7 +78,8 @@ def split_sizes(params: StudyParams, dataset: str) -> dict[str, int]:
     return out
 
 
-def _batch(params: StudyParams, dataset: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def random_batch(params: StudyParams, dataset: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` random samples of the preset's shapes (float32): a step costs the same whatever the values."""
     gen = torch.Generator().manual_seed(0)
     if dataset == "smoke":
         n, s = params.smoke.resolution, params.smoke
@@ -91,7 +92,7 @@ def _batch(params: StudyParams, dataset: str, size: int) -> tuple[torch.Tensor, 
     return x, torch.randn(size, 3, t.hr_resolution, t.hr_resolution, t.hr_resolution, generator=gen)
 
 
-def _task(params: StudyParams, dataset: str) -> SmokeTask | SuperResolutionTask:
+def preset_task(params: StudyParams, dataset: str) -> SmokeTask | SuperResolutionTask:
     """The preset's residual task, with unit scales (timing does not depend on them)."""
     section = getattr(params.train, dataset)
     if dataset == "smoke":
@@ -106,13 +107,13 @@ def time_model(
     time_batch: int | None, hvp_batch: int | None,
 ) -> Timing:  # fmt: skip
     section = getattr(params.train, dataset)
-    task = _task(params, dataset)
+    task = preset_task(params, dataset)
     if isinstance(task, SuperResolutionTask) and task.reference is not None:
         task = SuperResolutionTask(reference=task.reference.to(device))
     model = build(dataset, name, 0, model_hparams(dataset, name, section.hparams.get(name, {}))).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=section.optimiser.lr)
     size = time_batch or section.optimiser.batch_size
-    batch = to_device(_batch(params, dataset, size), device)
+    batch = to_device(random_batch(params, dataset, size), device)
     to_train = section.optimiser.batch_size / size  # linear in the samples
 
     def step() -> None:
@@ -131,7 +132,7 @@ def time_model(
     t_step = _timed(step, repeats, device) * to_train
     t_eval = _timed(evaluate, repeats, device) / size  # per sample
     hvp_size = hvp_batch or params.landscape.subset_batch_size
-    flat = FlatLoss(model, [to_device(_batch(params, dataset, hvp_size), device)], task.loss)
+    flat = FlatLoss(model, [to_device(random_batch(params, dataset, hvp_size), device)], task.loss)
     v = torch.randn(flat.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(flat.w0)
     t_hvp = _timed(lambda: flat.hvp(flat.w0, v), repeats, device)
     t_hvp *= params.landscape.subset_batch_size / hvp_size
@@ -145,6 +146,19 @@ def _batches(samples: int, batch: int, drop_last: bool) -> int:
     return samples // batch if drop_last and samples > batch else -(-samples // batch)
 
 
+def epoch_batches(params: StudyParams, dataset: str) -> tuple[int, int]:
+    """Training steps and validation batches of one epoch of the preset."""
+    opt, sizes = getattr(params.train, dataset).optimiser, split_sizes(params, dataset)
+    steps = _batches(sizes["train"], opt.batch_size, True)
+    return min(steps, opt.max_train_batches or steps), _batches(sizes["valid"], opt.batch_size, False)
+
+
+def epoch_seconds(params: StudyParams, t: Timing) -> float:
+    """One training epoch of the preset: its steps, then one pass over the validation split."""
+    steps, valid = epoch_batches(params, t.dataset)
+    return steps * t.step + valid * t.eval
+
+
 def project_jobs(params: StudyParams, timings: list[Timing]) -> dict[str, list[float]]:
     """Seconds of every job of each stage (one training run, or one landscape of one checkpoint)."""
     jobs: dict[str, list[float]] = {}
@@ -155,12 +169,8 @@ def project_jobs(params: StudyParams, timings: list[Timing]) -> dict[str, list[f
     subset_batches = lp.subset_batches or 1
     for t in timings:
         section = getattr(params.train, t.dataset)
-        opt, sizes = section.optimiser, split_sizes(params, t.dataset)
-        steps = _batches(sizes["train"], opt.batch_size, True)
-        steps = min(steps, opt.max_train_batches or steps)
-        valid = _batches(sizes["valid"], opt.batch_size, False)
-        test = _batches(sizes["test"], opt.batch_size, False)
-        run = opt.max_epochs * (steps * t.step + valid * t.eval) + test * t.eval
+        test = _batches(split_sizes(params, t.dataset)["test"], section.optimiser.batch_size, False)
+        run = section.optimiser.max_epochs * epoch_seconds(params, t) + test * t.eval
         jobs.setdefault(f"train_{t.dataset}", []).extend([run] * len(section.seeds))
         if t.model in lp.models.get(t.dataset, []):
             one = subset_batches * (hvps * t.hvp + losses * t.loss)
