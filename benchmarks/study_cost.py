@@ -17,13 +17,20 @@ and the total for 1 device and for N independent workers (each run on its own de
 longest first, landscapes after all training). Dataset generation is not included. It ends with
 ``ratio: <1-worker total / N-worker total>`` for the largest N.
 
+On a shared machine wall-clock timings grow with other users' load; ``--clock cpu --threads 1`` times
+this process's CPU seconds instead, which load hardly changes: the projection is then for workers of one
+idle core each (the stages' ``compute.n_workers`` x ``threads_per_worker: 1``).
+
     python benchmarks/study_cost.py [--params params.study.yaml] [--models cnn e2cnn] [--workers 1 2 4 8]
+    python benchmarks/study_cost.py --params params.cpu.yaml --workers 1 2 --clock cpu --threads 1 \
+        --time-batch 8 --hvp-batch 4 --repeats 3      # the CPU preset (README)
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -54,13 +61,17 @@ class Timing:
     loss: float  # seconds per loss evaluation over one landscape batch (the eval pass, rescaled)
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCK = CLOCKS["wall"]
+
+
 def _timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     def once() -> float:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
     return statistics.median(once() for _ in range(repeats))
 
@@ -191,7 +202,14 @@ def main() -> None:
     parser.add_argument("--time-batch", type=int, default=None, help="samples per timed step (CPU: 1)")
     parser.add_argument("--hvp-batch", type=int, default=None, help="samples per timed HVP (CPU: 1)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall",
+        help="wall: elapsed seconds; cpu: this process's CPU seconds (all threads), which other users' load"
+        " hardly changes: with --threads 1 the projection is for one idle core per worker",
+    )  # fmt: skip
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     params = load_params(args.params)
@@ -201,7 +219,8 @@ def main() -> None:
     info = device_info(device)
     print(f"device {info['device']} ({info['device_name']}), torch {info['versions']['torch']},"
           f" {torch.get_num_threads()} threads; preset {args.params}; timed on {time_batch or 'full'} /"
-          f" {hvp_batch or 'full'} samples per step / HVP")  # fmt: skip
+          f" {hvp_batch or 'full'} samples per step / HVP; {args.clock} clock;"
+          f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
     timings = []
     for dataset in ("smoke", "turbulence"):
         section = getattr(params.train, dataset)
