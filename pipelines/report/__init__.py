@@ -215,8 +215,10 @@ def plateau_note(runs: dict[str, dict[int, dict[str, Any]]], params: StudyParams
         if hit:
             word += f" ({'seed' if len(hit) == 1 else 'seeds'} {', '.join(hit)} hit max_epochs)"
         parts.append(f"{model} {word}")
-    return (f"Converged (validation plateau: no improvement for {opt.patience} epochs, at most "
-            f"{opt.max_epochs}): " + "; ".join(parts) + ".")
+    return (
+        f"Converged (validation plateau: no improvement for {opt.patience} epochs, at most "
+        f"{opt.max_epochs}): " + "; ".join(parts) + "."
+    )
 
 
 def _cell(values: list[float], fmt: str) -> str:
