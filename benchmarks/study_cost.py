@@ -1,8 +1,9 @@
 """Projected wall time of the study preset (params.study.yaml), from one timed step per model.
 
-Per model, at the preset's sizes (registry default hparams, the preset's batch sizes, the smoke 6-step
-training rollout, super-resolution 16^3 -> 64^3, the residual form) and on ``--device`` (default: the
-stages' ``auto``), it times one training step (forward + backward + Adam step), one evaluation batch (no
+Per model, at the preset's sizes (its ``train.<dataset>.hparams`` over the registry defaults, as the
+stages build the models; its batch sizes, smoke training rollout, super-resolution grids and residual
+form; for the study preset: default sizes, 6-step rollout, 16^3 -> 64^3) and on ``--device`` (default:
+the stages' ``auto``), it times one training step (forward + backward + Adam step), one evaluation batch (no
 gradients, the full rollout: also the cost of one landscape loss evaluation) and one Hessian-vector
 product (double backward, ``train.curvature.FlatLoss``), after one warm-up forward pass. On a CPU the
 calls run on ``--time-batch`` / ``--hvp-batch`` samples (default 1) and are scaled linearly to the preset's
