@@ -1,8 +1,9 @@
 """Projected wall time of the study preset (params.study.yaml), from one timed step per model.
 
-Per model, at the preset's sizes (registry default hparams, the preset's batch sizes, the smoke 6-step
-training rollout, super-resolution 16^3 -> 64^3, the residual form) and on ``--device`` (default: the
-stages' ``auto``), it times one training step (forward + backward + Adam step), one evaluation batch (no
+Per model, at the preset's sizes (its ``train.<dataset>.hparams`` over the registry defaults, as the
+stages build the models; its batch sizes, smoke training rollout, super-resolution grids and residual
+form; for the study preset: default sizes, 6-step rollout, 16^3 -> 64^3) and on ``--device`` (default:
+the stages' ``auto``), it times one training step (forward + backward + Adam step), one evaluation batch (no
 gradients, the full rollout: also the cost of one landscape loss evaluation) and one Hessian-vector
 product (double backward, ``train.curvature.FlatLoss``), after one warm-up forward pass. On a CPU the
 calls run on ``--time-batch`` / ``--hvp-batch`` samples (default 1) and are scaled linearly to the preset's
@@ -17,13 +18,20 @@ and the total for 1 device and for N independent workers (each run on its own de
 longest first, landscapes after all training). Dataset generation is not included. It ends with
 ``ratio: <1-worker total / N-worker total>`` for the largest N.
 
+On a shared machine wall-clock timings grow with other users' load; ``--clock cpu --threads 1`` times
+this process's CPU seconds instead, which load hardly changes: the projection is then for workers of one
+idle core each (the stages' ``compute.n_workers`` x ``threads_per_worker: 1``).
+
     python benchmarks/study_cost.py [--params params.study.yaml] [--models cnn e2cnn] [--workers 1 2 4 8]
+    python benchmarks/study_cost.py --params params.cpu.yaml --workers 1 2 --clock cpu --threads 1 \
+        --time-batch 8 --hvp-batch 4 --repeats 3      # the CPU preset (README)
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -54,13 +62,17 @@ class Timing:
     loss: float  # seconds per loss evaluation over one landscape batch (the eval pass, rescaled)
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCK = CLOCKS["wall"]
+
+
 def _timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     def once() -> float:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
     return statistics.median(once() for _ in range(repeats))
 
@@ -201,7 +213,14 @@ def main() -> None:
     parser.add_argument("--time-batch", type=int, default=None, help="samples per timed step (CPU: 1)")
     parser.add_argument("--hvp-batch", type=int, default=None, help="samples per timed HVP (CPU: 1)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall",
+        help="wall: elapsed seconds; cpu: this process's CPU seconds (all threads), which other users' load"
+        " hardly changes: with --threads 1 the projection is for one idle core per worker",
+    )  # fmt: skip
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     params = load_params(args.params)
@@ -211,7 +230,8 @@ def main() -> None:
     info = device_info(device)
     print(f"device {info['device']} ({info['device_name']}), torch {info['versions']['torch']},"
           f" {torch.get_num_threads()} threads; preset {args.params}; timed on {time_batch or 'full'} /"
-          f" {hvp_batch or 'full'} samples per step / HVP")  # fmt: skip
+          f" {hvp_batch or 'full'} samples per step / HVP; {args.clock} clock;"
+          f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
     timings = []
     for dataset in ("smoke", "turbulence"):
         section = getattr(params.train, dataset)

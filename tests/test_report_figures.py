@@ -101,3 +101,19 @@ def test_dvc_metrics_show_lists_only_the_summaries(rendered: Path, tmp_path: Pat
     files = workspace["data"]
     assert sorted(files) == ["metrics/summary/smoke.json", "metrics/summary/turbulence.json"]
     assert files["metrics/summary/smoke.json"]["data"]["rsteer"]["test_rmse"] == pytest.approx(0.31)
+
+
+def test_plateau_note_counts_seeds_that_stopped_early_and_names_the_rest(rendered: Path) -> None:
+    from pipelines.report import plateau_note
+
+    params = parse_params({"train": {"smoke": {"models": ["cnn", "e2cnn"], "seeds": [0, 1, 2], "optimiser": {
+        "max_epochs": 30, "patience": 4}}}, "landscape": {"models": {"smoke": ["e2cnn"]}}})  # fmt: skip
+    runs = {"e2cnn": {s: {"train": {"stopped_early": s != 1}} for s in (0, 1, 2)},
+            "cnn": {s: {"train": {"stopped_early": False}} for s in (0, 1, 2)}}  # fmt: skip
+    assert plateau_note(runs, params, "smoke") == (
+        "Converged (validation plateau: no improvement for 4 epochs, at most 30): cnn 0/3 seeds stopped on"
+        " a plateau (seeds 0, 1, 2 hit max_epochs); e2cnn 2/3 seeds stopped on a plateau (seed 1 hit"
+        " max_epochs)."
+    )
+    # metrics without the flag (written before it existed) count as neither
+    assert "cnn 0/3 seeds stopped on a plateau." in (rendered / "report" / "report.md").read_text()

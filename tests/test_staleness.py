@@ -158,7 +158,7 @@ def _dvc_param_keys() -> set[str]:
     return keys
 
 
-@pytest.mark.parametrize("params_file", ["params.yaml", "params.study.yaml"])
+@pytest.mark.parametrize("params_file", ["params.yaml", "params.study.yaml", "params.cpu.yaml"])
 def test_every_dvc_params_key_exists_in_the_params_files(params_file: str) -> None:
     raw = yaml.safe_load((REPO / params_file).read_text())
     for key in _dvc_param_keys():

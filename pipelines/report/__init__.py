@@ -203,6 +203,24 @@ def findings(
     return lines
 
 
+def plateau_note(runs: dict[str, dict[int, dict[str, Any]]], params: StudyParams, dataset: str) -> str:
+    """Whether each model's runs ended on a validation plateau (early stopping) or at max_epochs."""
+    opt = getattr(params.train, dataset).optimiser
+    parts = []
+    for model, seeds in sorted(runs.items()):
+        flags = [s["train"].get("stopped_early") for s in seeds.values()]
+        known = [f for f in flags if f is not None]  # metrics written before the flag existed: unknown
+        word = f"{sum(known)}/{len(flags)} seeds stopped on a plateau"
+        hit = [str(seed) for seed, s in seeds.items() if s["train"].get("stopped_early") is False]
+        if hit:
+            word += f" ({'seed' if len(hit) == 1 else 'seeds'} {', '.join(hit)} hit max_epochs)"
+        parts.append(f"{model} {word}")
+    return (
+        f"Converged (validation plateau: no improvement for {opt.patience} epochs, at most "
+        f"{opt.max_epochs}): " + "; ".join(parts) + "."
+    )
+
+
 def _cell(values: list[float], fmt: str) -> str:
     """Mean over the seeds that were measured, or a dash: never a ``nan`` cell (an SE of one test sample is
     undefined)."""
@@ -299,6 +317,7 @@ def render(
                     table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = (
                         _mean_std(sh)[0], _mean_std(ev)[0])  # fmt: skip
             md.append(row)
+        md += ["", plateau_note(runs, params, dataset)]
         md += ["", "### The study's findings, checked", ""] + findings(dataset, runs, ckpts, baselines) + [""]
         summary[dataset] = table
         base = best_baseline(baselines, "test", metric)
