@@ -53,6 +53,8 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "up_layers": (1, 0),
             "scalar_channels": False,
             "batch_norm": False,
+            "padding": "circular",  # periodic box; "zeros": the old default
+            "zero_head": True,  # a residual model starts at its upsampling
         },
         "gcnn": {
             "hidden": 5,
@@ -61,6 +63,8 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "scalar_channels": False,
             "batch_norm": False,
             "reflections": False,
+            "padding": "circular",
+            "zero_head": True,
         },
         "rgcnn": {
             "hidden": 3,
@@ -71,6 +75,8 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "reflections": False,
             "banks": 3,
             "alpha": 0.0,
+            "padding": "circular",
+            "zero_head": True,
         },
     },
 }

@@ -68,6 +68,12 @@ class SRGroupNet(_Base):
       ``up_layers[i]`` group convs
     * head: projection (kernel 3) to a vector field, or to 3 scalar channels if ``scalar_channels``.
 
+    ``padding="circular"``: the fields are periodic (the turbulence box), so every 'same' convolution wraps
+    around; zero padding would treat the faces as walls (on an 8^3 lr grid every cell is within reach of
+    one). Both commute with the cube rotations. ``zero_head``: the head starts at zero, so a residual model
+    starts exactly at the upsampling it corrects (a random head adds noise of the residual's own size that
+    training first has to remove, which it did by switching the ReLUs off: a dead net, correction 0).
+
     Input ``[B, frames, 3, z, y, x]`` (components x, y, z); output ``[B, 3, 4z, 4y, 4x]``. With
     ``scalar_channels=True`` the 9 input numbers per voxel are treated as unrelated scalars, the
     original study's choice, and the model is only equivariant to the grid-only (scalar) action.
@@ -85,8 +91,12 @@ class SRGroupNet(_Base):
         batch_norm: bool = False,
         alpha: float = 0.0,
         equivariant_group: bool = True,
+        padding: str = "circular",
+        zero_head: bool = True,
     ) -> None:
         super().__init__()
+        if padding not in ("circular", "zeros"):
+            raise ValueError(f"padding must be 'circular' or 'zeros', got {padding!r}")
         self.group = group if equivariant_group else None
         self.alpha, self.frames, self.scalar_channels = alpha, frames, scalar_channels
         rep: Rep = "scalar" if scalar_channels else "vector"
@@ -96,9 +106,10 @@ class SRGroupNet(_Base):
             return ([FieldNorm(hidden)] if batch_norm else []) + [nn.ReLU()]
 
         def conv() -> list[nn.Module]:
-            return [GroupConv(group, "group", hidden, hidden, 3, relax=relax), *act()]
+            return [GroupConv(group, "group", hidden, hidden, 3, relax=relax, padding_mode=padding), *act()]
 
-        enc: list[nn.Module] = [GroupConv(group, "lift", n_in, hidden, 3, rep, relax), *act()]
+        enc: list[nn.Module] = [GroupConv(group, "lift", n_in, hidden, 3, rep, relax, padding_mode=padding)]
+        enc += act()
         for _ in range(enc_layers):
             enc += conv()
         self.encoder = nn.Sequential(*enc)
@@ -109,7 +120,11 @@ class SRGroupNet(_Base):
         self.up_convs = nn.ModuleList(
             nn.Sequential(*[mod for _ in range(k) for mod in conv()]) for k in up_layers
         )
-        self.head = GroupConv(group, "project", hidden, 3 if scalar_channels else 1, 3, rep, relax)
+        self.head = GroupConv(
+            group, "project", hidden, 3 if scalar_channels else 1, 3, rep, relax, padding_mode=padding
+        )
+        if zero_head:
+            nn.init.zeros_(self.head.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]

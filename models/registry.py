@@ -77,6 +77,8 @@ def _sr(name: str, hp: dict[str, Any]) -> nn.Module:
         up_layers=tuple(hp["up_layers"]),
         scalar_channels=hp["scalar_channels"],
         batch_norm=hp["batch_norm"],
+        padding=hp["padding"],
+        zero_head=hp["zero_head"],
     )
     if name == "cnn":
         return SRGroupNet(G.trivial(3), hp["hidden"], equivariant_group=False, **common)
