@@ -17,7 +17,6 @@ SMOKE_MODELS = {"cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"}
 SR_MODELS = {"cnn", "gcnn", "rgcnn"}
 # every key the preset changes, with its value there: anything else must equal params.yaml
 INTENDED = {
-    "turbulence.splits.train": 24,
     "turbulence.splits.valid": 6,
     "train.smoke.train_rollout": 3,
     "train.smoke.window_stride": 1,
@@ -27,6 +26,7 @@ INTENDED = {
     "train.smoke.optimiser.max_train_batches": None,
     "train.turbulence.optimiser.batch_size": 4,
     "train.turbulence.optimiser.max_epochs": 30,
+    "train.turbulence.optimiser.lr_step_epochs": 1,  # the default steps every 5 of its 15 epochs
 }
 
 
