@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -284,7 +283,6 @@ def test_server_failures_give_clear_errors_and_leave_local_state(
     receipt.write_text('{"previous": true}\n')
     params = _write_params(tmp_path, datasets=["smoke"], timeout_seconds=2)
     store_before = file_manifest(smoke_store)
-    start = time.perf_counter()
     folder = built_smoke_repo / "smoke-plume"
     folder_before = file_manifest(folder, skip=())
     result = _run(
@@ -297,7 +295,6 @@ def test_server_failures_give_clear_errors_and_leave_local_state(
     assert file_manifest(smoke_store) == store_before and (smoke_store / COMPLETE_MARKER).is_file()
     assert file_manifest(folder, skip=()) == folder_before and verify_folder(folder) == []
     assert not list(built_smoke_repo.glob(".*staging*")) and not list(receipt.parent.glob(".*tmp"))
-    assert time.perf_counter() - start < 60
 
 
 @pytest.mark.slow
