@@ -51,6 +51,7 @@ def _smoke_steerable(name: str, hp: dict[str, Any]) -> nn.Module:
         relaxed=name == "rsteer",
         batch_norm=hp["batch_norm"],
         alpha=hp.get("alpha", 0.0),
+        relax_scale=hp.get("relax_scale"),
     )
 
 
@@ -66,6 +67,8 @@ def _smoke_gm(name: str, hp: dict[str, Any]) -> nn.Module:
         variant=hp["variant"],
         radius=hp["radius"],
         grid=hp["grid"],
+        block_gain=hp["block_gain"],
+        batch_norm=hp["batch_norm"],
     )
 
 
