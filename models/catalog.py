@@ -47,8 +47,6 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "variant": "seed003",
             "radius": 1,
             "grid": 64,
-            "block_gain": 1.0,  # seed003: factor on each residual block's initial kappa (He init at 1)
-            "batch_norm": False,  # seed003: FieldNorm in each residual branch (not in seed 003)
         },
     },
     "sr": {

@@ -40,7 +40,6 @@ from torch import nn
 
 from models import groups as G
 from models.expansion import filters_along
-from models.gconv import FieldNorm
 
 Variant = Literal["seed003", "circular"]
 ErrorForm = Literal["vector", "direct"]
@@ -260,12 +259,8 @@ class GMCNN(nn.Module):
         variant: Variant = "seed003",
         radius: int = 1,
         grid: int = 64,
-        block_gain: float = 1.0,
-        batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        if not (math.isfinite(block_gain) and block_gain > 0):
-            raise ValueError(f"block_gain must be a positive number, got {block_gain!r}")
         self.group = G.c4()
         self.alpha, self.in_frames, self.variant = alpha, in_frames, variant
         if variant == "seed003":
@@ -276,14 +271,7 @@ class GMCNN(nn.Module):
                 GMConv(hidden, hidden, "vector" if error else None, True, radius, "zeros", grid)
                 for _ in range(layers)
             )
-            with torch.no_grad():
-                for conv in self.convs:
-                    conv.kappa.mul_(block_gain)
             self.acts = nn.ModuleList(nn.PReLU() for _ in range(layers))
-            # optional (not in seed 003's dynamics layout): one batch statistic per channel over its
-            # orientations and positions, as E2CNN's and the G-CNNs' FieldNorm, inside each residual branch
-            norms = (FieldNorm(hidden) if batch_norm else nn.Identity() for _ in range(layers))
-            self.norms = nn.ModuleList(norms)
             self.head = Pointwise(hidden, 2, bias=False)
         elif variant == "circular":
             if layers < 2:
@@ -305,8 +293,8 @@ class GMCNN(nn.Module):
         f = torch.einsum("kji,bfjyx->bfikyx", rot, u).reshape(b, 2 * self.in_frames, 4, h, w)
         if self.variant == "seed003":
             f = self.embed(f)
-            for conv, norm, act in zip(self.convs, self.norms, self.acts, strict=True):
-                f = f + act(norm(conv(f)))
+            for conv, act in zip(self.convs, self.acts, strict=True):
+                f = f + act(conv(f))
             f = self.head(f)
         else:
             for i, conv in enumerate(self.convs):

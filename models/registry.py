@@ -67,8 +67,6 @@ def _smoke_gm(name: str, hp: dict[str, Any]) -> nn.Module:
         variant=hp["variant"],
         radius=hp["radius"],
         grid=hp["grid"],
-        block_gain=hp["block_gain"],
-        batch_norm=hp["batch_norm"],
     )
 
 
