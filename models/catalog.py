@@ -32,6 +32,9 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "in_frames": 1,
             "batch_norm": True,
             "alpha": 0.0,
+            # None: seed 000's one weight per (basis element, point); a number: the split form c + s * d
+            # (models/steerable.py), s the relaxed part's step size relative to the equivariant part's
+            "relax_scale": None,
         },
         # seed 003's form and layout; the project's first form is variant "circular" (with hidden 16,
         # layers 5 it is the old default, 22,528 parameters). grid: image size, used by the error vector

@@ -51,6 +51,7 @@ def _smoke_steerable(name: str, hp: dict[str, Any]) -> nn.Module:
         relaxed=name == "rsteer",
         batch_norm=hp["batch_norm"],
         alpha=hp.get("alpha", 0.0),
+        relax_scale=hp.get("relax_scale"),
     )
 
 

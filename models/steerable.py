@@ -37,6 +37,16 @@ def _field_types(in_frames: int, hidden: int, out_fields: int):
     return vec_in, reg, vec_out
 
 
+def _zero_mean_basis(n: int) -> torch.Tensor:
+    """``[n - 1, n]`` orthonormal rows spanning the vectors with zero sum (Helmert's contrasts)."""
+    q = torch.zeros(n - 1, n, dtype=torch.float64)  # cast to the weights' dtype where used
+    for k in range(1, n):
+        q[k - 1, :k] = 1.0
+        q[k - 1, k] = -float(k)
+        q[k - 1] /= math.sqrt(k * (k + 1))
+    return q
+
+
 class SteerableConv(ExpandedKernel):
     """A C4-steerable convolution; ``relaxed`` gives every basis element its own weight per kernel position.
 
@@ -45,10 +55,15 @@ class SteerableConv(ExpandedKernel):
     ``sum_b c[pair, b] B[b]`` (parameter ``weights``) and, relaxed, ``sum_b w[pair, b, p] B[b, :, :, p]``
     (parameter ``relaxed_weights``, the only weight then), seed 000's ``sum_l w_l(y) * psi_l(y)``.
     A product ``c[pair, b] * w[pair, b, p]`` would add a rescaling symmetry (c -> s c, w -> w / s) that
-    changes the Hessian without changing the function, so it is not used.
+    changes the Hessian without changing the function, so it is not used. ``relax_scale`` (RSteer's hparam)
+    selects the split form instead: the same ``w`` written as E2CNN's coefficient plus ``relax_scale`` times
+    its zero-mean part in an orthonormal basis (same count, no redundant direction; see ``__init__``).
     """
 
-    def __init__(self, in_type, out_type, kernel_size: int, relaxed: bool = False, bias: bool = True) -> None:
+    def __init__(
+        self, in_type, out_type, kernel_size: int, relaxed: bool = False, bias: bool = True,
+        relax_scale: float | None = None,
+    ) -> None:
         super().__init__()
         from e2cnn import nn as enn
 
@@ -78,7 +93,16 @@ class SteerableConv(ExpandedKernel):
         with torch.no_grad():  # He-style: scale the expanded filter to variance 2 / fan_in
             filt = torch.einsum("boip,kb->koip", self.basis.to(coef.dtype), coef)
             coef.mul_(math.sqrt(2.0 / (self.in_size * n_points)) / filt.std())
-        if relaxed:
+        self.relax_scale = relax_scale
+        if relaxed and relax_scale is not None:
+            # split form: w[pair, b, p] = c[pair, b] + relax_scale * (d[pair, b, :] @ Q)[p], Q an orthonormal
+            # basis of the zero-mean functions on the kernel points. c is E2CNN's coefficient (same init, same
+            # weight decay), d the non-equivariant part (starts at 0); same count and no redundant direction.
+            # Under Adam relax_scale is the relaxed part's step size relative to c's (docs/study.md, issue 11)
+            self.weights = nn.Parameter(coef)
+            self.relaxed_weights = nn.Parameter(torch.zeros(coef.shape[0], nb, n_points - 1))
+            self.register_buffer("deviation_basis", _zero_mean_basis(n_points), persistent=False)
+        elif relaxed:
             # the equivariant solution: each coefficient repeated at every kernel position, so RSteer starts
             # exactly equivariant and draws the same filter as an E2CNN built from the same seed
             self.weights = None
@@ -91,7 +115,7 @@ class SteerableConv(ExpandedKernel):
         if self.relaxed_weights is None:
             filt = torch.einsum("boip,kb->koip", self.basis.to(self.weights.dtype), self.weights)
         else:
-            w = self.relaxed_weights
+            w = self.per_position_weights()
             filt = torch.einsum("boip,kbp->koip", self.basis.to(w.dtype), w)
         _, o, i, p = filt.shape
         # [(out field, in field), o, i, p] -> [out field * o, in field * i, k, k]
@@ -106,6 +130,14 @@ class SteerableConv(ExpandedKernel):
         weight, bias = self.kernel()
         bias = None if bias is None else bias.to(x.dtype)
         return F.conv2d(x, weight.to(x.dtype), bias, padding=self.kernel_size // 2)
+
+    def per_position_weights(self) -> torch.Tensor:
+        """``w[pair, b, p]``, the weight of basis element b at kernel point p (relaxed layers only)."""
+        w = self.relaxed_weights
+        if self.weights is None:
+            return w
+        dev = w @ self.deviation_basis.to(w.dtype)
+        return self.weights[:, :, None] + self.relax_scale * dev
 
     def output_filter_index(self, name: str) -> torch.Tensor | None:
         """Output field of every entry of parameter ``name`` (rows are (out field, in field) pairs,
@@ -122,7 +154,7 @@ class SteerableConv(ExpandedKernel):
         """
         if self.relaxed_weights is None:
             return self.weights.new_zeros(())
-        w = self.relaxed_weights.reshape(-1, self.kernel_size, self.kernel_size)  # [pair * b, k, k]
+        w = self.per_position_weights().reshape(-1, self.kernel_size, self.kernel_size)  # [pair * b, k, k]
         return (w[:, 1:, :] - w[:, :-1, :]).abs().sum() + (w[:, :, 1:] - w[:, :, :-1]).abs().sum()
 
 
@@ -131,6 +163,7 @@ class SteerableNet(nn.Module):
 
     ``layers`` convolutions, batch norm (one statistic per regular field, as e2cnn's InnerBatchNorm) and
     ReLU after every hidden layer, in both variants so that the comparison is like for like.
+    ``relax_scale``: RSteer in the split form (:class:`SteerableConv`); None keeps seed 000's form.
     """
 
     def __init__(
@@ -142,10 +175,14 @@ class SteerableNet(nn.Module):
         relaxed: bool = False,
         batch_norm: bool = True,
         alpha: float = 0.0,
+        relax_scale: float | None = None,
     ) -> None:
         super().__init__()
         if layers < 2:
             raise ValueError("layers must be >= 2")
+        number = isinstance(relax_scale, (int, float)) and not isinstance(relax_scale, bool)
+        if relax_scale is not None and not (number and math.isfinite(relax_scale) and relax_scale > 0):
+            raise ValueError(f"relax_scale must be None or a positive number, got {relax_scale!r}")
         self.group = G.c4()
         self.alpha, self.in_frames = alpha, in_frames
         vec_in, reg, vec_out = _field_types(in_frames, hidden, 1)
@@ -153,7 +190,7 @@ class SteerableNet(nn.Module):
         blocks: list[nn.Module] = []
         for i in range(layers):
             last = i == layers - 1
-            conv = SteerableConv(types[i], types[i + 1], kernel_size, relaxed, bias=not last)
+            conv = SteerableConv(types[i], types[i + 1], kernel_size, relaxed, not last, relax_scale)
             blocks.append(conv)
             if not last:
                 blocks += ([FieldNorm(hidden)] if batch_norm else []) + [nn.ReLU()]

@@ -54,7 +54,7 @@ def run_key(
         "dataset": dataset,
         "model": model_name,
         "hp": hparams,
-        "optimiser": section.optimiser.model_dump(mode="json"),
+        "optimiser": section.optimiser_for(model_name).model_dump(mode="json"),  # its overrides only
         "seed": seed,
         "layout": layout,
     })  # fmt: skip
@@ -77,13 +77,13 @@ def run_training(
     run_dir = run.run_dir(runs)
     key = run_key(dataset, model_name, seed, section, hparams, Path(data))
     start = time.perf_counter()
-    settings = optimiser_config(section)
+    settings = optimiser_config(section, model_name)
     result = train(model, task, splits["train"], splits["valid"], settings, run_dir, seed, key, device=device)
     seconds = time.perf_counter() - start
 
     model.load_state_dict(load_checkpoint(run_dir / "best.pt", map_location=device)["model"])
     scale = output_scale(splits["test"])
-    test = score(model, task, splits["test"], section.optimiser.batch_size, scale, device=device)
+    test = score(model, task, splits["test"], settings.batch_size, scale, device=device)
     model.eval()
     probe = task.equivariance_probe(to_device(next(iter(DataLoader(splits["valid"], batch_size=2))), device))
     with torch.no_grad():

@@ -14,8 +14,10 @@ def split_spec(section: TaskTrainParams) -> SplitSpec:
     return SplitSpec(normalise=section.normalise, level=section.level, window_stride=section.window_stride)
 
 
-def optimiser_config(section: TaskTrainParams) -> OptimiserConfig:
-    return OptimiserConfig(**section.optimiser.model_dump())
+def optimiser_config(section: TaskTrainParams, model_name: str | None = None) -> OptimiserConfig:
+    """The optimiser a run trains with: ``section.optimiser`` plus ``model_name``'s overrides, if any."""
+    opt = section.optimiser if model_name is None else section.optimiser_for(model_name)
+    return OptimiserConfig(**opt.model_dump())
 
 
 def hparams_of(dataset: str, model_name: str, section: TaskTrainParams) -> dict[str, Any]:

@@ -75,6 +75,11 @@ class TaskTrainParams(Strict):
     upsampler: Literal["trilinear", "spectral"] = Field(
         "spectral", description="turbulence only: the upsampling a residual network corrects"
     )
+    optimiser_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-model changes to `optimiser` (e.g. gmcnn: {lr: 1.0e-3}); part of that model's run"
+        " key only",
+    )
 
     @field_validator("models", "seeds")
     @classmethod
@@ -82,6 +87,27 @@ class TaskTrainParams(Strict):
         if not values or len(set(values)) != len(values):
             raise ValueError(f"must be a non-empty list without repeats, got {values}")
         return values
+
+    @model_validator(mode="after")
+    def _overrides_valid(self) -> TaskTrainParams:
+        for model, changes in self.optimiser_overrides.items():
+            if model not in self.models:
+                raise ValueError(f"optimiser_overrides.{model}: not in models {self.models}")
+            extra = sorted(set(changes) - set(OptimiserParams.model_fields))
+            if extra:
+                raise ValueError(f"optimiser_overrides.{model}: unknown keys {extra}")
+            try:
+                self.optimiser_for(model)
+            except ValidationError as exc:
+                raise ValueError(f"optimiser_overrides.{model}: {exc.errors()[0]['msg']}") from None
+        return self
+
+    def optimiser_for(self, model: str) -> OptimiserParams:
+        """``optimiser`` with ``model``'s overrides applied (validated as a whole)."""
+        changes = self.optimiser_overrides.get(model)
+        if not changes:
+            return self.optimiser
+        return OptimiserParams(**{**self.optimiser.model_dump(), **changes})
 
 
 def _check_hparam(key: str, value: Any, default: Any) -> None:
