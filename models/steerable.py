@@ -12,6 +12,7 @@ e2cnn map is equivariant to ours after negating the y component of every vector 
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -184,7 +185,7 @@ class SteerableNet(nn.Module):
         if relax_scale is not None and not (number and math.isfinite(relax_scale) and relax_scale > 0):
             raise ValueError(f"relax_scale must be None or a positive number, got {relax_scale!r}")
         self.group = G.c4()
-        self.alpha, self.in_frames = alpha, in_frames
+        self.alpha, self.in_frames, self.relax_scale = alpha, in_frames, relax_scale
         vec_in, reg, vec_out = _field_types(in_frames, hidden, 1)
         types = [vec_in] + [reg] * (layers - 1) + [vec_out]
         blocks: list[nn.Module] = []
@@ -206,3 +207,21 @@ class SteerableNet(nn.Module):
     def regularizer(self) -> torch.Tensor:
         terms = [m.relaxation_penalty() for m in self.modules() if isinstance(m, SteerableConv)]
         return self.alpha * torch.stack(terms).sum()
+
+    def direct_form(self) -> SteerableNet:
+        """The same function in seed 000's direct form (one weight per basis element and kernel point).
+
+        The split form (``relax_scale``) is a training preconditioner: it rescales the Hessian along the
+        relaxed directions by ``relax_scale**2``, so curvature is measured on this copy, where E2CNN and
+        RSteer are compared in the seed's parameterisation. Other models are returned unchanged.
+        """
+        direct = copy.deepcopy(self)
+        direct.relax_scale = None
+        for conv in direct.modules():
+            split = isinstance(conv, SteerableConv) and conv.weights is not None
+            if split and conv.relaxed_weights is not None:
+                w = conv.per_position_weights().detach().clone()
+                del conv.weights, conv.relaxed_weights, conv.deviation_basis
+                conv.weights, conv.relax_scale = None, None
+                conv.relaxed_weights = nn.Parameter(w)
+        return direct

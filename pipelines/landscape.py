@@ -142,6 +142,9 @@ def run_landscape(
     model = build(dataset, model_name, seed, hparams_of(dataset, model_name, section)).to(device)
     state = load_checkpoint(path, map_location=device)
     model.load_state_dict(state["model"])
+    # RSteer's split form is a training preconditioner; curvature is measured in the seed's direct form
+    split_form = getattr(model, "relax_scale", None) is not None
+    model = model.direct_form() if hasattr(model, "direct_form") else model
     train_set = load_splits(dataset, data, split_spec(section))["train"]
     task = task_on(task_of(dataset, section, train_set), device)  # the loss the model was optimised on
     subset = fixed_subset(train_set, params.landscape)
@@ -158,6 +161,7 @@ def run_landscape(
             # normalisation layers use their running statistics, so L(w) is deterministic (not batch stats)
             "norm_mode": "eval (running statistics)",
             "norm_layers": norm_layers(model),
+            "parameterisation": "direct (seed 000), trained split" if split_form else "as trained",
             **device_info(device),
         }
     )

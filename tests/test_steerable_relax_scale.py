@@ -74,3 +74,47 @@ def test_embedded_default_trains_rsteer_in_the_split_form() -> None:
 def test_relax_scale_must_be_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="relax_scale"):
         build_model("smoke", "rsteer", hidden=2, relax_scale=bad)
+
+
+def _perturbed(model: torch.nn.Module, seed: int = 3) -> torch.nn.Module:
+    """The split form away from its E2CNN start, so the relaxed part matters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for conv in _convs(model):
+            shape = conv.relaxed_weights.shape
+            conv.relaxed_weights.add_(torch.randn(shape, generator=gen, dtype=torch.float64))
+    return model
+
+
+def test_direct_form_is_the_same_function_in_seed000s_parameterisation() -> None:
+    model, x = _perturbed(build_small("smoke", "rsteer", relax_scale=0.1)), sample("smoke", batch=2)
+    direct = model.direct_form()
+    assert direct.relax_scale is None and model.relax_scale == 0.1  # the trained model is left as it was
+    assert torch.allclose(direct.eval()(x), model.eval()(x), atol=1e-12)
+    assert count_parameters(direct) == count_parameters(model)
+    seed000 = build_small("smoke", "rsteer")  # seed 000's form: one tensor per layer, no coefficient
+    assert [n for n, _ in direct.named_parameters()] == [n for n, _ in seed000.named_parameters()]
+    for conv, split in zip(_convs(direct), _convs(model), strict=True):
+        assert conv.weights is None
+        assert torch.allclose(conv.relaxed_weights, split.per_position_weights(), atol=0)
+
+
+def test_split_form_scales_curvature_along_the_relaxed_part_by_relax_scale_squared() -> None:
+    # the reason the landscape measures the direct form: the same function, another Hessian
+    model, x = _perturbed(build_small("smoke", "rsteer", relax_scale=0.1)), sample("smoke", batch=1)
+    model.eval()
+    direct = model.direct_form().eval()
+    conv, dconv = _convs(model)[1], _convs(direct)[1]
+    gen = torch.Generator().manual_seed(1)
+    d = torch.randn(conv.relaxed_weights.shape, generator=gen, dtype=torch.float64)
+    step = 0.1 * d @ conv.deviation_basis.double()  # the same move of w, in each form's coordinates
+
+    def curvature(net: torch.nn.Module, param: torch.nn.Parameter, v: torch.Tensor) -> float:
+        loss = (net(x) ** 2).sum()
+        (g,) = torch.autograd.grad(loss, param, create_graph=True)
+        (hv,) = torch.autograd.grad((g * v).sum(), param)
+        return float((hv * v).sum())
+
+    split_curv = curvature(model, conv.relaxed_weights, d)
+    direct_curv = curvature(direct, dconv.relaxed_weights, step / 0.1)
+    assert split_curv == pytest.approx(0.1**2 * direct_curv, rel=1e-8)
