@@ -23,6 +23,7 @@ INTENDED = {
     "train.smoke.optimiser.lr": 2e-3,
     "train.smoke.optimiser.batch_size": 8,
     "train.smoke.optimiser.max_epochs": 30,
+    "train.smoke.optimiser_overrides.gmcnn.max_epochs": 30,
     "train.smoke.optimiser.max_train_batches": None,
     "train.turbulence.optimiser.batch_size": 4,
     "train.turbulence.optimiser.max_epochs": 30,
