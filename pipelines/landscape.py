@@ -144,7 +144,7 @@ def run_landscape(
     model.load_state_dict(state["model"])
     # RSteer's split form is a training preconditioner; curvature is measured in the seed's direct form
     split_form = getattr(model, "relax_scale", None) is not None
-    model = model.direct_form() if hasattr(model, "direct_form") else model
+    model = model.direct_form() if split_form else model
     train_set = load_splits(dataset, data, split_spec(section))["train"]
     task = task_on(task_of(dataset, section, train_set), device)  # the loss the model was optimised on
     subset = fixed_subset(train_set, params.landscape)
