@@ -73,8 +73,15 @@ def test_make_deterministic_sets_the_documented_switches_and_restore_undoes_them
         assert torch.backends.cudnn.benchmark is False
         assert torch.backends.cudnn.deterministic is True
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        # torch's default lets cuDNN convolutions run in TF32; the stages ask for IEEE float32
+        assert before["conv_fp32_precision"] == "tf32"
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        assert D.device_info(torch.device("cpu"))["fp32_precision"] == {"conv": "ieee", "matmul": "ieee"}
     finally:
         D.restore(before)
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    assert torch.backends.cuda.matmul.fp32_precision == before["matmul_fp32_precision"]
     assert not torch.are_deterministic_algorithms_enabled()
     assert torch.backends.cudnn.benchmark is True
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ

@@ -9,8 +9,14 @@ cuDNN's autotuned convolution algorithms (``cudnn.benchmark``) and non-determini
 kernels, and atomic-add based ops (``index_add_``, ``scatter_add_``, the backward of ``interpolate``
 and of advanced indexing). :func:`make_deterministic` sets the documented switches so that a rerun on the
 same GPU, driver and library versions gives the same numbers; ops with no deterministic CUDA kernel
-only warn (``warn_only=True``), so a run never fails on them. Results still differ between CPU and GPU
-(other kernels, other summation order) and between GPU models.
+only warn (``warn_only=True``), so a run never fails on them.
+
+It also makes float32 mean IEEE float32 on the GPU. torch lets cuDNN convolutions run in TF32 by default
+(``torch.backends.cudnn.conv.fp32_precision == "tf32"``: a 10-bit mantissa, relative errors near 1e-3),
+which would put the GPU's losses, gradients and Hessian-vector products three orders of magnitude away
+from the CPU's and blur the small Hessian eigenvalues the landscape stage measures. With IEEE float32,
+results differ between CPU and GPU (other kernels, other summation order) and between GPU models only in
+the last digits.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def make_deterministic() -> dict[str, Any]:
-    """Set the switches that make CUDA reruns repeatable; returns what they were, for :func:`restore`.
+    """Set the switches that make CUDA reruns repeatable and float32 IEEE float32; returns what they were,
+    for :func:`restore`.
 
     Call it before the first CUDA operation (cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` when it starts)."""
     before = {
@@ -60,8 +67,13 @@ def make_deterministic() -> dict[str, Any]:
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
+        "matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
     }
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+    # the new precision API only: once it is used, torch raises on reading the legacy allow_tf32 flags
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
@@ -73,6 +85,8 @@ def restore(before: dict[str, Any]) -> None:
     torch.use_deterministic_algorithms(before["deterministic_algorithms"], warn_only=before["warn_only"])
     torch.backends.cudnn.benchmark = before["cudnn_benchmark"]
     torch.backends.cudnn.deterministic = before["cudnn_deterministic"]
+    torch.backends.cudnn.conv.fp32_precision = before["conv_fp32_precision"]
+    torch.backends.cuda.matmul.fp32_precision = before["matmul_fp32_precision"]
     if before["cublas_workspace_config"] is None:
         os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
     else:
@@ -149,6 +163,10 @@ def device_info(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": name,
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "fp32_precision": {
+            "conv": torch.backends.cudnn.conv.fp32_precision,
+            "matmul": torch.backends.cuda.matmul.fp32_precision,
+        },
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
