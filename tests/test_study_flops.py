@@ -29,18 +29,23 @@ def _module() -> ModuleType:
     return mod
 
 
+# one model of each kind of layer: plain convolutions, e2cnn's steerable basis (relaxed: rsteer), group
+# matrices, 3D regular group convolutions (computing every model's HVP too would cost ~40 s)
+COMPUTED = {"smoke": ["cnn", "rsteer", "gmcnn"], "turbulence": ["cnn", "gcnn"]}
+
+
 @pytest.mark.parametrize("dataset", ["smoke", "turbulence"])
 def test_the_meta_count_equals_the_count_of_the_computed_calls(dataset: str) -> None:
     """Counting on meta tensors (shapes only, and the trilinear reference in place of the spectral one)
-    gives exactly the FLOPs of the same step, evaluation and HVP computed on the CPU, for every model."""
+    gives exactly the FLOPs of the same step, evaluation and HVP computed on the CPU."""
     mod = _module()
     params = tiny_params()
     for name in getattr(params.train, dataset).models:
         meta = mod.count_model(params, dataset, name)
-        cpu = mod.count_model(params, dataset, name, torch.device("cpu"))
-        assert meta == cpu, name
         # a step is forward + backward; an HVP differentiates the gradient again: more work each
         assert 0 < meta.eval < meta.step < meta.hvp, name
+        if name in COMPUTED[dataset]:
+            assert meta == mod.count_model(params, dataset, name, torch.device("cpu")), name
 
 
 def test_counted_flops_become_seconds_at_a_rate_and_project_like_study_cost() -> None:
