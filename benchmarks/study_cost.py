@@ -199,6 +199,13 @@ def makespan(durations: list[float], workers: int) -> float:
     return max(loads)
 
 
+def total_seconds(jobs: dict[str, list[float]], workers: int) -> float:
+    """The preset on ``workers`` devices: training first, then the landscapes, which need its checkpoints."""
+    train = [d for s, ds in jobs.items() if s.startswith("train") for d in ds]
+    land = [d for s, ds in jobs.items() if s.startswith("landscape") for d in ds]
+    return makespan(train, workers) + (makespan(land, workers) if land else 0.0)
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:8.2f} h"
 
@@ -252,12 +259,9 @@ def main() -> None:
     for stage, durations in jobs.items():
         row = "".join(f" {_hours(makespan(durations, n))}" for n in workers)
         print(f"{stage:22s} {len(durations):5d}{row}")
-    train = [d for s, ds in jobs.items() if s.startswith("train") for d in ds]
-    land = [d for s, ds in jobs.items() if s.startswith("landscape") for d in ds]
-    # landscapes need their trained checkpoints: the two phases run one after the other
-    totals = {n: makespan(train, n) + (makespan(land, n) if land else 0.0) for n in workers}
+    totals = {n: total_seconds(jobs, n) for n in workers}
     row = "".join(f" {_hours(totals[n])}" for n in workers)
-    print(f"{'total':22s} {len(train) + len(land):5d}{row}")
+    print(f"{'total':22s} {sum(len(ds) for ds in jobs.values()):5d}{row}")
     n_max = max(workers)
     print(f"baseline: 1 device {totals[1] / 3600:.2f} h; ours: {n_max} workers {totals[n_max] / 3600:.2f} h"
           f" ({info['device']})")  # fmt: skip

@@ -49,12 +49,12 @@ from study_cost import (  # noqa: E402
     Timing,
     epoch_batches,
     epoch_seconds,
-    makespan,
     preset_task,
     project_jobs,
     random_batch,
     split_sizes,
     time_model,
+    total_seconds,
 )
 
 from loaders.storage import write_json_atomic  # noqa: E402
@@ -207,10 +207,7 @@ def summary(
     timings; the ratio compares the per-epoch totals of the models that have both."""
 
     def total(timings: list[Timing]) -> float:
-        jobs = project_jobs(params, timings)
-        train_jobs = [d for s, ds in jobs.items() if s.startswith("train") for d in ds]
-        land = [d for s, ds in jobs.items() if s.startswith("landscape") for d in ds]
-        return makespan(train_jobs, 1) + (makespan(land, 1) if land else 0.0)
+        return total_seconds(project_jobs(params, timings), 1)
 
     paired = [t for t in measured if (t.dataset, t.model) in cpu]
     epoch_paired = sum(epoch_seconds(params, t) for t in paired)

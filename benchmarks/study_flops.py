@@ -21,7 +21,8 @@ timings, and from the counted FLOPs at ``--peak-tflops`` x each ``--utilisation`
 H200's IEEE float32 figure, 67 TFLOP/s (the stages turn TF32 off: ``train/device.py``). At utilisation 1
 the FLOP time is the least a GPU of that peak can take with direct or implicit-GEMM convolutions (Winograd
 or FFT algorithms do fewer operations); what a GPU reaches is measured by benchmarks/gpu_check.sh, not here.
-The last line is ``ratio: <CPU projection on 1 device / FLOP projection at the first utilisation>``.
+The last line is ``ratio: <CPU projection on 1 device / FLOP projection at the first utilisation>``
+(none with ``--no-time``, which only counts).
 
     python benchmarks/study_flops.py [--params params.study.yaml] [--models cnn gcnn] [--no-time]
 """
@@ -39,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # study_cost.py, beside this file
 import study_cost  # noqa: E402
-from study_cost import Timing, makespan, preset_task, project_jobs, random_batch  # noqa: E402
+from study_cost import Timing, makespan, preset_task, project_jobs, random_batch, total_seconds  # noqa: E402
 
 from models.registry import count_parameters  # noqa: E402
 from pipelines.params import StudyParams, load_params  # noqa: E402
@@ -106,9 +107,7 @@ def project_total(params: StudyParams, timings: list[Timing], workers: int) -> t
     """Hours per stage and the total for ``workers`` devices (landscapes after all training)."""
     jobs = project_jobs(params, timings)
     stages = {stage: makespan(durations, workers) / 3600 for stage, durations in jobs.items()}
-    train = [d for s, ds in jobs.items() if s.startswith("train") for d in ds]
-    land = [d for s, ds in jobs.items() if s.startswith("landscape") for d in ds]
-    return stages, (makespan(train, workers) + (makespan(land, workers) if land else 0.0)) / 3600
+    return stages, total_seconds(jobs, workers) / 3600
 
 
 def main() -> None:
