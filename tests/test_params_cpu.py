@@ -22,12 +22,13 @@ INTENDED = {
     "train.smoke.window_stride": 1,
     "train.smoke.optimiser.lr": 2e-3,
     "train.smoke.optimiser.batch_size": 8,
-    "train.smoke.optimiser.max_epochs": 30,
-    "train.smoke.optimiser_overrides.gmcnn.max_epochs": 30,
+    "train.smoke.optimiser.max_epochs": 40,
+    "train.smoke.optimiser_overrides.gmcnn.max_epochs": 40,
     "train.smoke.optimiser.max_train_batches": None,
-    "train.turbulence.optimiser.batch_size": 4,
-    "train.turbulence.optimiser.max_epochs": 30,
-    "train.turbulence.optimiser.lr_step_epochs": 1,  # the default steps every 5 of its 15 epochs
+    "train.turbulence.optimiser.max_epochs": 50,
+    # a plateau is 5 epochs that together improve the best by under 1% (the default stops on any gain)
+    "train.smoke.optimiser.min_improvement": 0.01,
+    "train.turbulence.optimiser.min_improvement": 0.01,
 }
 
 
@@ -80,8 +81,8 @@ def test_study_cost_projects_the_cpu_preset_with_its_own_sizes() -> None:
         cost.Timing("turbulence", "cnn", 1, 1.0, 2.0, 1.0, 1.0),
     ]
     jobs = cost.project_jobs(params, unit)
-    assert jobs["train_smoke"] == [30 * (32 + 5) + 5.0] * 3  # 256 / 8 steps, 5 valid and 5 test batches
-    assert jobs["train_turbulence"] == [30 * (6 + 2 * 2) + 2 * 2.0] * 3  # 24 / 4 steps; 2 valid, 2 test
+    assert jobs["train_smoke"] == [40 * (32 + 5) + 5.0] * 3  # 256 / 8 steps, 5 valid and 5 test batches
+    assert jobs["train_turbulence"] == [50 * (12 + 3 * 2) + 3 * 2.0] * 3  # 24 / 2 steps; 3 valid, 3 test
     torch.set_num_threads(1)
     timing = cost.time_model(params, "turbulence", "cnn", torch.device("cpu"), 1, 1, 1)
     assert timing.parameters == 10_584  # the preset's hidden 8 / 3 layers, not the registry's 126,096

@@ -35,6 +35,7 @@ class OptimiserConfig:
     lr_step_epochs: int = 1
     lr_gamma: float = 0.9
     patience: int = 5
+    min_improvement: float = 0.0  # relative; smaller gains do not reset the patience
     early_epoch: int = 3
     max_train_batches: int | None = None
     num_workers: int = 0
@@ -115,6 +116,8 @@ def train(
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, settings.lr_step_epochs, settings.lr_gamma)
     history, best, best_epoch, start = History.empty(), float("inf"), 0, 1
+    # the patience counts from the last epoch that beat `reference` by min_improvement (with 0: best_epoch)
+    reference, improved_epoch = best, best_epoch
     last = run_dir / "last.pt"
     if last.is_file():
         state = load_checkpoint(last)  # the optimiser moves its state to its parameters' device
@@ -124,6 +127,8 @@ def train(
             scheduler.load_state_dict(state["scheduler"])
             history = History(**{k: list(v) for k, v in state["history"].items()})
             best, best_epoch, start = state["best"], state["best_epoch"], state["epoch"] + 1
+            reference = state.get("plateau_reference", best)
+            improved_epoch = state.get("improved_epoch", best_epoch)
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             if cuda and "cuda_rng" in state:
@@ -138,7 +143,7 @@ def train(
     valid_loader = DataLoader(valid_set, batch_size=settings.batch_size, **loading)
     stopped_early = False
     for epoch in range(start, settings.max_epochs + 1):
-        if epoch - best_epoch > settings.patience and best_epoch > 0:
+        if epoch - improved_epoch > settings.patience and improved_epoch > 0:
             stopped_early = True
             break
         train_loader = DataLoader(
@@ -177,6 +182,8 @@ def train(
         if valid < best:
             best, best_epoch = valid, epoch
             save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
+        if valid < reference * (1.0 - settings.min_improvement):
+            reference, improved_epoch = valid, epoch
         state = {
             "model": model.state_dict(),
             "optimiser": optimiser.state_dict(),
@@ -184,6 +191,8 @@ def train(
             "history": history.as_dict(),
             "best": best,
             "best_epoch": best_epoch,
+            "plateau_reference": reference,
+            "improved_epoch": improved_epoch,
             "epoch": epoch,
             "config_key": config_key,
             "generator": gen.get_state(),

@@ -41,6 +41,11 @@ class OptimiserParams(Strict):
     lr_step_epochs: PositiveInt = 1
     lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.9
     patience: PositiveInt = Field(5, description="epochs without validation improvement before stopping")
+    min_improvement: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0,
+        description="relative validation improvement below which an epoch does not count as one for"
+        " `patience` (0.005: stop once `patience` epochs together improved the best by under 0.5%)",
+    )
     early_epoch: PositiveInt = Field(3, description="the 'early' checkpoint of the study")
     max_train_batches: PositiveInt | None = Field(None, description="cap on batches per epoch (None: all)")
     num_workers: NonNegativeInt = 0

@@ -215,8 +215,9 @@ def plateau_note(runs: dict[str, dict[int, dict[str, Any]]], params: StudyParams
         if hit:
             word += f" ({'seed' if len(hit) == 1 else 'seeds'} {', '.join(hit)} hit max_epochs)"
         parts.append(f"{model} {word}")
+    gain = f" of at least {opt.min_improvement:.1%}" if opt.min_improvement else ""
     return (
-        f"Converged (validation plateau: no improvement for {opt.patience} epochs, at most "
+        f"Converged (validation plateau: no improvement{gain} for {opt.patience} epochs, at most "
         f"{opt.max_epochs}): " + "; ".join(parts) + "."
     )
 
