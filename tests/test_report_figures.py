@@ -117,3 +117,18 @@ def test_plateau_note_counts_seeds_that_stopped_early_and_names_the_rest(rendere
     )
     # metrics without the flag (written before it existed) count as neither
     assert "cnn 0/3 seeds stopped on a plateau." in (rendered / "report" / "report.md").read_text()
+
+
+def test_a_baseline_far_above_the_bars_is_named_off_scale_instead_of_squashing_them() -> None:
+    from pipelines.report.figures import reference_scale
+
+    # the CPU preset's smoke test: models near 0.10, persistence 0.126, the zero predictor 0.87
+    top, off = reference_scale([0.0994, 0.1173], {"persistence": 0.1262, "zero": 0.87})
+    assert off == {"zero"} and top == pytest.approx(1.08 * 0.1262)
+    # every baseline in range: all drawn, the axis covers the highest
+    in_range = reference_scale([0.15], {"spectral": 0.177, "trilinear": 0.218})
+    assert in_range == (pytest.approx(1.08 * 0.218), set())
+    # the nearest baseline stays even when it is far above (a model far better than every baseline)
+    assert reference_scale([0.01], {"a": 0.5, "b": 0.9}) == (pytest.approx(1.08 * 0.5), {"b"})
+    assert reference_scale([], {"a": 1.0}) == (None, set())
+    assert reference_scale([0.1], {}) == (None, set())

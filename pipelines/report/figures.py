@@ -98,10 +98,18 @@ def plot_bars(
         ax.bar(xs, means, width, yerr=errs, capsize=3,
                label=seeds_label(model, n, (samples or {}).get(model)))  # fmt: skip
     ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2, groups)
+    tops = [m + s for g in values.values() for v in g.values() if v for m, s in [mean_std(v)]]
+    top, off_scale = reference_scale(tops, references or {})
     for j, (name, value) in enumerate(sorted((references or {}).items())):
         n = (samples or {}).get(f"baseline:{name}")
-        ax.axhline(value, color="k", lw=1, ls=("--", ":", "-.")[j % 3],
-                   label=f"baseline: {name}" + (f" ({n} test samples)" if n is not None else ""))  # fmt: skip
+        label = f"baseline: {name}" + (f" ({n} test samples)" if n is not None else "")
+        style = {"color": "k", "lw": 1, "ls": ("--", ":", "-.")[j % 3]}
+        if name in off_scale:  # a legend entry with its value, no line far above the bars
+            ax.plot([], [], label=f"{label}: {value:.3g}, off scale", **style)
+        else:
+            ax.axhline(value, label=label, **style)
+    if top is not None:
+        ax.set_ylim(0, top)
     ax.set_ylabel(ylabel)
     ax.set_xlabel("split" if groups == ["test"] else "checkpoint")
     if not models:
@@ -110,6 +118,22 @@ def plot_bars(
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("bars: mean over seeds; error bars: sd over seeds", fontsize=9)
     finish(fig, path, caption)
+
+
+def reference_scale(
+    bar_tops: list[float], references: dict[str, float], squeeze: float = 2.0
+) -> tuple[float | None, set[str]]:
+    """The y-axis top and the references left off it: a baseline over ``squeeze`` times the highest bar
+    (e.g. the zero predictor, 7x the models' error) would squash every bar into the bottom of the plot.
+    The nearest reference is always kept, so the bars can be read against one baseline."""
+    finite = [t for t in bar_tops if np.isfinite(t)]
+    if not finite or not references:
+        return None, set()
+    highest = max(finite)
+    nearest = min(references.values())
+    off = {n for n, v in references.items() if v > squeeze * highest and v > nearest}
+    shown = [v for n, v in references.items() if n not in off]
+    return 1.08 * max([highest, *shown]), off
 
 
 def smoothed_spectra(runs: dict, ckpt: str, points: int = 400) -> tuple[np.ndarray, dict[str, dict]]:
