@@ -18,7 +18,6 @@ the real test split, in physical units, with each test sample's error, their sta
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +75,8 @@ def run_training(
     model = build(dataset, model_name, seed, hparams).to(device)  # initial weights drawn on the CPU
     run_dir = run.run_dir(runs)
     key = run_key(dataset, model_name, seed, section, hparams, Path(data))
-    start = time.perf_counter()
     settings = optimiser_config(section, model_name)
     result = train(model, task, splits["train"], splits["valid"], settings, run_dir, seed, key, device=device)
-    seconds = time.perf_counter() - start
 
     model.load_state_dict(load_checkpoint(run_dir / "best.pt", map_location=device)["model"])
     scale = output_scale(splits["test"])
@@ -102,7 +99,7 @@ def run_training(
         "stopped_early": result["stopped_early"],
         "parameters": count_parameters(model),
         "equivariance_error": equi,
-        "train_seconds": seconds,
+        "train_seconds": result["train_seconds"],  # every epoch's, a resumed run's earlier ones too
         "samples": {split: len(ds) for split, ds in splits.items()},
         "units_scale": scale,
         **device_info(device),  # device, device_name, deterministic_algorithms, library versions

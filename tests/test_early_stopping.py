@@ -1,5 +1,6 @@
 """Early stopping in train.loop: the patience counts from the last epoch that beat the best by
-``min_improvement``, the best checkpoint still follows every gain, and a resumed run keeps the count."""
+``min_improvement``, the best checkpoint still follows every gain, and a resumed run keeps the count and
+its time."""
 
 from __future__ import annotations
 
@@ -83,8 +84,13 @@ def test_a_resumed_run_keeps_counting_from_the_last_real_gain(tmp_path: Path) ->
 
     with pytest.raises(_Stop):
         _train(tmp_path, task, 0.01, on_epoch=stop_after_three)
+    first = load_checkpoint(tmp_path / "last.pt")["train_seconds"]
+    assert first > 0
     result = _train(tmp_path, task, 0.01)  # resumes from last.pt after epoch 3
     assert result["history"]["epoch"] == [1, 2, 3, 4] and result["stopped_early"]
+    # the run's time counts the first invocation's three epochs as well as the resumed one
+    assert result["train_seconds"] > first
+    assert result["train_seconds"] == load_checkpoint(tmp_path / "last.pt")["train_seconds"]
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0])

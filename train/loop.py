@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,7 @@ def train(
     history, best, best_epoch, start = History.empty(), float("inf"), 0, 1
     # the patience counts from the last epoch that beat `reference` by min_improvement (with 0: best_epoch)
     reference, improved_epoch = best, best_epoch
+    seconds = 0.0  # wall time of every epoch, over all the invocations that resumed this run
     last = run_dir / "last.pt"
     if last.is_file():
         state = load_checkpoint(last)  # the optimiser moves its state to its parameters' device
@@ -129,6 +131,7 @@ def train(
             best, best_epoch, start = state["best"], state["best_epoch"], state["epoch"] + 1
             reference = state.get("plateau_reference", best)
             improved_epoch = state.get("improved_epoch", best_epoch)
+            seconds = state.get("train_seconds", 0.0)
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             if cuda and "cuda_rng" in state:
@@ -151,6 +154,7 @@ def train(
             drop_last=len(train_set) > settings.batch_size, **loading,
         )  # fmt: skip
         model.train()
+        epoch_start = time.perf_counter()
         total, batches = 0.0, 0
         limit = settings.max_train_batches or len(train_loader)
         bar = tqdm(
@@ -173,6 +177,7 @@ def train(
             bar.set_postfix(loss=f"{value:.4g}")
         scheduler.step()
         valid = evaluate(model, task, valid_loader, device)
+        seconds += time.perf_counter() - epoch_start  # evaluate() returns a float: the device has synced
         history.epoch.append(epoch)
         history.train_loss.append(total / max(batches, 1))
         history.valid_metric.append(valid)
@@ -193,6 +198,7 @@ def train(
             "best_epoch": best_epoch,
             "plateau_reference": reference,
             "improved_epoch": improved_epoch,
+            "train_seconds": seconds,
             "epoch": epoch,
             "config_key": config_key,
             "generator": gen.get_state(),
@@ -208,6 +214,7 @@ def train(
         "best_epoch": best_epoch,
         "best_valid": best,
         "stopped_early": stopped_early,
+        "train_seconds": seconds,
     }
 
 
