@@ -38,7 +38,8 @@ class OptimiserParams(Strict):
     weight_decay: Annotated[float, Field(ge=0)] = 4e-4
     batch_size: PositiveInt = 8
     max_epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = Field(6, description=f"at most {MAX_EPOCHS}")
-    lr_step_epochs: PositiveInt = 1
+    lr_step_epochs: PositiveInt = Field(1, description="StepLR: the learning rate is multiplied by lr_gamma"
+                                        " every lr_step_epochs epochs")  # fmt: skip
     lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.9
     patience: PositiveInt = Field(5, description="epochs without validation improvement before stopping")
     min_improvement: Annotated[float, Field(ge=0, lt=1)] = Field(
