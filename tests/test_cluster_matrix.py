@@ -52,13 +52,11 @@ def _outputs(out: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")):
         rel = path.relative_to(out).as_posix()
-        if path.suffix == ".pt":
-            found[rel] = torch.load(path, map_location="cpu", weights_only=False)
+        if path.suffix == ".pt":  # last.pt keeps the run's train_seconds for a resume
+            data = torch.load(path, map_location="cpu", weights_only=False)
         else:
             data = json.loads(path.read_text())
-            found[rel] = (
-                {k: v for k, v in data.items() if k not in TIMINGS} if isinstance(data, dict) else data
-            )
+        found[rel] = {k: v for k, v in data.items() if k not in TIMINGS} if isinstance(data, dict) else data
     return found
 
 
