@@ -132,3 +132,20 @@ def test_a_baseline_far_above_the_bars_is_named_off_scale_instead_of_squashing_t
     assert reference_scale([0.01], {"a": 0.5, "b": 0.9}) == (pytest.approx(1.08 * 0.5), {"b"})
     assert reference_scale([], {"a": 1.0}) == (None, set())
     assert reference_scale([0.1], {}) == (None, set())
+
+
+def test_curve_bands_average_common_epochs_and_keep_each_longer_seed_as_a_tail() -> None:
+    from pipelines.report.figures import curve_bands
+
+    def rows(values: list[float]) -> list[dict]:
+        return [{"epoch": e, "valid_metric": v} for e, v in enumerate(values, 1)]
+
+    runs = {"cnn": {0: {"curves": rows([4.0, 2.0])}, 1: {"curves": rows([2.0, 1.0, 0.5, 0.25])},
+                    2: {"curves": rows([3.0, 3.0, 3.0])}}}  # fmt: skip
+    band = curve_bands(runs, "valid_metric")["cnn"]
+    assert band["epochs"] == [1, 2] and band["seeds"] == 3
+    assert list(band["mean"]) == [3.0, 2.0]
+    assert list(band["lo"]) == [2.0, 1.0] and list(band["hi"]) == [4.0, 3.0]
+    # each tail starts at the last common epoch, so it joins the band
+    assert band["tails"] == [([2, 3, 4], [1.0, 0.5, 0.25]), ([2, 3], [3.0, 3.0])]
+    assert curve_bands({"cnn": {0: {"curves": rows([1.0])}}}, "valid_metric")["cnn"]["tails"] == []

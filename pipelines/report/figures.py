@@ -41,7 +41,8 @@ def finish(fig: plt.Figure, path: Path, caption: str) -> None:
 
 
 def curve_bands(runs: dict, key: str) -> dict[str, dict]:
-    """Per model: epochs, mean over seeds, min and max over seeds of ``key``, and the seed count."""
+    """Per model: epochs, mean over seeds, min and max over seeds of ``key``, and the seed count; the mean
+    covers the epochs every seed ran, ``tails`` the (epochs, values) of each seed that ran longer."""
     out = {}
     for model, seeds in sorted(runs.items()):
         curves = [s["curves"] for s in seeds.values() if s.get("curves")]
@@ -49,8 +50,11 @@ def curve_bands(runs: dict, key: str) -> dict[str, dict]:
             continue
         n = min(len(c) for c in curves)  # seeds that stopped early: common epochs only
         vals = np.array([[row[key] for row in c[:n]] for c in curves], dtype=float)
+        tails = [([int(r["epoch"]) for r in c[n - 1:]], [float(r[key]) for r in c[n - 1:]])
+                 for c in curves if len(c) > n]  # fmt: skip  (from the last common epoch: joined lines)
         out[model] = {"epochs": [int(row["epoch"]) for row in curves[0][:n]], "mean": vals.mean(axis=0),
-                      "lo": vals.min(axis=0), "hi": vals.max(axis=0), "seeds": len(curves)}  # fmt: skip
+                      "lo": vals.min(axis=0), "hi": vals.max(axis=0), "seeds": len(curves),
+                      "tails": tails}  # fmt: skip
     return out
 
 
@@ -64,9 +68,12 @@ def plot_curves(dataset: str, runs: dict, path: Path, caption: str, metric: str)
                               label=seeds_label(model, band["seeds"]))  # fmt: skip
             if band["seeds"] > 1:
                 ax.fill_between(band["epochs"], band["lo"], band["hi"], alpha=0.2, color=line.get_color())
+            for epochs, values in band["tails"]:
+                ax.plot(epochs, values, lw=0.8, alpha=0.7, color=line.get_color())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="epoch", ylabel=ylabel, yscale="log")
-        ax.set_title(f"{ylabel.split(' (')[0]}: mean over seeds, band min..max", fontsize=9)
+        ax.set_title(f"{ylabel.split(' (')[0]}: mean over seeds, band min..max; thin: seeds that ran longer",
+                     fontsize=9)  # fmt: skip
     if axes[1].get_legend_handles_labels()[0]:
         axes[1].legend(fontsize=7)
     finish(fig, path, caption)
