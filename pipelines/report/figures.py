@@ -91,6 +91,7 @@ def plot_bars(
     models = sorted({m for g in values.values() for m, v in g.items() if v})
     fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * max(len(models), 1) * len(groups) + 2), 4))
     width = 0.8 / max(len(models), 1)
+    tops = []  # each bar's top (mean + sd): what the y-axis must show
     for i, model in enumerate(models):
         xs, means, errs, counts = [], [], [], set()
         for j, g in enumerate(groups):
@@ -100,12 +101,12 @@ def plot_bars(
                 xs.append(j + i * width)
                 means.append(m)
                 errs.append(s)
+                tops.append(m + s)
                 counts.add(len(vals))
         n = "/".join(str(c) for c in sorted(counts))
         ax.bar(xs, means, width, yerr=errs, capsize=3,
                label=seeds_label(model, n, (samples or {}).get(model)))  # fmt: skip
     ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2, groups)
-    tops = [m + s for g in values.values() for v in g.values() if v for m, s in [mean_std(v)]]
     top, off_scale = reference_scale(tops, references or {})
     for j, (name, value) in enumerate(sorted((references or {}).items())):
         n = (samples or {}).get(f"baseline:{name}")
