@@ -289,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"hub first epoch / local: {first_s / local_s:.2f}  (target <= 5)")
         print(f"hub second epoch / local: {second_s / local_s:.2f}  (target <= 1.5)")
+    print(
+        f"per CPU second (steadier on a shared machine): ours {cpu['ours']:.1f}, "
+        f"chunked {cpu['chunked']:.1f}, original {cpu['original']:.1f} samples "
+        f"(ours / original {cpu['ours'] / cpu['original']:.2f})"
+    )
     print(f"ours / original per round: {', '.join(f'{r:.2f}' for r in round_ratios)}")
     print(f"ratio: {ours_rate / orig_rate:.2f}")
     return 0
