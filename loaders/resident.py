@@ -1,11 +1,11 @@
 """Decoded, normalised data a dataset keeps in memory after its first read.
 
 Without it every window re-reads the chunks it touches: a shuffled epoch decodes (and checks the crc32c of)
-about one chunk per sample, and zarr's per-read overhead dominates. With it each chunk a dataset touches is
-decoded and checked once per process, then served from memory; the data is what the chunked path returns,
-bit for bit. The default stores are small (a split of one level is a few MB to a few hundred MB), so a
-dataset keeps its data whenever it fits :data:`RESIDENT_BYTES`; a larger one reads through the chunk
-cache as before.
+about one chunk per sample, and zarr's per-read overhead dominates. With it a smoke dataset decodes and
+checks each chunk it touches once per process (a turbulence dataset each sample's frames once) and serves
+every later read from memory; the data is what the chunked path returns, bit for bit. The default stores
+are small (a split of one level is a few MB to a few hundred MB), so a dataset keeps its data whenever it
+fits :data:`RESIDENT_BYTES`; a larger one reads through the chunk cache as before.
 """
 
 from __future__ import annotations

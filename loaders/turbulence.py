@@ -166,7 +166,7 @@ def turbulence_sr(
     ``"scale"`` (see :mod:`loaders.normalisation`), using the published train-split statistics. Files of a
     Hub repo are cached on local disk in ``cache_dir`` (default: huggingface_hub's cache). ``keep_in_memory``
     (default: when the split fits :data:`loaders.resident.RESIDENT_BYTES`) keeps each sample after its
-    first read, so every chunk is decoded once.
+    first read, so later epochs read no chunk.
     """
     source = resolve_source(source, STORE_NAME, revision, cache_dir)
     return TurbulenceSR(source, split, pair, normalise, cache_chunks, keep_in_memory)
