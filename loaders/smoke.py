@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from loaders.layouts import SMOKE, check
 from loaders.normalisation import NormaliseMode, Normaliser, field_stats
+from loaders.resident import Resident, keep_resident
 from loaders.sources import Source, check_kind, resolve_source
 from loaders.storage import ChunkReader, open_dataset, open_group
 from loaders.windows import WindowIndex, canonical_split, split_ranges
@@ -86,6 +87,7 @@ class SmokePlumeWindows(Dataset):
         fields: Sequence[str] = ("velocity",),
         stride: int = 1,
         cache_chunks: int = 4,
+        keep_in_memory: bool | None = None,
     ):
         level = parse_level(level)  # bad input fails before any read
         meta = open_dataset(source.zarr_url, cache_dir=source.cache_dir)  # metadata and coordinates only
@@ -127,6 +129,11 @@ class SmokePlumeWindows(Dataset):
         self.direction_index = [all_dirs.index(d) for d in directions]
         url, cache_dir = source.zarr_url, source.cache_dir
         self.readers = {name: ChunkReader(url, name, 2, cache_chunks, cache_dir) for name in self.fields}
+        # the frames the windows of a series cover (never the split's tail that no window reaches)
+        self.span = (self.index.per_series - 1) * self.index.stride + self.index.length
+        frame_bytes = 4 * (1 + len(self.fields)) * int(np.prod(group["velocity"].shape[-2:]))
+        nbytes = len(directions) * self.span * frame_bytes
+        self.resident: Resident[torch.Tensor] = Resident(keep_resident(nbytes, keep_in_memory))
         self.normalisers: dict[str, Normaliser] = {}
         if normalise is not None:
             stats = (source.stats or {}).get("configs", {}).get(config_name(level))
@@ -156,10 +163,18 @@ class SmokePlumeWindows(Dataset):
             parts.append(block if block.ndim == 4 else block[:, None])
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
+    def _tensor(self, series: int, t0: int, t1: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self._frames(series, t0, t1), dtype=np.float32))
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         series, t0 = self.index[i]
-        frames = self._frames(series, t0, t0 + self.input_frames + self.output_frames)
-        frames = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+        length = self.input_frames + self.output_frames
+        if self.resident.enabled:  # the whole series read once; the same elementwise steps, so same bits
+            start = self.index.start
+            block = self.resident.get(series, lambda: self._tensor(series, start, start + self.span))
+            frames = block[t0 - start : t0 - start + length].clone()  # callers may write into a sample
+        else:
+            frames = self._tensor(series, t0, t0 + length)
         return frames[: self.input_frames], frames[self.input_frames :]
 
     def denormalise(self, y: torch.Tensor) -> torch.Tensor:
@@ -186,6 +201,7 @@ def smoke_plume(
     stride: int = 1,
     cache_chunks: int = 4,
     cache_dir: str | Path | None = None,
+    keep_in_memory: bool | None = None,
 ) -> SmokePlumeWindows:
     """The smoke-plume windows of one symmetry level from a local store, a local repo folder or a Hub repo.
 
@@ -194,7 +210,9 @@ def smoke_plume(
     defaults to all four; window lengths default to the ones the data was published with; ``normalise`` is
     ``None``, ``"standard"`` or ``"scale"`` (see :mod:`loaders.normalisation`), using the published
     train-split statistics. Files of a Hub repo are cached on local disk in ``cache_dir`` (default:
-    huggingface_hub's cache), so only the first epoch downloads.
+    huggingface_hub's cache), so only the first epoch downloads. ``keep_in_memory`` (default: when the
+    split's frames fit :data:`loaders.resident.RESIDENT_BYTES`) keeps each series' frames after its first
+    read, so every chunk is decoded once; ``False`` reads each window through an LRU of ``cache_chunks``.
     """
     level = parse_level(level)
     resolved = resolve_source(source, STORE_NAME, revision, cache_dir)
@@ -209,4 +227,5 @@ def smoke_plume(
         fields,
         stride,
         cache_chunks,
+        keep_in_memory,
     )

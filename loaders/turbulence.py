@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from loaders.layouts import TURBULENCE, check
 from loaders.normalisation import NormaliseMode, Normaliser, field_stats
+from loaders.resident import Resident, keep_resident
 from loaders.sources import Source, check_kind, resolve_source
 from loaders.storage import ChunkReader, open_dataset, open_group
 from loaders.windows import canonical_split
@@ -89,6 +90,7 @@ class TurbulenceSR(Dataset):
         pair: tuple[str, str] = DEFAULT_PAIR,
         normalise: NormaliseMode | None = None,
         cache_chunks: int = 4,
+        keep_in_memory: bool | None = None,
     ):
         meta = open_dataset(source.zarr_url, cache_dir=source.cache_dir)  # metadata and coordinates only
         check_kind(meta, TURBULENCE, source.description)
@@ -116,6 +118,11 @@ class TurbulenceSR(Dataset):
                 stats = compute_stats(group, self.pair)[config]
             self.stats = stats
             self.normalisers = {name: Normaliser(stats[name], normalise, -4) for name in self.pair}
+        lo_frame, hi_frame = (int(np.prod(group[name].shape[1:])) for name in self.pair)
+        nbytes = 4 * len(self.centres) * (self.window * lo_frame + hi_frame)
+        self.resident: Resident[tuple[torch.Tensor, torch.Tensor]] = Resident(
+            keep_resident(nbytes, keep_in_memory)
+        )
 
     def __len__(self) -> int:
         return len(self.centres)
@@ -125,6 +132,12 @@ class TurbulenceSR(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.centres[i]
+        if not self.resident.enabled:
+            return self._read(t)
+        lrs, hr = self.resident.get(t, lambda: self._read(t))
+        return lrs.clone(), hr.clone()  # callers may write into a sample
+
+    def _read(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         half = self.window // 2
         lo, hi = self.pair
         lrs = self.readers[lo].read((), t - half, t + half + 1)
@@ -145,12 +158,15 @@ def turbulence_sr(
     revision: str | None = None,
     cache_chunks: int = 4,
     cache_dir: str | Path | None = None,
+    keep_in_memory: bool | None = None,
 ) -> TurbulenceSR:
     """Super-resolution samples of one split from a local store, a local repo folder or a Hub repo.
 
     ``pair`` names the (low, high) resolution arrays; ``normalise`` is ``None``, ``"standard"`` or
     ``"scale"`` (see :mod:`loaders.normalisation`), using the published train-split statistics. Files of a
-    Hub repo are cached on local disk in ``cache_dir`` (default: huggingface_hub's cache).
+    Hub repo are cached on local disk in ``cache_dir`` (default: huggingface_hub's cache). ``keep_in_memory``
+    (default: when the split fits :data:`loaders.resident.RESIDENT_BYTES`) keeps each sample after its
+    first read, so later epochs read no chunk.
     """
     source = resolve_source(source, STORE_NAME, revision, cache_dir)
-    return TurbulenceSR(source, split, pair, normalise, cache_chunks)
+    return TurbulenceSR(source, split, pair, normalise, cache_chunks, keep_in_memory)
