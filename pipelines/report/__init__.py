@@ -45,7 +45,7 @@ from train.runs import RunId, baseline_metrics
 FAMILY_NOTE = (
     "Every tested claim of this report (both datasets) is one family: each verdict is worded by its "
     "Holm-adjusted p (family-wise error 5%), with the raw p beside it. Seeds are paired where both models "
-    "ran the same seeds (a seed fixes the data order and the landscape directions); the effect is the "
+    "ran the same seeds (a seed fixes the order of the training batches); the effect is the "
     "difference of the means with its 95% confidence interval."
 )
 

@@ -1,9 +1,9 @@
 """The report's statistics: one two-sample comparison (paired over shared seeds, else Welch), its effect
 size with a 95% confidence interval, and Holm's step-down adjustment over a family of comparisons.
 
-Seeds are paired when both models ran the same seeds: a seed fixes the data order and the landscape's
-random directions for every model (train/loop.py ``seed_everything``), so seed k of two models shares
-everything but the architecture. With other seed sets the two samples are independent (Welch).
+Seeds are paired when both models ran the same seeds: a seed fixes the order of the training batches for
+every model (train/loop.py ``seed_everything``), so seed k of two models saw the same data in the same
+order. With other seed sets the two samples are independent (Welch).
 """
 
 from __future__ import annotations
