@@ -80,3 +80,12 @@ def test_a_family_spans_both_datasets_of_the_report() -> None:
     base = {split: {"spectral": {"mae": 1.0, "rmse": 1.0}} for split in ("test", "valid")}
     lines = report_findings({"smoke": (smoke, [], base), "turbulence": (sr, [], base)})
     assert all("over 4 tests" in line for d in lines.values() for line in d if "Holm p" in line)
+
+
+def test_the_report_names_a_model_that_does_not_beat_the_strongest_baseline() -> None:
+    from pipelines.report.verdicts import baseline_note
+
+    runs = _runs({"cnn": [0.17, 0.18, 0.16], "gcnn": [0.13, 0.14, 0.15]})
+    note = baseline_note(runs, "rmse", ("fourier_linear", 0.15))
+    assert "Beat it: gcnn (0.14; 2/3 seeds below)" in note
+    assert "**Do not beat it: cnn (0.17; 0/3 seeds below)**" in note

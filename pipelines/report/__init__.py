@@ -6,10 +6,12 @@ Figures per dataset: train / valid curves (mean and spread over seeds), test err
 early and best checkpoints, Hessian spectra, and a table of parameter counts and equivariance errors. The
 report states, with the numbers, which of the study's findings this run reproduces and which it does not.
 
-Trivial baselines (``metrics/baselines/<dataset>.json``: persistence / zero, trilinear / spectral upsampling)
-appear in the tables and as reference lines in the test figure. A claim is "reproduced" only when the models
-involved beat the strongest baseline and the difference is significant over seeds (Welch's t-test, p < 0.05,
-at least 3 seeds per model); otherwise "not significant", "not reproduced" or "inconclusive".
+Baselines (``metrics/baselines/<dataset>.json``: persistence / zero; trilinear / spectral upsampling and the
+learned linear reference for super-resolution) appear in the tables and as reference lines in the test
+figure, and the report names every model that does not beat the strongest. A claim is "reproduced" only
+when the models involved beat the strongest baseline and the difference is significant over seeds at a
+Holm-adjusted p < 0.05 over every test of the report, with at least 3 seeds per model
+(pipelines/report/verdicts.py); otherwise "not significant", "not reproduced" or "inconclusive".
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pipelines.report.verdicts import (
     METRIC,
     Claim,
     adjust,
+    baseline_note,
     dataset_claims,
     negative_eigenvalue_lines,
     render_claims,
@@ -255,6 +258,7 @@ def render(
                     table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = (
                         _mean_std(sh)[0], _mean_std(ev)[0])  # fmt: skip
             md.append(row)
+        md += ["", baseline_note(runs, metric, best_baseline(baselines, "test", metric))]
         md += ["", plateau_note(runs, params, dataset)]
         claims[dataset] = (runs, ckpts, baselines)
         summary[dataset] = table

@@ -186,3 +186,22 @@ def negative_eigenvalue_lines(
         lines.append(f"- no (significant) negative eigenvalues at {ckpt}: **{verdict_word}** "
                      f"({'; '.join(parts)})")  # fmt: skip
     return lines
+
+
+def baseline_note(runs: dict, metric: str, base: tuple[str, float] | None) -> str:
+    """One plain sentence: which models beat the strongest baseline on test (mean over seeds) and which do
+    not, with how many seeds of each are below it."""
+    if base is None:
+        return "No baseline scores: no model can be said to beat one (run the `baselines` stage)."
+    name, value = base
+    beat, lost = [], []
+    for model, seeds in sorted(runs.items()):
+        tests = [s["train"][f"test_{metric}"] for s in seeds.values()]
+        below = sum(t < value for t in tests)
+        entry = f"{model} ({np.mean(tests):.4g}; {below}/{len(tests)} seeds below)"
+        (beat if np.mean(tests) < value else lost).append(entry)
+    text = f"Strongest test baseline: {name} ({value:.4g}). "
+    text += f"Beat it: {', '.join(beat) or 'none'}. "
+    if lost:
+        text += f"**Do not beat it: {', '.join(lost)}**; their comparisons are not tested."
+    return text
