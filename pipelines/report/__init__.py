@@ -195,7 +195,8 @@ def render(
         short, source = sources.get(dataset, ("unknown source", "unknown source"))
         caption = _caption(dataset, short, params)
         metric = METRIC[dataset]
-        md += [f"## {dataset} — data: {source}", ""]
+        md += [f"## {dataset} — data: {short}", ""]  # a heading stays one short line
+        md += [source, ""] if source != short else []
         plot_curves(dataset, runs, out / f"{dataset}_curves.png", caption, metric)
         md += [f"![curves]({dataset}_curves.png)", ""]
         tests = {
