@@ -149,3 +149,29 @@ def test_curve_bands_average_common_epochs_and_keep_each_longer_seed_as_a_tail()
     # each tail starts at the last common epoch, so it joins the band
     assert band["tails"] == [([2, 3, 4], [1.0, 0.5, 0.25]), ([2, 3], [3.0, 3.0])]
     assert curve_bands({"cnn": {0: {"curves": rows([1.0])}}}, "valid_metric")["cnn"]["tails"] == []
+
+
+def test_bars_use_a_log_axis_only_when_the_bars_span_decades() -> None:
+    from pipelines.report.figures import log_scale_needed
+
+    assert log_scale_needed([1.2e-5, 3e-3, 1e-2])  # cnn's early sharpness beside the others'
+    assert not log_scale_needed([0.10, 0.12, 0.17])
+    assert not log_scale_needed([0.0, 1e-3, 1.0])  # a zero bar cannot be drawn on a log axis
+
+
+def test_one_group_bar_chart_puts_the_models_on_the_x_axis(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from pipelines.report.figures import plot_bars
+
+    shown = {}
+    original = plt.Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # read the axis the file was drawn from
+        ax = fig.axes[0]
+        shown.update(ticks=[t.get_text() for t in ax.get_xticklabels()], scale=ax.get_yscale())
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", keep)
+    plot_bars({"test": {"cnn": [1e-5, 2e-5], "gcnn": [0.1, 0.2]}}, "err", tmp_path / "bars.png", "c")
+    assert shown == {"ticks": ["cnn", "gcnn"], "scale": "log"}

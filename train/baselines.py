@@ -1,4 +1,5 @@
-"""Trivial predictors every trained model must beat, as parameter-free modules.
+"""Trivial predictors every trained model must beat, as parameter-free modules (and, for super-resolution,
+the learned linear reference of :mod:`train.linear_sr`).
 
 They take exactly the model's input and are scored by the task's own ``errors`` / ``reduce``, so a
 baseline and a model are measured on the same windows, splits and metric.
@@ -24,6 +25,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from train.linear_sr import FourierLinear
 
 UPSAMPLERS = ("trilinear", "spectral")
 
@@ -144,8 +147,11 @@ def smoke_baselines() -> dict[str, nn.Module]:
 
 
 def sr_baselines(dataset: object, factor: int) -> dict[str, nn.Module]:
+    """The two upsamplers and the learned linear reference, fitted on ``dataset`` (the training split)."""
     gain, offset = lr_to_hr_units(dataset)
-    return {kind: UpsampleMiddle(factor, kind, gain, offset) for kind in UPSAMPLERS}
+    modules: dict[str, nn.Module] = {kind: UpsampleMiddle(factor, kind, gain, offset) for kind in UPSAMPLERS}
+    modules["fourier_linear"] = FourierLinear.fit(dataset, factor)  # type: ignore[arg-type]
+    return modules
 
 
 def sr_factor(dataset: object) -> int:

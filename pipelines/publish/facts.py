@@ -127,7 +127,9 @@ def scores_text(metrics: dict[str, Any], dataset: str) -> str:
             (f"`{n}`", fmt(v), fmt(se) if se is not None else "-", cnt if cnt is not None else "-")
             for n, (v, se, cnt) in base["test"].items()
         ]
-        out.append(f"Trivial baselines, test split, {base['metric']}:\n\n")
+        fitted = "fourier_linear" in base["test"]
+        learned = " and the learned linear reference (`fourier_linear`)" if fitted else ""
+        out.append(f"Trivial baselines{learned}, test split, {base['metric']}:\n\n")
         out.append(table(("baseline", base["metric"], "standard error", "samples"), rows))
     else:
         out.append(

@@ -6,10 +6,12 @@ Figures per dataset: train / valid curves (mean and spread over seeds), test err
 early and best checkpoints, Hessian spectra, and a table of parameter counts and equivariance errors. The
 report states, with the numbers, which of the study's findings this run reproduces and which it does not.
 
-Trivial baselines (``metrics/baselines/<dataset>.json``: persistence / zero, trilinear / spectral upsampling)
-appear in the tables and as reference lines in the test figure. A claim is "reproduced" only when the models
-involved beat the strongest baseline and the difference is significant over seeds (Welch's t-test, p < 0.05,
-at least 3 seeds per model); otherwise "not significant", "not reproduced" or "inconclusive".
+Baselines (``metrics/baselines/<dataset>.json``: persistence / zero; trilinear / spectral upsampling and the
+learned linear reference for super-resolution) appear in the tables and as reference lines in the test
+figure, and the report names every model that does not beat the strongest. A claim is "reproduced" only
+when the models involved beat the strongest baseline and the difference is significant over seeds at a
+Holm-adjusted p < 0.05 over every test of the report, with at least 3 seeds per model
+(pipelines/report/verdicts.py); otherwise "not significant", "not reproduced" or "inconclusive".
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy import stats
 
 from loaders.storage import open_store
 from pipelines.cli import STORE_PATHS, run_stage
@@ -31,36 +32,27 @@ from pipelines.params import StudyParams, load_params
 from pipelines.report.figures import UNITS, plot_bars, plot_curves, plot_spectra
 from pipelines.report.figures import mean_std as _mean_std
 from pipelines.report.summary import plot_rows, summary_metrics, test_samples, write_summaries
+from pipelines.report.verdicts import (
+    COMPARISONS,
+    METRIC,
+    Claim,
+    adjust,
+    baseline_note,
+    dataset_claims,
+    negative_eigenvalue_lines,
+    render_claims,
+    verdict,
+)
 from train.runs import RunId, baseline_metrics
 
-# Which models the study compares, relaxed first: (relaxed, fully equivariant, baseline or None).
-COMPARISONS = {"smoke": ("rsteer", "e2cnn", None), "turbulence": ("rgcnn", "gcnn", "cnn")}
-METRIC = {"smoke": "rmse", "turbulence": "mae"}
-MIN_SEEDS = 3  # fewer seeds per model: no verdict
-ALPHA = 0.05
+FAMILY_NOTE = (
+    "Every tested claim of this report (both datasets) is one family: each verdict is worded by its "
+    "Holm-adjusted p (family-wise error 5%), with the raw p beside it. Seeds are paired where both models "
+    "ran the same seeds (a seed fixes the order of the training batches); the effect is the "
+    "difference of the means with its 95% confidence interval."
+)
 
-
-def verdict(a: list[float], b: list[float], baseline: float | None = None) -> tuple[str, str]:
-    """Is ``a`` lower than ``b`` (per-seed values)? ``(verdict, detail)``.
-
-    "reproduced" needs: both models at least 3 seeds, both means below ``baseline`` (when given: a model
-    worse than doing nothing has learnt nothing worth comparing), and Welch's t-test p < ALPHA with
-    ``mean(a) < mean(b)``.
-    """
-    if min(len(a), len(b)) < MIN_SEEDS:
-        return f"inconclusive (n seeds < {MIN_SEEDS})", f"{len(a)} / {len(b)} seeds"
-    ma, mb = float(np.mean(a)), float(np.mean(b))
-    if baseline is not None and max(ma, mb) >= baseline:
-        detail = f"baseline {baseline:.4g}, {len(a)} / {len(b)} seeds"
-        return "not reproduced (a model does not beat the baseline)", detail
-    if np.std(a) == 0 and np.std(b) == 0:
-        p = 0.0 if ma != mb else 1.0
-    else:
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    detail = f"Welch p = {p:.2g}, {len(a)} / {len(b)} seeds"
-    if p >= ALPHA:
-        return "not significant", detail
-    return ("reproduced", detail) if ma < mb else ("NOT reproduced (significantly the other way)", detail)
+__all__ = ["collect", "findings", "read_baselines", "render", "report_findings", "verdict"]
 
 
 def read_baselines(metrics_dir: Path, dataset: str) -> dict[str, dict[str, dict[str, Any]]]:
@@ -117,90 +109,35 @@ def _subset(params: StudyParams) -> str:
     return f"landscape on {land.subset_fraction:.0%} of the training samples"
 
 
-def findings(
-    dataset: str, runs: dict, checkpoints: list[str], baselines: dict | None = None
-) -> list[str]:
-    """The study's claims, checked against this run's numbers (see :func:`verdict`)."""
-    relaxed, full, _ = COMPARISONS[dataset]
-    if relaxed not in runs or full not in runs:
-        return [f"- {dataset}: {relaxed} or {full} was not trained; no comparison made."]
-    metric = METRIC[dataset]
+def findings(dataset: str, runs: dict, checkpoints: list[str], baselines: dict | None = None) -> list[str]:
+    """One dataset's claims as a family of their own (see :func:`report_findings`)."""
+    return report_findings({dataset: (runs, checkpoints, baselines or {})})[dataset]
 
-    def values(model: str, fn: Any) -> list[float]:
-        return [v for v in (fn(s) for s in runs[model].values()) if v is not None]
 
-    def mean(model: str, fn: Any) -> float:
-        vals = values(model, fn)
-        return float(np.mean(vals)) if vals else float("nan")
-
-    lines = []
-    test_base = best_baseline(baselines or {}, "test", metric)
-    valid_base = best_baseline(baselines or {}, "valid", metric)
-    if test_base is None:
-        lines.append(f"- {dataset}: no baseline scores (stage `baselines`); no claim can be reproduced.")
-    # (claim, per-seed value, baseline of that value): every claim needs the models to beat the test baseline
-    checks = [(f"lower test {metric.upper()}", lambda s: s["train"][f"test_{metric}"], test_base)]
-    checks.append((f"lower best validation {metric.upper()}", lambda s: s["train"][f"best_valid_{metric}"],
-                   valid_base))  # fmt: skip
-    for ckpt in checkpoints:
-        checks.append((f"lower sharpness at {ckpt}",
-                       lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("sharpness"), None))
-        checks.append((f"smaller top Hessian eigenvalue at {ckpt}",
-                       lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("max_eigenvalue"),
-                       None))  # fmt: skip
-    others = [m for m in COMPARISONS[dataset][1:] if m is not None and m in runs]
-    test_fn = checks[0][1]
-    for claim, fn, base in checks:
-        for other in others:
-            a, b = values(relaxed, fn), values(other, fn)
-            if not a or not b:
-                lines.append(f"- {relaxed} has {claim} than {other}: not measured")
-                continue
-            (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
-            word, detail = verdict(a, b, base[1] if base else None)
-            if base is None and test_base is not None:  # landscape claims: gate on the test baseline
-                gate = max(float(np.mean(values(relaxed, test_fn))), float(np.mean(values(other, test_fn))))
-                if gate >= test_base[1] and not word.startswith("inconclusive"):
-                    word, detail = "not reproduced (a model does not beat the test baseline)", detail
-            elif test_base is None and not word.startswith("inconclusive"):
-                word = "inconclusive (no baseline)"
-            lines.append(
-                f"- {relaxed} has {claim} than {other}: **{word}** "
-                f"({ma:.4g} ± {sa:.2g} vs {mb:.4g} ± {sb:.2g}, mean ± sd over seeds; {detail})"
+def report_findings(per_dataset: dict[str, tuple[dict, list[str], dict]]) -> dict[str, list[str]]:
+    """Markdown lines per dataset: every tested claim of the report in one family, worded by its
+    Holm-adjusted p (pipelines/report/verdicts.py); ``per_dataset``: (runs, checkpoints, baselines)."""
+    head: dict[str, list[str]] = {d: [] for d in per_dataset}  # why a dataset has no or gated claims
+    claims: dict[str, list[Claim]] = {d: [] for d in per_dataset}
+    tail: dict[str, list[str]] = {d: [] for d in per_dataset}  # descriptive, untested lines
+    for dataset, (runs, checkpoints, baselines) in per_dataset.items():
+        relaxed, full, _ = COMPARISONS[dataset]
+        if relaxed not in runs or full not in runs:
+            head[dataset].append(f"- {dataset}: {relaxed} or {full} was not trained; no comparison made.")
+            continue
+        metric = METRIC[dataset]
+        test_base = best_baseline(baselines, "test", metric)
+        if test_base is None:
+            head[dataset].append(
+                f"- {dataset}: no baseline scores (stage `baselines`); no claim can be reproduced."
             )
-    for ckpt in checkpoints:
-        # SLQ puts most weight near the bulk at ~0, where Ritz values fall on either side of zero by chance;
-        # what matters is negative curvature that is large against the top eigenvalue.
-        parts, significant = [], False
-        for m in (relaxed, *others):
-            ratios, masses = [], []
-            for s in runs[m].values():
-                land = s["landscape"].get(ckpt)
-                if not land:
-                    continue
-                nodes, weights, top = (
-                    np.array(land["slq_nodes"]),
-                    np.array(land["slq_weights"]),
-                    land["max_eigenvalue"],
-                )
-                ratios.append(min(nodes.min(), 0.0) / top)
-                masses.append(float(weights[nodes < -0.01 * top].sum()))
-            if ratios:
-                significant |= min(ratios) < -0.01
-                parts.append(
-                    f"{m}: lambda_min/lambda_max {np.mean(ratios):.3g}, "
-                    f"mass below -1% of lambda_max {np.mean(masses):.3g}"
-                )
-        word = "NOT reproduced" if significant else "reproduced"
-        n_seeds = min((len(runs[m]) for m in (relaxed, *others)), default=0)
-        if n_seeds < MIN_SEEDS:
-            word = f"inconclusive (n seeds < {MIN_SEEDS})"
-        elif test_base is None:
-            word = "inconclusive (no baseline)"
-        elif any(np.mean(values(m, test_fn)) >= test_base[1] for m in (relaxed, *others)):
-            word = "not reproduced (a model does not beat the test baseline)"
-        lines.append(f"- no (significant) negative eigenvalues at {ckpt}: **{word}** ({'; '.join(parts)})")
-    return lines
+        valid_base = best_baseline(baselines, "valid", metric)
+        claims[dataset] = dataset_claims(dataset, runs, checkpoints, test_base, valid_base)
+        tail[dataset] = negative_eigenvalue_lines(dataset, runs, checkpoints, test_base)
+    adjusted = adjust([c for cs in claims.values() for c in cs])
+    return {
+        d: head[d] + render_claims(claims[d], len(adjusted), adjusted) + tail[d] for d in per_dataset
+    }
 
 
 def plateau_note(runs: dict[str, dict[int, dict[str, Any]]], params: StudyParams, dataset: str) -> str:
@@ -243,19 +180,23 @@ def render(
             "check --metrics-dir or run the train stages first (dvc repro)"
         )
     ckpts = list(params.landscape.checkpoints)
-    md = ["# Equivariance and training dynamics: study report", ""]
-    md += ["Generated by `dvc repro` (stage `report`) from `metrics/`. Numbers are means over seeds "
+    head = ["# Equivariance and training dynamics: study report", ""]
+    head += ["Generated by `dvc repro` (stage `report`) from `metrics/`. Numbers are means over seeds "
            "(± standard deviation); n = seeds (x test samples per seed) is given in every figure legend and "
            "table. Metrics are in physical units of the target field; sharpness and Hessian values are in "
            "units of the (normalised) training loss. \"—\" marks a model that was not measured.",
            ""]  # fmt: skip
     summary: dict[str, Any] = {}
     dvc_files: dict[str, tuple[dict, dict]] = {}
+    sections: dict[str, list[str]] = {}
+    claims: dict[str, tuple[dict, list[str], dict]] = {}
     for dataset, runs in results.items():
+        md = sections[dataset] = []
         short, source = sources.get(dataset, ("unknown source", "unknown source"))
         caption = _caption(dataset, short, params)
         metric = METRIC[dataset]
-        md += [f"## {dataset} — data: {source}", ""]
+        md += [f"## {dataset} — data: {short}", ""]  # a heading stays one short line
+        md += [source, ""] if source != short else []
         plot_curves(dataset, runs, out / f"{dataset}_curves.png", caption, metric)
         md += [f"![curves]({dataset}_curves.png)", ""]
         tests = {
@@ -318,14 +259,19 @@ def render(
                     table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = (
                         _mean_std(sh)[0], _mean_std(ev)[0])  # fmt: skip
             md.append(row)
+        md += ["", baseline_note(runs, metric, best_baseline(baselines, "test", metric))]
         md += ["", plateau_note(runs, params, dataset)]
-        md += ["", "### The study's findings, checked", ""] + findings(dataset, runs, ckpts, baselines) + [""]
+        claims[dataset] = (runs, ckpts, baselines)
         summary[dataset] = table
         base = best_baseline(baselines, "test", metric)
         dvc_files[dataset] = (
             summary_metrics(runs, metric, ckpts, base),
             plot_rows(runs, metric, ckpts, baselines),
         )
+    worded = report_findings(claims)
+    for dataset, lines in worded.items():
+        sections[dataset] += ["", "### The study's findings, checked", "", FAMILY_NOTE, ""] + lines + [""]
+    md = head + [line for section in sections.values() for line in section]
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if summary_dir is not None and plots_dir is not None:

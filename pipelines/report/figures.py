@@ -89,24 +89,30 @@ def plot_bars(
     seed."""
     groups = list(values)
     models = sorted({m for g in values.values() for m, v in g.items() if v})
+    single = len(groups) == 1  # one group: the models are the categories, no axis spent on one tick
     fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * max(len(models), 1) * len(groups) + 2), 4))
-    width = 0.8 / max(len(models), 1)
-    tops = []  # each bar's top (mean + sd): what the y-axis must show
+    width = 0.8 if single else 0.8 / max(len(models), 1)
+    tops, bottoms = [], []  # each bar's top (mean + sd) and mean: what the y-axis must show
     for i, model in enumerate(models):
         xs, means, errs, counts = [], [], [], set()
         for j, g in enumerate(groups):
             vals = values[g].get(model) or []
             if vals:
                 m, s = mean_std(vals)
-                xs.append(j + i * width)
+                xs.append(i if single else j + i * width)
                 means.append(m)
                 errs.append(s)
                 tops.append(m + s)
+                bottoms.append(m)
                 counts.add(len(vals))
         n = "/".join(str(c) for c in sorted(counts))
         ax.bar(xs, means, width, yerr=errs, capsize=3,
                label=seeds_label(model, n, (samples or {}).get(model)))  # fmt: skip
-    ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2, groups)
+    log = log_scale_needed(bottoms)
+    if single:
+        ax.set_xticks(np.arange(len(models)), models)
+    else:
+        ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2, groups)
     top, off_scale = reference_scale(tops, references or {})
     for j, (name, value) in enumerate(sorted((references or {}).items())):
         n = (samples or {}).get(f"baseline:{name}")
@@ -116,16 +122,28 @@ def plot_bars(
             ax.plot([], [], label=f"{label}: {value:.3g}, off scale", **style)
         else:
             ax.axhline(value, label=label, **style)
-    if top is not None:
+    if log:  # values spanning decades: a linear axis would hide the small bars
+        ax.set_yscale("log")
+        ax.set_ylim(min(v for v in bottoms if v > 0) / 3, (top or max(tops)) * 1.5)
+    elif top is not None:
         ax.set_ylim(0, top)
-    ax.set_ylabel(ylabel)
-    ax.set_xlabel("split" if groups == ["test"] else "checkpoint")
+    ax.set_ylabel(ylabel + (", log" if log else ""))
+    ax.set_xlabel(f"model ({groups[0]} split)" if single else "checkpoint")
     if not models:
         ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("bars: mean over seeds; error bars: sd over seeds", fontsize=9)
     finish(fig, path, caption)
+
+
+def log_scale_needed(means: list[float], decades: float = 2.0) -> bool:
+    """A log axis when the positive bars span more than ``decades`` (e.g. a sharpness of 1.2e-5 beside
+    1e-2); never with a zero or negative bar, which a log axis cannot show."""
+    finite = [m for m in means if np.isfinite(m)]
+    if len(finite) < 2 or min(finite) <= 0:
+        return False
+    return bool(np.log10(max(finite) / min(finite)) > decades)
 
 
 def reference_scale(

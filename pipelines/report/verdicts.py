@@ -1,0 +1,207 @@
+"""The study's claims, checked against a run's numbers, as one family of tests per report.
+
+Every claim compares a relaxed model with a stricter one (or the plain baseline model) on one per-seed
+number: test error, best validation error, sharpness, top Hessian eigenvalue. A claim is tested only when
+both models have at least ``MIN_SEEDS`` seeds and beat the strongest trivial baseline (a model worse than
+doing nothing has learnt nothing worth comparing). The tests of one report are one family: each verdict is
+worded by its Holm-adjusted p-value (pipelines/report/stats.py), with the raw p, the adjusted p and the
+effect size (difference with a 95% confidence interval) beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipelines.report.figures import mean_std
+from pipelines.report.stats import ALPHA, Comparison, compare, holm
+
+# Which models the study compares, relaxed first: (relaxed, fully equivariant, baseline or None).
+COMPARISONS = {"smoke": ("rsteer", "e2cnn", None), "turbulence": ("rgcnn", "gcnn", "cnn")}
+METRIC = {"smoke": "rmse", "turbulence": "mae"}
+MIN_SEEDS = 3  # fewer seeds per model: no verdict
+
+
+@dataclass(frozen=True)
+class Claim:
+    """"``relaxed`` has ``claim`` than ``other``": either tested (``comparison``) or settled without a test
+    (``word``: inconclusive, not reproduced by the baseline gate, not measured)."""
+
+    text: str
+    comparison: Comparison | None = None
+    word: str | None = None
+    detail: str = ""
+
+
+def baseline_gate(means: list[float], baseline: float | None) -> str | None:
+    """The verdict that stands without a test when a model does not beat the baseline, else None."""
+    if baseline is not None and max(means) >= baseline:
+        return "not reproduced (a model does not beat the baseline)"
+    return None
+
+
+def claim(text: str, a: Mapping[int, float], b: Mapping[int, float], baseline: float | None) -> Claim:
+    """One claim "a is lower than b" on per-seed values, gated on seeds and on the baseline."""
+    if min(len(a), len(b)) < MIN_SEEDS:
+        return Claim(text, word=f"inconclusive (n seeds < {MIN_SEEDS})", detail=f"{len(a)} / {len(b)} seeds")
+    gate = baseline_gate([float(np.mean(list(a.values()))), float(np.mean(list(b.values())))], baseline)
+    if gate:
+        return Claim(text, word=gate, detail=f"baseline {baseline:.4g}, {len(a)} / {len(b)} seeds")
+    return Claim(text, comparison=compare(dict(a), dict(b)))
+
+
+def word(comparison: Comparison, adjusted_p: float) -> str:
+    if adjusted_p >= ALPHA:
+        return "not significant"
+    if comparison.diff < 0:
+        return "reproduced"
+    return "NOT reproduced (significantly the other way)"
+
+
+def render_claims(claims: list[Claim], family: int, adjusted: dict[int, float]) -> list[str]:
+    """Markdown lines, each tested claim worded by its adjusted p (``adjusted`` by ``id`` of the claim)."""
+    lines = []
+    for c in claims:
+        if c.comparison is None:
+            lines.append(f"- {c.text}: **{c.word}** ({c.detail})")
+            continue
+        cmp, p_adj = c.comparison, adjusted[id(c)]
+        lines.append(
+            f"- {c.text}: **{word(cmp, p_adj)}** ({cmp.mean_a:.4g} ± {cmp.sd_a:.2g} vs {cmp.mean_b:.4g} ± "
+            f"{cmp.sd_b:.2g}, mean ± sd over seeds; "
+            f"{cmp.effect()}; {cmp.test}, raw p = {cmp.p:.2g}, Holm p = {p_adj:.2g} over {family} tests; "
+            f"{cmp.n_a} / {cmp.n_b} seeds)"
+        )
+    return lines
+
+
+def adjust(claims: list[Claim]) -> dict[int, float]:
+    """Holm-adjusted p of every tested claim of the family, keyed by ``id(claim)``."""
+    tested = [c for c in claims if c.comparison is not None]
+    return dict(zip((id(c) for c in tested), holm([c.comparison.p for c in tested]), strict=True))
+
+
+def verdict(
+    a: Mapping[int, float] | list[float], b: Mapping[int, float] | list[float], baseline: float | None = None
+) -> tuple[str, str]:
+    """One claim on its own (a family of one): ``(verdict, detail)``. Lists are independent samples
+    (Welch); dicts keyed by seed are paired where the seeds agree."""
+    c = claim("a < b", _by_seed(a, 0), _by_seed(b, 10**6), baseline)
+    if c.comparison is None:
+        return str(c.word), c.detail
+    return word(c.comparison, c.comparison.p), f"{c.comparison.test} p = {c.comparison.p:.2g}"
+
+
+def _by_seed(values: Mapping[int, float] | list[float], first: int) -> Mapping[int, float]:
+    """A list as values of distinct seeds starting at ``first`` (so two lists never pair)."""
+    return values if isinstance(values, Mapping) else {first + i: x for i, x in enumerate(values)}
+
+
+def seed_values(runs: dict, model: str, fn: Callable[[dict], Any]) -> dict[int, float]:
+    return {seed: v for seed, s in runs[model].items() if (v := fn(s)) is not None}
+
+
+def dataset_claims(dataset: str, runs: dict, checkpoints: list[str], test_base: tuple | None,
+                   valid_base: tuple | None) -> list[Claim]:  # fmt: skip
+    """The claims of one dataset: test and validation error, then per checkpoint sharpness and the top
+    Hessian eigenvalue (those gated on the test baseline: flatness of a model that learnt nothing is moot)."""
+    relaxed, *rest = COMPARISONS[dataset]
+    metric = METRIC[dataset]
+    others = [m for m in rest if m is not None and m in runs]
+
+    def test_fn(s: dict) -> Any:
+        return s["train"][f"test_{metric}"]
+
+    checks: list[tuple[str, Callable[[dict], Any], tuple | None]] = [
+        (f"lower test {metric.upper()}", test_fn, test_base),
+        (f"lower best validation {metric.upper()}", lambda s: s["train"][f"best_valid_{metric}"], valid_base),
+    ]
+    for ckpt in checkpoints:
+        for key, what in (("sharpness", "lower sharpness"),
+                          ("max_eigenvalue", "smaller top Hessian eigenvalue")):  # fmt: skip
+            checks.append((f"{what} at {ckpt}",
+                           lambda s, c=ckpt, k=key: (s["landscape"].get(c) or {}).get(k), None))  # fmt: skip
+    out = []
+    for text, fn, base in checks:
+        for other in others:
+            label = f"{relaxed} has {text} than {other}"
+            a, b = seed_values(runs, relaxed, fn), seed_values(runs, other, fn)
+            if not a or not b:
+                out.append(Claim(label, word="not measured", detail="no values"))
+                continue
+            if base is None and test_base is None:
+                seeds = f"{len(a)} / {len(b)} seeds"
+                out.append(Claim(label, word="inconclusive (no baseline)", detail=seeds))
+                continue
+            if base is None:  # landscape claims: gate on the test baseline
+                tests = [float(np.mean(list(seed_values(runs, m, test_fn).values())))
+                         for m in (relaxed, other)]  # fmt: skip
+                gate = baseline_gate(tests, test_base[1])
+                if gate and min(len(a), len(b)) >= MIN_SEEDS:
+                    out.append(Claim(label, word=gate.replace("baseline", "test baseline"),
+                                     detail=f"{len(a)} / {len(b)} seeds"))  # fmt: skip
+                    continue
+            out.append(claim(label, a, b, base[1] if base else None))
+    return out
+
+
+def negative_eigenvalue_lines(
+    dataset: str, runs: dict, checkpoints: list[str], test_base: tuple | None
+) -> list[str]:
+    """"No (significant) negative eigenvalues": descriptive, from the SLQ density (no test, not in the
+    family). SLQ puts most weight near the bulk at ~0, where Ritz values fall on either side of zero by
+    chance; what matters is negative curvature that is large against the top eigenvalue."""
+    relaxed, *rest = COMPARISONS[dataset]
+    metric = METRIC[dataset]
+    models = [relaxed, *(m for m in rest if m is not None and m in runs)]
+    lines = []
+    for ckpt in checkpoints:
+        parts, significant = [], False
+        for m in models:
+            ratios, masses = [], []
+            for s in runs[m].values():
+                land = s["landscape"].get(ckpt)
+                if not land:
+                    continue
+                nodes, weights = np.array(land["slq_nodes"]), np.array(land["slq_weights"])
+                top = land["max_eigenvalue"]
+                ratios.append(min(nodes.min(), 0.0) / top)
+                masses.append(float(weights[nodes < -0.01 * top].sum()))
+            if ratios:
+                significant |= min(ratios) < -0.01
+                parts.append(f"{m}: lambda_min/lambda_max {np.mean(ratios):.3g}, "
+                             f"mass below -1% of lambda_max {np.mean(masses):.3g}")  # fmt: skip
+        verdict_word = "NOT reproduced" if significant else "reproduced"
+        n_seeds = min((len(runs[m]) for m in models), default=0)
+        if n_seeds < MIN_SEEDS:
+            verdict_word = f"inconclusive (n seeds < {MIN_SEEDS})"
+        elif test_base is None:
+            verdict_word = "inconclusive (no baseline)"
+        elif any(mean_std([s["train"][f"test_{metric}"] for s in runs[m].values()])[0] >= test_base[1]
+                 for m in models):  # fmt: skip
+            verdict_word = "not reproduced (a model does not beat the test baseline)"
+        lines.append(f"- no (significant) negative eigenvalues at {ckpt}: **{verdict_word}** "
+                     f"({'; '.join(parts)})")  # fmt: skip
+    return lines
+
+
+def baseline_note(runs: dict, metric: str, base: tuple[str, float] | None) -> str:
+    """One plain sentence: which models beat the strongest baseline on test (mean over seeds) and which do
+    not, with how many seeds of each are below it."""
+    if base is None:
+        return "No baseline scores: no model can be said to beat one (run the `baselines` stage)."
+    name, value = base
+    beat, lost = [], []
+    for model, seeds in sorted(runs.items()):
+        tests = [s["train"][f"test_{metric}"] for s in seeds.values()]
+        below = sum(t < value for t in tests)
+        entry = f"{model} ({np.mean(tests):.4g}; {below}/{len(tests)} seeds below)"
+        (beat if np.mean(tests) < value else lost).append(entry)
+    text = f"Strongest test baseline: {name} ({value:.4g}). "
+    text += f"Beat it: {', '.join(beat) or 'none'}. "
+    if lost:
+        text += f"**Do not beat it: {', '.join(lost)}**; their comparisons are not tested."
+    return text
