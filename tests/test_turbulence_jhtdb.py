@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pytest
@@ -532,3 +533,16 @@ def test_gzip_bomb_and_oversize_reply_are_refused_in_small_memory(
     with client_for(server.url) as client:
         values = client.fetch(cut)
     np.testing.assert_array_equal(values, standin_velocity(*[np.arange(2)] * 3, 1).transpose(3, 0, 1, 2))
+
+
+def test_a_refusal_echoing_its_request_line_shows_no_token_in_any_encoding() -> None:
+    token = "tok+9f/a3=SECRET=="  # '+', '/' and '=' all change under URL encoding
+    with JHTDBStandIn(token) as standin:
+        standin.faults = ["400echo"]
+        with client_for(standin.url, token=token, retries=0) as client:
+            with pytest.raises(jhtdb.JHTDBError, match="HTTP 400") as err:
+                client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
+    message = str(err.value)
+    assert "bad request: GET /turbulence-svc/cutout/api/local?token=<redacted>&function=velocity" in message
+    for form in (token, quote(token, safe=""), quote_plus(token), "9f%2Fa3", "SECRET"):
+        assert form.lower() not in message.lower(), form

@@ -32,11 +32,11 @@ import xarray as xr
 from tqdm import tqdm
 
 from loaders.scratch import ResumableBatches
+from pipelines.cli import REDACTED, register_secret, scrub_secrets
 from pipelines.params import JHTDBParams
 from pipelines.turbulence.downsample import block_mean
 from pipelines.turbulence.jhtdb_payload import (
     ACCEPTED_ENCODINGS,
-    REDACTED,
     DeadlinePassed,
     RedactToken,
     ReplyTooLarge,
@@ -142,7 +142,7 @@ class CutoutClient:
         self.close()
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, REDACTED)
+        return scrub_secrets(text, [self._token])  # also URL-encoded, as a server echoing its request has it
 
     def fetch(self, cutout: Cutout) -> np.ndarray:
         """Velocity of one cutout as float32 ``[component, z, y, x]`` (components x, y, z)."""
@@ -255,6 +255,7 @@ def read_token(p: JHTDBParams) -> str:
             f"the JHTDB token is read from the environment variable {p.token_env}, which is not set; "
             "export it (never put it in params.yaml) or use turbulence.source: synthetic"
         )
+    register_secret(token)  # every stage error is scrubbed of it (pipelines/cli.py), whatever the variable
     return token
 
 

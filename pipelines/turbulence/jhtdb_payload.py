@@ -26,13 +26,13 @@ import xarray as xr
 
 from loaders.scratch import ResumableBatches
 from loaders.storage import write_json_atomic
+from pipelines.cli import scrub_secrets
 
 PLACEHOLDER = -999.9
 COMPONENTS = ("ux", "uy", "uz")
 DIMS = ["zcoor", "ycoor", "xcoor", "values"]
 _NUMBER_TYPES = {int, float}  # JSON numbers as the json module decodes them; bool is its own type
 log = logging.getLogger("pipelines.turbulence.jhtdb")
-REDACTED = "<redacted>"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 READ_CHUNK = 1 << 16
 # Size cap of a reply: a float32 written as JSON text takes at most 26 characters with its separator; 12x
@@ -124,18 +124,18 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 class RedactToken(logging.Filter):
-    """Replace the token in log records (urllib3 logs request lines, query string included, at DEBUG)."""
+    """Scrub the token, in any encoding, from log records (urllib3 logs request lines, query string
+    included and URL-encoded, at DEBUG)."""
 
     def __init__(self, token: str):
         super().__init__()
         self._token = token
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._token in str(record.msg):
-            record.msg = str(record.msg).replace(self._token, REDACTED)
+        record.msg = scrub_secrets(str(record.msg), [self._token])
         if record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(a.replace(self._token, REDACTED) if isinstance(a, str) else a for a in args)
+            record.args = tuple(scrub_secrets(a, [self._token]) if isinstance(a, str) else a for a in args)
         return True
 
 
