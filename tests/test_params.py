@@ -200,6 +200,20 @@ def test_model_hparams_and_seeds_are_bounded(raw: dict, needle: str) -> None:
     assert needle in str(info.value)
 
 
+def test_model_hparams_must_fit_the_smoke_data() -> None:
+    models = ["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"]
+
+    def train(hparams: dict) -> dict:
+        return {"smoke": {"models": models, "hparams": hparams}}
+
+    with pytest.raises(ParamsError, match="cnn.in_frames: 2 differs from smoke.input_frames=1"):
+        parse_params({"train": train({"cnn": {"in_frames": 2}})})
+    with pytest.raises(ParamsError, match="gmcnn.grid: 32 differs from smoke.resolution=64"):
+        parse_params({"train": train({"gmcnn": {"error": True, "grid": 32}})})
+    two = {"input_frames": 2, "output_frames": 4}
+    parse_params({"smoke": two, "train": train({m: {"in_frames": 2} for m in models})})
+
+
 @pytest.mark.parametrize(
     ("raw", "needle"),
     [

@@ -259,6 +259,21 @@ class StudyParams(Strict):
         self._check_landscape_budget()
         return self
 
+    @model_validator(mode="after")
+    def _hparams_fit_the_smoke_data(self) -> StudyParams:
+        from models.catalog import default_hparams
+
+        for model in self.train.smoke.models:
+            hp = {**default_hparams("smoke", model), **self.train.smoke.hparams.get(model, {})}
+            key = f"train.smoke.hparams.{model}"
+            if hp["in_frames"] != self.smoke.input_frames:  # the store's windows decide the input
+                raise BadKey(f"{key}.in_frames", f"{hp['in_frames']} differs from smoke.input_frames="
+                             f"{self.smoke.input_frames}, the frames each training input holds")  # fmt: skip
+            if hp.get("error") and hp.get("variant") == "seed003" and hp["grid"] != self.smoke.resolution:
+                raise BadKey(f"{key}.grid", f"{hp['grid']} differs from smoke.resolution="
+                             f"{self.smoke.resolution} (the error vector spans the image)")  # fmt: skip
+        return self
+
     def _check_landscape_budget(self) -> None:
         land = self.landscape
         cells = {"smoke": self.smoke.resolution**2, "turbulence": self.turbulence.hr_resolution**3}
