@@ -26,7 +26,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, Runtime
 # --- secrets never reach a message -----------------------------------------------------------------------
 
 REDACTED = "<redacted>"
-_SECRET_VARIABLE = re.compile(r"(?i)(token|secret|passw|api_?key|credential)")
+_SECRET_VARIABLE = re.compile(r"(?i)(token|secret|passw|api_?key|credential)(?!.*_(path|file|dir)$)")
 _registered: set[str] = set()
 _PATTERNS = (  # secrets recognisable by their shape, whatever their value
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@"), rf"\1{REDACTED}@"),  # scheme://user:pass@host
