@@ -273,6 +273,9 @@ def test_errors_echo_no_value_longer_than_a_line(tmp_path: Path) -> None:
     assert any(line.startswith("  smoke.bogus: Extra inputs") for line in lines)
     assert any(line.startswith("  smoke.resolution:") for line in lines)
     assert len(lines) < 10 and max(len(line) for line in lines) <= 402
+    with pytest.raises(ParamsError) as info:  # one line per bad item, but not 500 of them
+        parse_params({"smoke": {"levels": [[0]] * 500}})
+    assert len(str(info.value).splitlines()) < 25 and "... and 480 more" in str(info.value)
     path.write_text("smoke:\n  seed: " + "9" * 5000 + "\n")  # too long for int(): still a named error
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(path)

@@ -286,10 +286,14 @@ class StudyParams(Strict):
         check_budget("landscape", kept_vectors * NOMINAL_WEIGHTS * 4, 0, seconds)
 
 
+MAX_ERROR_LINES = 20
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     """One line per error; the input is echoed only in short (a value may be a huge alias structure)."""
     lines = [f"invalid parameters in {source}:"]
-    for e in err.errors(include_url=False, include_context=True, include_input=True):
+    errors = err.errors(include_url=False, include_context=True, include_input=True)
+    for e in errors[:MAX_ERROR_LINES]:
         key = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         cause = (e.get("ctx") or {}).get("error")
@@ -298,6 +302,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
         value = e.get("input")
         shown = "" if isinstance(value, dict) or "got " in msg else f" (got {short_repr(value)})"
         lines.append("  " + one_line(f"{key or '(root)'}: {msg}{shown}"))
+    if len(errors) > MAX_ERROR_LINES:
+        lines.append(f"  ... and {len(errors) - MAX_ERROR_LINES} more")
     lines.append("Fix these keys in params.yaml (see docs/params.md for every key and its default).")
     return "\n".join(lines)
 
