@@ -178,7 +178,10 @@ def test_params_reference_shows_real_defaults_and_readable_types() -> None:
 @pytest.mark.parametrize(
     ("raw", "needle"),
     [
-        ({"smoke": {"hparams": {"cnn": {"hidden": -4}}}}, "train.smoke.hparams.cnn.hidden: must be >= 1, got -4"),  # noqa: E501
+        (
+            {"smoke": {"hparams": {"cnn": {"hidden": -4}}}},
+            "  train.smoke.hparams.cnn.hidden: must be >= 1, got -4\n",
+        ),
         ({"smoke": {"hparams": {"cnn": {"kernel_size": 0}}}}, "smoke.hparams.cnn.kernel_size: must be >= 1"),
         ({"smoke": {"hparams": {"gcnn": {"kernel_size": 4}}}}, "gcnn.kernel_size: must be odd, got 4"),
         ({"smoke": {"hparams": {"rsteer": {"relax_scale": -0.1}}}}, "rsteer.relax_scale: must be > 0"),
@@ -224,8 +227,10 @@ def test_model_hparams_must_fit_the_smoke_data() -> None:
         ({"landscape": {"lanczos_steps": 10**9}}, "landscape.lanczos_steps"),
         ({"landscape": {"slq_probes": 10**9}}, "landscape.slq_probes"),
         ({"landscape": {"subset_batches": 10**9}}, "landscape.subset_batches"),
-        ({"landscape": {"slq_probes": 5000, "lanczos_steps": 2000, "subset_batches": 100}},
-         "landscape: estimated time"),
+        (
+            {"landscape": {"slq_probes": 5000, "lanczos_steps": 2000, "subset_batches": 100}},
+            "landscape: estimated time",
+        ),
         ({"publish": {"license": "mit\nanything: else"}}, "publish.license: String should match"),
         ({"publish": {"revision": "../../x"}}, "publish.revision: must be a valid git branch name"),
         ({"publish": {"revision": "/main"}}, "publish.revision"),
@@ -263,8 +268,11 @@ def test_errors_echo_no_value_longer_than_a_line(tmp_path: Path) -> None:
     anchors += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 6)]
     path = tmp_path / "params.yaml"
     path.write_text(
-        "anchors:\n  " + "\n  ".join(anchors)
-        + "\nsmoke:\n  bogus: [*a5]\n  resolution: '" + "9" * 5000 + "'\n"
+        "anchors:\n  "
+        + "\n  ".join(anchors)
+        + "\nsmoke:\n  bogus: [*a5]\n  resolution: '"
+        + "9" * 5000
+        + "'\n"
         "train:\n  smoke:\n    models: [cnn]\n    hparams: {cnn: {hidden: [*a5]}}\n"
     )
     with pytest.raises(ParamsError) as info:

@@ -137,5 +137,3 @@ def stored_coordinates(p: JHTDBParams, n: int) -> dict[str, np.ndarray]:
         axis: (origin - 1 + np.arange(n) * f + offset) * dx
         for axis, origin in zip(("x", "y", "z"), p.origin, strict=True)
     }
-
-
