@@ -78,10 +78,10 @@ def publish(
         require_token()  # before minutes of building, not after
     out = Path(out)
     folders = {name: repo_folder(out, params.repos[name]) for name in params.datasets}
-    with out_lock(out):
+    with out_lock(out):  # the receipt too: it must describe the folder as this publish left it
         result = _publish_locked(params, stores, folders, metrics_dir)
-    if receipt is not None:
-        write_json_atomic(Path(receipt), result)
+        if receipt is not None:
+            write_json_atomic(Path(receipt), result)
     return result
 
 
