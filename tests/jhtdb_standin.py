@@ -8,17 +8,22 @@ compute exactly what any request should return.
 
 Faults are injected per request from a queue (``server.faults``), or for every request
 (``server.persistent``): ``timeout`` (answer only after ``slow_seconds``), ``500``, ``truncate`` (declare
-the full length, send half, close), ``badjson``, ``placeholder`` (some values are -999.9), ``echo401``
-(a 401 whose description repeats the token, as a careless server might), ``hang`` (wait until
-``release`` is set, for kill tests), ``redirect`` (a 302 to ``redirect_to`` carrying the whole query,
-token included, as a hostile server might), ``429`` / ``503`` (with ``Retry-After: retry_after`` when
-that is set), ``drip`` (the body in 20 pieces over ``drip_seconds``), ``bool`` (one velocity value is
-JSON ``true``) and ``deep`` (deeply nested JSON). ``offset`` is added to every velocity served, so two
-stand-ins can serve different fields.
+the full length, send half, close), ``badjson``, ``placeholder`` (some values are -999.9), ``echo401`` (a
+401 whose description repeats the token, as a careless server might), ``hang`` (wait until ``release`` is
+set, for kill tests), ``redirect`` (a 302 to ``redirect_to`` carrying the whole query, token included, as a
+hostile server might), ``429`` / ``503`` (with ``Retry-After: retry_after`` when that is set), ``drip`` (the
+body in 20 pieces over ``drip_seconds``), ``bool`` (one velocity value is JSON ``true``), ``deep`` (deeply
+nested JSON), ``gzip`` (the good reply, gzip-encoded), ``bomb`` (a gzip body, ``Content-Encoding: gzip``,
+that inflates to ``huge_bytes``), ``oversize`` (``huge_bytes`` of JSON-looking text streamed without a
+Content-Length, so only a reader that counts can stop it) and ``400echo`` (a 400 whose description repeats
+the request line, query and token included, URL-encoded). ``offset`` is added to every velocity served, so
+two stand-ins can serve different fields.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import threading
 import time
@@ -62,6 +67,8 @@ class JHTDBStandIn:
         self.redirect_to = ""
         self.retry_after: str | None = None
         self.drip_seconds = 2.0
+        self.huge_bytes = 64 << 20
+        self.huge_sent = 0  # bytes of the last bomb / oversize body that reached the socket
         self.offset = 0.0
         self.served: list[dict[str, Any]] = []  # queries answered with a good payload
         self.hanging = threading.Event()
@@ -122,6 +129,10 @@ class JHTDBStandIn:
                 return self._json(h, int(fault), {"description": "slow down"}, headers)
             if fault == "echo401":
                 return self._json(h, 401, {"description": [f"token {token} is not authorised"]})
+            if fault == "400echo":
+                return self._json(h, 400, {"description": f"bad request: GET {h.path} HTTP/1.1"})
+            if fault in ("bomb", "oversize"):
+                return self._huge(h, fault)
             if token != self.token:
                 return self._json(h, 401, {"description": "invalid authorization token"})
             missing = [k for k in REQUIRED if k != "token" and k not in query]
@@ -152,6 +163,9 @@ class JHTDBStandIn:
                 body = b"[" * 100_000 + b"]" * 100_000
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
+            if fault == "gzip":
+                body = gzip.compress(body)
+                h.send_header("Content-Encoding", "gzip")
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
             if fault == "drip":
@@ -209,6 +223,30 @@ class JHTDBStandIn:
         if fault == "bool":
             doc["data_vars"][f"velocity_{t:04d}"]["data"][0][0][0][0] = True
         return json.dumps(doc).encode(), values.shape
+
+    def _huge(self, h: BaseHTTPRequestHandler, fault: str) -> None:
+        self.huge_sent = 0
+        piece = b"[" + b"0.1234567, " * 6000 + b"0]"  # ~64 KiB of plausible numbers
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        if fault == "bomb":
+            buffer = io.BytesIO()
+            with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=1) as gz:
+                block = b" " * (1 << 20)
+                for _ in range(self.huge_bytes // len(block)):
+                    gz.write(block)
+            body = buffer.getvalue()
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            self.huge_sent = len(body)
+            return
+        h.close_connection = True  # no length: the body ends when the connection does
+        h.end_headers()
+        while self.huge_sent < self.huge_bytes:
+            h.wfile.write(piece)
+            self.huge_sent += len(piece)
 
     @staticmethod
     def _json(h: BaseHTTPRequestHandler, status: int, doc: dict, headers: dict | None = None) -> None:

@@ -170,3 +170,120 @@ def test_params_reference_shows_real_defaults_and_readable_types() -> None:
     assert rows["train.turbulence.optimiser.batch_size"][2] == "`4`"
     assert rows["train.smoke.optimiser.batch_size"][2] == "`8`"
     assert rows["smoke.levels"][1] == "list[int (>= 0, < 10)]"
+
+
+# --- project issue 19 §7: hparams bounded, 32-bit seeds, a landscape budget, strict YAML, short errors --
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (
+            {"smoke": {"hparams": {"cnn": {"hidden": -4}}}},
+            "  train.smoke.hparams.cnn.hidden: must be >= 1, got -4\n",
+        ),
+        ({"smoke": {"hparams": {"cnn": {"kernel_size": 0}}}}, "smoke.hparams.cnn.kernel_size: must be >= 1"),
+        ({"smoke": {"hparams": {"gcnn": {"kernel_size": 4}}}}, "gcnn.kernel_size: must be odd, got 4"),
+        ({"smoke": {"hparams": {"rsteer": {"relax_scale": -0.1}}}}, "rsteer.relax_scale: must be > 0"),
+        ({"smoke": {"hparams": {"rsteer": {"relax_scale": "big"}}}}, "rsteer.relax_scale: must be a finite"),
+        ({"smoke": {"hparams": {"gmcnn": {"variant": "x"}}}}, "gmcnn.variant: must be one of"),
+        ({"smoke": {"hparams": {"e2cnn": {"layers": 1}}}}, "e2cnn.layers: e2cnn needs at least 2"),
+        ({"smoke": {"hparams": {"rgcnn": {"banks": 0}}}}, "rgcnn.banks: must be >= 1"),
+        ({"turbulence": {"hparams": {"cnn": {"enc_layers": -1}}}}, "train.turbulence.hparams.cnn.enc_layers"),
+        ({"turbulence": {"hparams": {"gcnn": {"up_layers": [1, -2]}}}}, "gcnn.up_layers: each entry"),
+        ({"turbulence": {"hparams": {"cnn": {"padding": "reflect"}}}}, "cnn.padding: must be one of"),
+        ({"smoke": {"seeds": [0, 2**32]}}, "train.smoke.seeds.1: Input should be less than 4294967296"),
+    ],
+)
+def test_model_hparams_and_seeds_are_bounded(raw: dict, needle: str) -> None:
+    for section in raw.values():
+        section.setdefault("models", ["cnn"])
+    with pytest.raises(ParamsError) as info:
+        parse_params({"train": raw})
+    assert needle in str(info.value)
+
+
+def test_model_hparams_must_fit_the_smoke_data() -> None:
+    models = ["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"]
+
+    def train(hparams: dict) -> dict:
+        return {"smoke": {"models": models, "hparams": hparams}}
+
+    with pytest.raises(ParamsError, match="cnn.in_frames: 2 differs from smoke.input_frames=1"):
+        parse_params({"train": train({"cnn": {"in_frames": 2}})})
+    with pytest.raises(ParamsError, match="gmcnn.grid: 32 differs from smoke.resolution=64"):
+        parse_params({"train": train({"gmcnn": {"error": True, "grid": 32}})})
+    two = {"input_frames": 2, "output_frames": 4}
+    parse_params({"smoke": two, "train": train({m: {"in_frames": 2} for m in models})})
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"landscape": {"direction_seed": 2**70}}, "landscape.direction_seed: Input should be less than"),
+        ({"smoke": {"seed": 2**32}}, "smoke.seed"),
+        ({"landscape": {"directions": 10**9}}, "landscape.directions: Input should be less than or equal"),
+        ({"landscape": {"hutchinson_probes": 10**9}}, "landscape.hutchinson_probes"),
+        ({"landscape": {"lanczos_steps": 10**9}}, "landscape.lanczos_steps"),
+        ({"landscape": {"slq_probes": 10**9}}, "landscape.slq_probes"),
+        ({"landscape": {"subset_batches": 10**9}}, "landscape.subset_batches"),
+        (
+            {"landscape": {"slq_probes": 5000, "lanczos_steps": 2000, "subset_batches": 100}},
+            "landscape: estimated time",
+        ),
+        ({"publish": {"license": "mit\nanything: else"}}, "publish.license: String should match"),
+        ({"publish": {"revision": "../../x"}}, "publish.revision: must be a valid git branch name"),
+        ({"publish": {"revision": "/main"}}, "publish.revision"),
+        ({"publish": {"revision": "a b"}}, "publish.revision"),
+        ({"publish": {"revision": "x.lock"}}, "publish.revision"),
+    ],
+)
+def test_seeds_landscape_budget_and_publish_names_are_checked(raw: dict, needle: str) -> None:
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    assert needle in str(info.value)
+
+
+def test_bounds_keep_the_shipped_presets_and_real_names_valid() -> None:
+    for name in ("params.yaml", "params.cpu.yaml", "params.study.yaml"):
+        load_params(REPO / name)
+    ok = parse_params({"publish": {"revision": "feature/v1.2_x", "license": "apache-2.0"},
+                       "landscape": {"direction_seed": 2**32 - 1}})  # fmt: skip
+    assert ok.publish.revision == "feature/v1.2_x" and ok.landscape.direction_seed == 2**32 - 1
+
+
+def test_duplicate_yaml_keys_are_refused_with_key_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("smoke:\n  resolution: 32\n  steps: 60\n  resolution: 64\n")
+    with pytest.raises(ParamsError, match=r"duplicate key 'resolution' on line 4 \(first on line 2\)"):
+        load_params(path)
+    from pipelines.params.yaml_unique import load_yaml  # a merge may still override what it brings in
+
+    assert load_yaml("b: &b {x: 1}\nc:\n  <<: *b\n  x: 2\n")["c"] == {"x": 2}
+
+
+def test_errors_echo_no_value_longer_than_a_line(tmp_path: Path) -> None:
+    # 9^6 leaves through nested aliases: a full repr is megabytes (the study-sized one was 580 MB)
+    anchors = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 6)]
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "anchors:\n  "
+        + "\n  ".join(anchors)
+        + "\nsmoke:\n  bogus: [*a5]\n  resolution: '"
+        + "9" * 5000
+        + "'\n"
+        "train:\n  smoke:\n    models: [cnn]\n    hparams: {cnn: {hidden: [*a5]}}\n"
+    )
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    lines = str(info.value).splitlines()
+    assert any(line.startswith("  smoke.bogus: Extra inputs") for line in lines)
+    assert any(line.startswith("  smoke.resolution:") for line in lines)
+    assert len(lines) < 10 and max(len(line) for line in lines) <= 402
+    with pytest.raises(ParamsError) as info:  # one line per bad item, but not 500 of them
+        parse_params({"smoke": {"levels": [[0]] * 500}})
+    assert len(str(info.value).splitlines()) < 25 and "... and 480 more" in str(info.value)
+    path.write_text("smoke:\n  seed: " + "9" * 5000 + "\n")  # too long for int(): still a named error
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)

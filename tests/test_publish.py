@@ -255,7 +255,7 @@ def _free_port() -> int:
 
 FAILURES = {
     "401": "refused access to dataset tester/smoke-plume (HTTP 401)",
-    "unreachable": "cannot reach http://127.0.0.1:",
+    "unreachable": "cannot reach http://<redacted>@127.0.0.1:",  # HF_ENDPOINT's credentials never shown
     "500": "failed with HTTP 500",
     "hang": "did not answer within 2 s",
 }
@@ -275,7 +275,7 @@ def built_smoke_repo(smoke_store: Path, tmp_path_factory: pytest.TempPathFactory
 def test_server_failures_give_clear_errors_and_leave_local_state(
     hub, smoke_store: Path, built_smoke_repo: Path, tmp_path: Path, mode: str
 ):
-    url = f"http://127.0.0.1:{_free_port()}" if mode == "unreachable" else hub.url
+    url = f"http://user:password@127.0.0.1:{_free_port()}" if mode == "unreachable" else hub.url
     if mode != "unreachable":
         hub.set_fail(mode)
     receipt = tmp_path / "metrics" / "receipt.json"
@@ -290,7 +290,7 @@ def test_server_failures_give_clear_errors_and_leave_local_state(
     )
     assert result.returncode == 1
     assert FAILURES[mode] in result.stderr, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "password" not in result.stderr
     assert receipt.read_text() == '{"previous": true}\n'  # the old receipt is untouched
     assert file_manifest(smoke_store) == store_before and (smoke_store / COMPLETE_MARKER).is_file()
     assert file_manifest(folder, skip=()) == folder_before and verify_folder(folder) == []
@@ -418,3 +418,53 @@ def test_publish_refuses_a_repo_folder_outside_out_before_work(smoke_store: Path
     with pytest.raises(ValueError, match="not inside"):
         publish(bad, {"smoke": smoke_store}, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub", "sibling.txt"] and not any(out.iterdir())
+
+
+# --- issue 19 §3, §10, issue 20: a symlinked repo folder, one publish per --out, HF_TOKEN up front ---------
+
+
+def test_publish_refuses_a_symlinked_repo_folder(smoke_store: Path, tmp_path: Path) -> None:
+    out, outside = tmp_path / "hub", tmp_path / "precious"
+    out.mkdir()
+    (outside / "data").mkdir(parents=True)
+    (outside / "data" / "keep.parquet").write_text("not a repo file")
+    (outside / "notes.txt").write_text("mine")
+    before = _tree(outside)
+    (out / "smoke-plume").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"smoke-plume: it is a symlink \(to .*precious\)"):
+        publish(_params(datasets=["smoke"]), {"smoke": smoke_store}, out)
+    assert _tree(outside) == before and sorted(p.name for p in out.iterdir()) == ["smoke-plume"]
+
+
+def test_a_second_publish_into_one_out_is_refused_and_a_killed_ones_lock_recovered(
+    smoke_store: Path, built_smoke_repo: Path
+) -> None:
+    hold = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    lock = built_smoke_repo / ".publish.lock"  # what a running publish holds
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = file_manifest(built_smoke_repo, skip=())
+        with pytest.raises(PublishError, match=f"another publish is writing into {built_smoke_repo}"):
+            publish(_params(datasets=["smoke"]), {"smoke": smoke_store}, built_smoke_repo)
+        assert file_manifest(built_smoke_repo, skip=()) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a killed publish: the kernel drops its lock
+        holder.wait()
+    result = publish(_params(datasets=["smoke"]), {"smoke": smoke_store}, built_smoke_repo)
+    assert verify_folder(Path(result["repos"]["smoke"]["folder"])) == []
+
+
+def test_missing_hf_token_is_reported_before_building(
+    smoke_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(PublishError, match="HF_TOKEN is not set"):
+        publish(_params(datasets=["smoke"], target="hub"), {"smoke": smoke_store}, tmp_path / "hub")
+    assert not (tmp_path / "hub").exists()  # nothing was built

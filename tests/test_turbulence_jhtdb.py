@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pytest
@@ -501,3 +502,47 @@ def test_a_new_base_url_never_reuses_pieces_of_the_old_server(
     ds = open_store(tmp_path / "t.zarr")
     for i, t in enumerate(sample_plan(p).time_index):
         np.testing.assert_array_equal(ds.hr[i].values, expected_hr(p, int(t)) + np.float32(1.0))
+
+
+# --- issue 19 §8: a reply can be no larger than its cutout allows ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "match"), [("bomb", "decompresses to more than"), ("oversize", "sent more")]
+)
+def test_gzip_bomb_and_oversize_reply_are_refused_in_small_memory(
+    server: JHTDBStandIn, fault: str, match: str
+) -> None:
+    import tracemalloc
+
+    cut = jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1)
+    server.persistent = fault
+    tracemalloc.start()
+    try:
+        with client_for(server.url, retries=2, backoff_s=0) as client:
+            with pytest.raises(jhtdb.JHTDBError, match=match) as err:
+                client.fetch(cut)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "t=1 x=1..2 y=1..2 z=1..2" in str(err.value) and TOKEN not in str(err.value)
+    assert len(server.requests) == 1  # refused, not retried
+    # 64 MiB inflated or streamed; the cap for 2x2x2 points is ~1 MiB and only that much is ever held
+    assert cut.max_reply_bytes < 2 << 20 and peak < 8 << 20, peak
+    server.persistent = "gzip"  # a well-formed compressed reply still passes
+    with client_for(server.url) as client:
+        values = client.fetch(cut)
+    np.testing.assert_array_equal(values, standin_velocity(*[np.arange(2)] * 3, 1).transpose(3, 0, 1, 2))
+
+
+def test_a_refusal_echoing_its_request_line_shows_no_token_in_any_encoding() -> None:
+    token = "tok+9f/a3=SECRET=="  # '+', '/' and '=' all change under URL encoding
+    with JHTDBStandIn(token) as standin:
+        standin.faults = ["400echo"]
+        with client_for(standin.url, token=token, retries=0) as client:
+            with pytest.raises(jhtdb.JHTDBError, match="HTTP 400") as err:
+                client.fetch(jhtdb.Cutout(1, (1, 1, 1), (2, 2, 2), 1))
+    message = str(err.value)
+    assert "bad request: GET /turbulence-svc/cutout/api/local?token=<redacted>&function=velocity" in message
+    for form in (token, quote(token, safe=""), quote_plus(token), "9f%2Fa3", "SECRET"):
+        assert form.lower() not in message.lower(), form

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated
+import reprlib
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -20,6 +21,8 @@ from pydantic import (
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+# numpy's legacy RandomState and many samplers take a 32-bit seed; larger ones fail late and unnamed
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 # Upper bounds checked before any work (documented in the field descriptions and docs/params.md). The
 # throughputs are deliberately optimistic, so a run refused here would take longer than the limit.
@@ -46,8 +49,40 @@ N_LEVELS = len(PUBLISHED_LEVEL_ERRORS)
 SCENARIO_NAME = r"^([a-z][a-z0-9_]*|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$"
 
 
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:  # a huge int: repr() itself would raise
+        return super().repr_int(x, level) if x.bit_length() < 200 else f"<int of {x.bit_length()} bits>"
+
+
+_SHORT = _ShortRepr()  # Python 3.11: limits are attributes, not constructor arguments
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 60, 60, 60
+_SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxfrozenset = 4
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr`` of at most one line and ``limit`` characters; bounded work even for a structure of
+    nested YAML aliases whose full repr would take gigabytes."""
+    text = " ".join(_SHORT.repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """A message cut to one line of at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ParamsError(ValueError):
     """params.yaml is missing, unreadable or has an invalid value."""
+
+
+class BadKey(ValueError):
+    """A validator's error about ``key``, a path below the model that raises it; the error report
+    joins it to the model's own path (``train`` + ``smoke.hparams.cnn.hidden``)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key, self.problem = key, problem
 
 
 class Strict(BaseModel):

@@ -40,6 +40,27 @@ def check_repo_id(repo_id: str) -> str:
 
 HubRepoId = str  # checked by check_repo_id in PublishParams
 
+# an SPDX-style id as the Hub's card metadata takes it (cc-by-4.0, apache-2.0, mit, other)
+LICENSE_ID = r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}"
+
+
+def check_revision(name: str) -> str:
+    """A branch name by git's check-ref-format rules (what the Hub accepts as a revision)."""
+    problem = None
+    if len(name) > 255:
+        problem = "is longer than 255 characters"
+    elif re.search(r"[\x00-\x20\x7f~^:?*\[\\]", name):
+        problem = "holds whitespace, a control character or one of ~ ^ : ? * [ \\"
+    elif name.startswith(("/", "-")) or name.endswith(("/", ".")) or name == "@":
+        problem = "must not start with '/' or '-', end with '/' or '.', nor be '@'"
+    elif ".." in name or "//" in name or "@{" in name:
+        problem = "must not hold '..', '//' or '@{'"
+    elif any(part.startswith(".") or part.endswith(".lock") for part in name.split("/")):
+        problem = "has a component starting with '.' or ending with '.lock'"
+    if problem:
+        raise ValueError(f"must be a valid git branch name: it {problem}")
+    return name
+
 
 class PublishParams(Strict):
     """Hub dataset repos built by the publish stage (docs/hub.md). ``target: local`` writes the repo layout
@@ -54,7 +75,9 @@ class PublishParams(Strict):
     }
     revision: str = Field("main", min_length=1, description="branch to commit to (created if missing)")
     private: bool = False
-    license: str = "cc-by-4.0"
+    license: str = Field(
+        "cc-by-4.0", pattern=f"^{LICENSE_ID}$", description="an SPDX-style licence id for the card"
+    )
     parquet_rows_per_file: PositiveInt = Field(2048, description="rows per parquet file (shards a split)")
     parquet_row_group: PositiveInt = Field(64, description="rows per parquet row group (read granularity)")
     mini_frames: PositiveInt = Field(
@@ -68,6 +91,11 @@ class PublishParams(Strict):
         for repo_id in repos.values():
             check_repo_id(repo_id)
         return repos
+
+    @field_validator("revision")
+    @classmethod
+    def _valid_revision(cls, revision: str) -> str:
+        return check_revision(revision)
 
     @field_validator("datasets")
     @classmethod

@@ -22,6 +22,7 @@ from pipelines.params.base import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    Seed,
     Strict,
     check_budget,
 )
@@ -99,7 +100,7 @@ class SmokeParams(Strict):
     input_frames: PositiveInt = 1
     output_frames: PositiveInt = 6
     splits: SplitFractions = SplitFractions()
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
 
     @field_validator("levels")
     @classmethod

@@ -17,18 +17,25 @@ from pydantic import (
 
 from pipelines.params.base import (
     MAX_EPOCHS,
+    BadKey,
     ComputeParams,
     NonNegativeInt,
     ParamsError,
     PositiveFloat,
     PositiveInt,
+    Seed,
     Strict,
+    check_budget,
+    one_line,
+    short_repr,
 )
+from pipelines.params.hparams import check_hparams
 from pipelines.params.publish import PublishParams
 from pipelines.params.smoke import SmokeParams
 from pipelines.params.turbulence import (
     TurbulenceParams,
 )
+from pipelines.params.yaml_unique import load_yaml
 
 
 class OptimiserParams(Strict):
@@ -62,8 +69,12 @@ class TaskTrainParams(Strict):
     """Which models and seeds to train on one dataset, with model size overrides."""
 
     models: list[str]
-    seeds: list[NonNegativeInt] = [0, 1]
-    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-model overrides")
+    seeds: list[Seed] = [0, 1]
+    hparams: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-model overrides of models/catalog.py's defaults, each bounded (hidden 1-4096, odd"
+        " kernel_size, ...: pipelines/params/hparams.py)",
+    )
     optimiser: OptimiserParams = OptimiserParams()
     normalise: Literal["standard", "scale"] | None = "scale"
     level: NonNegativeInt = Field(0, description="smoke only: the symmetry level trained on")
@@ -91,7 +102,7 @@ class TaskTrainParams(Strict):
     @classmethod
     def _non_empty_unique(cls, values: list) -> list:
         if not values or len(set(values)) != len(values):
-            raise ValueError(f"must be a non-empty list without repeats, got {values}")
+            raise ValueError(f"must be a non-empty list without repeats, got {short_repr(values)}")
         return values
 
     @model_validator(mode="after")
@@ -128,7 +139,7 @@ def _check_hparam(key: str, value: Any, default: Any) -> None:
     else:
         ok = True
     if not ok:
-        raise ValueError(f"{key}: expected a value like the default {default!r}, got {value!r}")
+        raise BadKey(key, f"expected a value like the default {default!r}, got {short_repr(value)}")
 
 
 class TrainParams(Strict):
@@ -160,12 +171,23 @@ class TrainParams(Strict):
                     raise ValueError(f"{dataset}.hparams.{model}: unknown keys {sorted(extra)}")
                 for key, value in overrides.items():
                     _check_hparam(f"{dataset}.hparams.{model}.{key}", value, defaults[key])
+                check_hparams(f"{dataset}.hparams.{model}", task, model, {**defaults, **overrides})
         return self
+
+
+# Landscape budget: each count is capped, and the whole stage's estimate must fit check_budget's limits.
+MAX_DIRECTIONS = 1000
+MAX_LANCZOS_STEPS = 2000
+MAX_PROBES = 10_000
+MAX_SUBSET_SAMPLES = 1_000_000
+LANDSCAPE_CELL_PASSES_PER_S = 1e9  # grid cells through a model per second, forward; deliberately optimistic
+NOMINAL_WEIGHTS = 1e6  # weights of one model (the defaults have 0.1-0.6 M): sizes the kept vectors
 
 
 class LandscapeParams(Strict):
     """Sharpness and Hessian measurements at each checkpoint (definitions: README, "Models, training, loss
-    landscapes", and train/curvature.py)."""
+    landscapes", and train/curvature.py). Each count is capped and the stage's estimated time and memory
+    (every model, seed and checkpoint) are checked against the limits, like the data stages'."""
 
     models: dict[Literal["smoke", "turbulence"], list[str]] = Field(
         default_factory=lambda: {"smoke": ["e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]},
@@ -175,25 +197,43 @@ class LandscapeParams(Strict):
     subset_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
         0.2, description="share of the training set the loss and Hessian are measured on (study: 20%)"
     )
-    subset_min_samples: PositiveInt = Field(8, description="at least this many samples (or all of them)")
-    subset_batches: PositiveInt | None = Field(
+    subset_min_samples: Annotated[int, Field(gt=0, le=MAX_SUBSET_SAMPLES)] = Field(
+        8, description="at least this many samples (or all of them)"
+    )
+    subset_batches: Annotated[int, Field(gt=0, le=MAX_SUBSET_SAMPLES)] | None = Field(
         None, description="if set: exactly subset_batches x subset_batch_size samples, ignoring the fraction"
     )
-    subset_batch_size: PositiveInt = Field(
+    subset_batch_size: Annotated[int, Field(gt=0, le=4096)] = Field(
         8, description="samples per batch; curvature is accumulated batch by batch (memory of one batch)"
     )
-    directions: PositiveInt = 5
-    displacements: list[PositiveFloat] = [0.1, 0.4, 0.7, 1.0]
-    direction_seed: NonNegativeInt = 0
+    directions: Annotated[int, Field(gt=0, le=MAX_DIRECTIONS)] = Field(
+        5, description="random unit directions of the sharpness (each held in memory: one weight vector)"
+    )
+    displacements: list[PositiveFloat] = Field([0.1, 0.4, 0.7, 1.0], min_length=1, max_length=100)
+    direction_seed: Seed = 0
     filter_normalised: bool = Field(
         True, description="also report Li et al. 2018 filter-normalised sharpness"
     )
-    top_k: PositiveInt = 5
-    lanczos_steps: PositiveInt = Field(
-        20, description="Lanczos steps per run (the top-k come from the first run)"
+    top_k: Annotated[int, Field(gt=0, le=MAX_LANCZOS_STEPS)] = 5
+    lanczos_steps: Annotated[int, Field(gt=0, le=MAX_LANCZOS_STEPS)] = Field(
+        20, description="Lanczos steps per run (the top-k come from the first run; each step keeps one"
+        " weight vector)",
     )
-    slq_probes: PositiveInt = Field(2, description="Lanczos runs from random start vectors for the density")
-    hutchinson_probes: PositiveInt = 8
+    slq_probes: Annotated[int, Field(gt=0, le=MAX_PROBES)] = Field(
+        2, description="Lanczos runs from random start vectors for the density"
+    )
+    hutchinson_probes: Annotated[int, Field(gt=0, le=MAX_PROBES)] = 8
+
+    def passes_per_checkpoint(self) -> int:
+        """Forward-pass equivalents over the subset at one checkpoint (an HVP costs about four)."""
+        losses = 1 + self.directions * len(self.displacements) * (2 if self.filter_normalised else 1)
+        return losses + 4 * (self.slq_probes * self.lanczos_steps + self.hutchinson_probes)
+
+    def subset_samples(self) -> int:
+        """Samples per pass: exact with subset_batches, else at least subset_min_samples (optimistic)."""
+        if self.subset_batches is not None:
+            return self.subset_batches * self.subset_batch_size
+        return self.subset_min_samples
 
 
 class StudyParams(Strict):
@@ -216,17 +256,54 @@ class StudyParams(Strict):
             raise ValueError(
                 f"train.smoke.level={self.train.smoke.level} is not among smoke.levels={self.smoke.levels}"
             )
+        self._check_landscape_budget()
         return self
+
+    @model_validator(mode="after")
+    def _hparams_fit_the_smoke_data(self) -> StudyParams:
+        from models.catalog import default_hparams
+
+        for model in self.train.smoke.models:
+            hp = {**default_hparams("smoke", model), **self.train.smoke.hparams.get(model, {})}
+            key = f"train.smoke.hparams.{model}"
+            if hp["in_frames"] != self.smoke.input_frames:  # the store's windows decide the input
+                raise BadKey(f"{key}.in_frames", f"{hp['in_frames']} differs from smoke.input_frames="
+                             f"{self.smoke.input_frames}, the frames each training input holds")  # fmt: skip
+            if hp.get("error") and hp.get("variant") == "seed003" and hp["grid"] != self.smoke.resolution:
+                raise BadKey(f"{key}.grid", f"{hp['grid']} differs from smoke.resolution="
+                             f"{self.smoke.resolution} (the error vector spans the image)")  # fmt: skip
+        return self
+
+    def _check_landscape_budget(self) -> None:
+        land = self.landscape
+        cells = {"smoke": self.smoke.resolution**2, "turbulence": self.turbulence.hr_resolution**3}
+        seconds = 0.0
+        for dataset, models in land.models.items():
+            runs = len(models) * len(getattr(self.train, dataset).seeds) * len(land.checkpoints)
+            passes = runs * land.passes_per_checkpoint() * land.subset_samples()
+            seconds += passes * cells[dataset] / LANDSCAPE_CELL_PASSES_PER_S
+        kept_vectors = land.directions + land.lanczos_steps + 8  # directions, Lanczos basis, work vectors
+        check_budget("landscape", kept_vectors * NOMINAL_WEIGHTS * 4, 0, seconds)
+
+
+MAX_ERROR_LINES = 20
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
+    """One line per error; the input is echoed only in short (a value may be a huge alias structure)."""
     lines = [f"invalid parameters in {source}:"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+    errors = err.errors(include_url=False, include_context=True, include_input=True)
+    for e in errors[:MAX_ERROR_LINES]:
+        key = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, BadKey):
+            key, msg = ".".join(filter(None, (key, cause.key))), cause.problem
         value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  {key}: {msg}{shown}")
+        shown = "" if isinstance(value, dict) or "got " in msg else f" (got {short_repr(value)})"
+        lines.append("  " + one_line(f"{key or '(root)'}: {msg}{shown}"))
+    if len(errors) > MAX_ERROR_LINES:
+        lines.append(f"  ... and {len(errors) - MAX_ERROR_LINES} more")
     lines.append("Fix these keys in params.yaml (see docs/params.md for every key and its default).")
     return "\n".join(lines)
 
@@ -247,9 +324,9 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None)
     if not path.is_file():
         raise ParamsError(f"params file {path} not found; run from the repository root or pass --params")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+        raw = load_yaml(path.read_text())
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: an int of over 4300 digits
+        raise ParamsError(f"{path} is not valid YAML: {one_line(str(err), 600)}") from None
     if raw is None:
         raise ParamsError(f"{path} is empty; copy params.yaml (the embedded default) and edit it")
     if not isinstance(raw, dict):

@@ -20,6 +20,7 @@ from pipelines.params.base import (
     ParamsError,
     PositiveFloat,
     PositiveInt,
+    Seed,
     Strict,
     check_budget,
 )
@@ -51,7 +52,7 @@ class TurbulenceSolverParams(Strict):
     initial_energy: PositiveFloat = Field(0.55, description="kinetic energy of the random initial field")
     max_cfl: PositiveFloat = Field(1.0, description="fail if dt * max(|u_x|+|u_y|+|u_z|) / dx exceeds this")
     fft_workers: PositiveInt = 2
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _resolved(self) -> TurbulenceSolverParams:
@@ -171,7 +172,7 @@ class TurbulenceParams(Strict):
         2.35, description="T_L = L / u' used for the spacing (the synthetic default solver's L / u'; the "
         "stage reports the measured one as physics_window_mean.large_eddy_turnover_time)"
     )
-    seed: NonNegativeInt = Field(123, description="draws the JHTDB time windows and the split assignment")
+    seed: Seed = Field(123, description="draws the JHTDB time windows and the split assignment")
     spectrum_fit_range: tuple[PositiveFloat, PositiveFloat] = Field(
         (2.0, 6.0), strict=False, description="wavenumbers of the spectral-slope fit (inertial range)"
     )

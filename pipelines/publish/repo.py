@@ -96,8 +96,23 @@ def inside(root: Path, path: Path) -> Path:
     return real
 
 
+def repo_folder(out: Path, repo_id: str) -> Path:
+    """``<out>/<repo name>``, refused (naming it) unless it is a plain child of ``out``: never ``out`` itself,
+    never outside it, and never a symlink, whose target outside ``out`` the sync would rewrite and prune."""
+    folder = Path(out) / repo_id.split("/")[-1]
+    inside(out, folder)  # repo ids are also checked in params
+    if folder.is_symlink():
+        raise ValueError(
+            f"refusing to publish into {folder}: it is a symlink (to {os.readlink(folder)}), and the repo "
+            f"folder is rewritten and pruned in place; remove the link or choose another --out"
+        )
+    return folder
+
+
 def sync_tree(src: Path, dst: Path) -> tuple[list[str], list[str]]:
     """Make ``dst`` hold exactly ``src``'s files, moving only changed ones; returns (changed, removed)."""
+    if dst.is_symlink():  # its target would be rewritten and pruned, wherever it is
+        raise ValueError(f"refusing to sync into {dst}: it is a symlink (to {os.readlink(dst)})")
     dst.mkdir(parents=True, exist_ok=True)
     new = file_manifest(src, skip=())
     old = file_manifest(dst, skip=())
@@ -158,7 +173,7 @@ def build_repo(
     checksums, the build is skipped.
     """
     store, out_dir = Path(store), Path(out_dir)
-    inside(out_dir.parent, out_dir)  # the repo folder is a plain child of --out, never --out or above it
+    repo_folder(out_dir.parent, out_dir.name)  # a plain child of --out: not --out, not above, not a link
     # always verified: a chunk swapped for another valid one passes its crc32c, only the sha256 manifest
     # catches it, and a published repo must never carry unverified data
     ds = open_store(store, verify=True)

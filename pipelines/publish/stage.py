@@ -9,24 +9,55 @@ figure, checksums) is built under ``<out>/<repo name>`` (see :mod:`pipelines.pub
 ``publish.target: hub`` each folder is then uploaded to ``HF_ENDPOINT`` with ``HF_TOKEN``
 (:mod:`pipelines.publish.upload`). The receipt (repo, revision, commit id, file hashes) is written only after
 every dataset succeeded; on failure the previous receipt and the input stores are left as they were.
+
+One publish at a time writes into an ``--out`` folder: it holds an exclusive lock on ``<out>/.publish.lock``
+(released by the kernel when the process ends, however it ends), and a second one is refused at once.
+Repo folders must be plain children of ``--out`` (a symlink is refused, naming it), and with
+``target: hub`` a missing ``HF_TOKEN`` is reported before anything is built.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from loaders.storage import StoreError, to_json, write_json_atomic
-from pipelines.params import ParamsError, PublishParams, load_params
+from loaders.storage import write_json_atomic
+from pipelines.cli import run_stage
+from pipelines.params import PublishParams, load_params
 from pipelines.publish.registry import get_kind
-from pipelines.publish.repo import CHECKSUMS, build_repo, inside
-from pipelines.publish.upload import PublishError, upload_repo
+from pipelines.publish.repo import CHECKSUMS, build_repo, repo_folder
+from pipelines.publish.upload import PublishError, require_token, upload_repo
+
+LOCK_NAME = ".publish.lock"  # empty and kept: unlinking a lock file lets two holders in
+
+
+@contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this process alone, or raise :class:`PublishError` if another publish holds it."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PublishError(
+                f"another publish is writing into {out} (it holds {path}); wait for it to finish or "
+                "choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock; so does the kernel if this process is killed
 
 
 def publish(
@@ -43,12 +74,24 @@ def publish(
     missing = [name for name in params.datasets if stores.get(name) is None]
     if missing:
         raise PublishError(f"publish.datasets lists {missing} but no store was given (--{missing[0]} PATH)")
+    if params.target == "hub":
+        require_token()  # before minutes of building, not after
+    out = Path(out)
+    folders = {name: repo_folder(out, params.repos[name]) for name in params.datasets}
+    with out_lock(out):  # the receipt too: it must describe the folder as this publish left it
+        result = _publish_locked(params, stores, folders, metrics_dir)
+        if receipt is not None:
+            write_json_atomic(Path(receipt), result)
+    return result
+
+
+def _publish_locked(
+    params: PublishParams, stores: dict[str, Path | None], folders: dict[str, Path], metrics_dir: Path | None
+) -> dict[str, Any]:
     repos: dict[str, Any] = {}
     for name in tqdm(params.datasets, desc="publish datasets", unit="dataset", file=sys.stderr):
         start = time.perf_counter()
-        repo_id = params.repos[name]
-        folder = Path(out) / repo_id.split("/")[1]
-        inside(out, folder)  # never --out itself or outside it (repo ids are also checked in params)
+        repo_id, folder = params.repos[name], folders[name]
         store = Path(stores[name])  # type: ignore[arg-type]
         built = build_repo(get_kind(name), store, folder, repo_id, params, metrics_dir)
         if params.target == "hub":
@@ -67,10 +110,7 @@ def publish(
         entry["changed_locally"] = built.changed
         entry["seconds"] = round(time.perf_counter() - start, 2)
         repos[name] = entry
-    result = {"target": params.target, "repos": repos}
-    if receipt is not None:
-        write_json_atomic(Path(receipt), result)
-    return result
+    return {"target": params.target, "repos": repos}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,19 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics-dir", type=Path, default=Path("metrics"), help="stage metrics the cards quote (optional)"
     )
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> dict[str, Any]:
         overrides = {"publish": {"target": args.target}} if args.target else None
         params = load_params(args.params, overrides).publish
         stores = {"smoke": args.smoke, "turbulence": args.turbulence}
-        result = publish(params, stores, args.out, args.receipt, args.metrics_dir)
-    except (PublishError, ParamsError, StoreError, ValueError, OSError) as err:
-        print(f"publish stage failed: {err}", file=sys.stderr)
-        return 1
-    # the receipt has every hash; the console gets counts
-    summary = {
-        name: {k: (len(v) if isinstance(v, (list, dict)) else v) for k, v in entry.items()}
-        for name, entry in result["repos"].items()
-    }
-    print(to_json(summary))
-    return 0
+        return publish(params, stores, args.out, args.receipt, args.metrics_dir)
+
+    def summary(result: dict[str, Any]) -> dict[str, Any]:  # the receipt has every hash; the console counts
+        return {
+            name: {k: (len(v) if isinstance(v, (list, dict)) else v) for k, v in entry.items()}
+            for name, entry in result["repos"].items()
+        }
+
+    return run_stage("publish", body, summary)  # errors are printed on one line, scrubbed of secrets
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipelines.cli import scrub_secrets
 from pipelines.publish.repo import CHECKSUMS, read_checksums
 
 # Files the Hub manages itself; never deleted by a publish.
@@ -104,6 +105,17 @@ def _explain(err: BaseException, endpoint: str, repo_id: str, timeout: float) ->
     return f"{type(err).__name__}: {err}"
 
 
+def require_token() -> str:
+    """``HF_TOKEN``, or :class:`PublishError` saying how to set it (checked before any repo is built)."""
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise PublishError(
+            "HF_TOKEN is not set: export a Hugging Face token with write access (or set "
+            "publish.target: local to build the repo folders offline)"
+        )
+    return token
+
+
 def upload_repo(
     folder: Path,
     repo_id: str,
@@ -118,12 +130,7 @@ def upload_repo(
     sha256. Raises :class:`PublishError` on any failure.
     """
     folder = Path(folder)
-    token = os.environ.get("HF_TOKEN")
-    if not token:
-        raise PublishError(
-            "HF_TOKEN is not set: export a Hugging Face token with write access (or set "
-            "publish.target: local to build the repo folders offline)"
-        )
+    token = require_token()
     if not (folder / CHECKSUMS).is_file():
         raise PublishError(f"{folder} has no {CHECKSUMS}; it is not a complete repo folder")
     local = read_checksums(folder)
@@ -182,10 +189,10 @@ def upload_repo(
             }
         except PublishError:
             raise
-        except Exception as err:
+        except Exception as err:  # not chained: the cause's text may hold the endpoint's credentials
             raise PublishError(
-                f"publishing {repo_id} failed: {_explain(err, endpoint, repo_id, timeout)}"
-            ) from err
+                scrub_secrets(f"publishing {repo_id} failed: {_explain(err, endpoint, repo_id, timeout)}")
+            ) from None
     mismatched = [
         p
         for p, d in local.items()
@@ -195,7 +202,7 @@ def upload_repo(
         raise PublishError(f"after the commit the Hub copy of {repo_id} differs for {mismatched[:5]}")
     return {
         "target": "hub",
-        "endpoint": endpoint,
+        "endpoint": scrub_secrets(endpoint),  # the receipt is versioned: no user:password@
         "repo_id": repo_id,
         "repo_type": "dataset",
         "revision": revision,

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,21 +32,36 @@ import xarray as xr
 from tqdm import tqdm
 
 from loaders.scratch import ResumableBatches
+from pipelines.cli import REDACTED, register_secret, scrub_secrets
 from pipelines.params import JHTDBParams
 from pipelines.turbulence.downsample import block_mean
 from pipelines.turbulence.jhtdb_payload import (
-    REDACTED,
+    ACCEPTED_ENCODINGS,
     DeadlinePassed,
     RedactToken,
+    ReplyTooLarge,
     parse_cutout,
     read_body,
     retry_after_seconds,
     reusable,
     save_piece,
 )
+from pipelines.turbulence.jhtdb_plan import (  # the planning names are this module's API too
+    BYTES_PER_POINT,
+    Block,
+    Cutout,
+    block_edge,
+    cutout_for,
+    native_factor,
+    plan_blocks,
+    stored_coordinates,
+)
 
+__all__ = [
+    "BYTES_PER_POINT", "Block", "ClientStats", "Cutout", "CutoutClient", "JHTDBError", "block_edge",
+    "cutout_for", "download_blocks", "native_factor", "plan_blocks", "read_token", "stored_coordinates",
+]  # fmt: skip
 log = logging.getLogger(__name__)
-BYTES_PER_POINT = 3 * 4  # three float32 components, the unit of the service's request-size limit
 
 
 class JHTDBError(RuntimeError):
@@ -59,48 +74,6 @@ class _Retryable(Exception):
     def __init__(self, reason: str, wait: float | None = None):
         super().__init__(reason)
         self.wait = wait  # seconds the server asked for (Retry-After), if it did
-
-
-@dataclass(frozen=True)
-class Cutout:
-    """One request: ``count`` points along (x, y, z) from the 1-based ``start`` every ``stride`` points."""
-
-    time_index: int
-    start: tuple[int, int, int]
-    count: tuple[int, int, int]
-    stride: int
-
-    @property
-    def end(self) -> tuple[int, int, int]:
-        return tuple(s + (c - 1) * self.stride for s, c in zip(self.start, self.count, strict=True))  # type: ignore[return-value]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(nz, ny, nx) of the reply."""
-        return self.count[2], self.count[1], self.count[0]
-
-    @property
-    def points(self) -> int:
-        return math.prod(self.count)
-
-    @property
-    def span_bytes(self) -> int:
-        """Size of the unstrided box the server reads: what its per-request byte limit counts."""
-        return math.prod(e - s + 1 for s, e in zip(self.start, self.end, strict=True)) * BYTES_PER_POINT
-
-    def query(self, dataset: str) -> dict[str, Any]:
-        (xs, ys, zs), (xe, ye, ze) = self.start, self.end
-        return {
-            "function": "velocity", "dataset": dataset,
-            "xs": xs, "xe": xe, "ys": ys, "ye": ye, "zs": zs, "ze": ze,
-            "ts": self.time_index, "te": self.time_index,
-            "stridex": self.stride, "stridey": self.stride, "stridez": self.stride, "stridet": 1,
-            "filter_width": 1,
-        }  # fmt: skip
-
-    def describe(self) -> str:
-        (xs, ys, zs), (xe, ye, ze) = self.start, self.end
-        return f"t={self.time_index} x={xs}..{xe} y={ys}..{ye} z={zs}..{ze} stride={self.stride}"
 
 
 @dataclass
@@ -169,7 +142,7 @@ class CutoutClient:
         self.close()
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, REDACTED)
+        return scrub_secrets(text, [self._token])  # also URL-encoded, as a server echoing its request has it
 
     def fetch(self, cutout: Cutout) -> np.ndarray:
         """Velocity of one cutout as float32 ``[component, z, y, x]`` (components x, y, z)."""
@@ -212,8 +185,9 @@ class CutoutClient:
         late = f"reply not complete within the {self.timeout_s:g} s deadline"
         try:
             response = self._session.get(
-                self.base_url, params=params, timeout=self.timeout_s, stream=True, allow_redirects=False
-            )
+                self.base_url, params=params, timeout=self.timeout_s, stream=True, allow_redirects=False,
+                headers={"Accept-Encoding": ACCEPTED_ENCODINGS},
+            )  # fmt: skip
         except (
             requests.exceptions.InvalidURL,
             requests.exceptions.MissingSchema,
@@ -234,9 +208,14 @@ class CutoutClient:
                     "turbulence.jhtdb.base_url to the final https:// endpoint."
                 )
             try:
-                body = read_body(response, deadline)  # the whole body, or DeadlinePassed
+                body = read_body(response, deadline, cutout.max_reply_bytes)  # whole, in time, capped
             except DeadlinePassed:
                 raise self._fault("deadline", late) from None
+            except (ReplyTooLarge, zlib.error) as err:  # not worth retrying: a broken or hostile server
+                raise JHTDBError(
+                    f"JHTDB reply to cutout {cutout.describe()} refused (HTTP {status}): it "
+                    f"{self._redact(str(err))[:200]}. Check turbulence.jhtdb.base_url."
+                ) from None
             except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
                 if time.monotonic() >= deadline:  # the socket timed out at the deadline
                     raise self._fault("deadline", late) from None
@@ -266,84 +245,7 @@ class CutoutClient:
         return f" ({self._redact(str(description))[:300]})" if description else ""
 
 
-# --- planning and download --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Block:
-    """A box of the stored (hr) grid at one JHTDB time step: start ``lo`` and ``size`` in (z, y, x)."""
-
-    time_index: int
-    lo: tuple[int, int, int]
-    size: tuple[int, int, int]
-
-    @property
-    def name(self) -> str:
-        z, y, x = self.lo
-        return f"t{self.time_index:05d}_z{z:04d}_y{y:04d}_x{x:04d}"
-
-
-def native_factor(p: JHTDBParams) -> int:
-    """Native grid points per stored point along an axis (1 for a subcube)."""
-    return 1 if p.mode == "subcube" else p.factor
-
-
-def block_edge(p: JHTDBParams, n: int) -> tuple[int, int, int]:
-    """Largest (bz, by, bx) block of stored points whose request respects both service limits."""
-    f = native_factor(p)
-    per_point = f**3 if p.mode == "box" else 1  # box mode requests every native point of a cell
-    budget = p.max_points_per_request // per_point
-    if budget < 1:
-        raise ValueError(f"one {f}^3 box cell exceeds max_points_per_request={p.max_points_per_request}")
-    bz = min(n, int(round(budget ** (1 / 3))) + 1)
-    while bz > 1 and bz**3 > budget:
-        bz -= 1
-    by = min(n, math.isqrt(budget // bz))
-    bx = min(n, budget // (bz * by))
-    limit = p.max_request_mb * 2**20
-    while True:
-        span = [(b * f if p.mode == "box" else (b - 1) * f + 1) for b in (bz, by, bx)]
-        if math.prod(span) * BYTES_PER_POINT <= limit or (bz, by, bx) == (1, 1, 1):
-            return bz, by, bx
-        bz, by, bx = max(1, bz // 2), max(1, by // 2), max(1, bx // 2)
-
-
-def plan_blocks(p: JHTDBParams, n: int, time_indices: list[int]) -> list[Block]:
-    """Every (time step, block) of an ``n^3`` stored grid, time-major so a resume fills steps in order."""
-    edges = block_edge(p, n)
-    starts = [range(0, n, e) for e in edges]
-    return [
-        Block(int(t), (z, y, x), (min(edges[0], n - z), min(edges[1], n - y), min(edges[2], n - x)))
-        for t in time_indices
-        for z in starts[0]
-        for y in starts[1]
-        for x in starts[2]
-    ]
-
-
-def cutout_for(p: JHTDBParams, block: Block) -> Cutout:
-    """The request behind a block; starts are wrapped into [1, grid] and ends may run past it (periodic)."""
-    f = native_factor(p)
-    start = [(o + lo * f - 1) % p.grid_points + 1 for o, lo in zip(p.origin, block.lo[::-1], strict=True)]
-    if p.mode == "box":
-        count, stride = [s * f for s in block.size[::-1]], 1
-    else:
-        count, stride = list(block.size[::-1]), f
-    return Cutout(block.time_index, tuple(start), tuple(count), stride)  # type: ignore[arg-type]
-
-
-def stored_coordinates(p: JHTDBParams, n: int) -> dict[str, np.ndarray]:
-    """Physical positions (x, y, z) of the stored points: the mean position of what each one averages.
-
-    Positions increase monotonically even when a box wraps around the periodic domain.
-    """
-    f = native_factor(p)
-    offset = (f - 1) / 2 if p.mode == "box" else 0.0
-    dx = p.domain_length / p.grid_points
-    return {
-        axis: (origin - 1 + np.arange(n) * f + offset) * dx
-        for axis, origin in zip(("x", "y", "z"), p.origin, strict=True)
-    }
+# --- download --------------------------------------------------------------------------------------
 
 
 def read_token(p: JHTDBParams) -> str:
@@ -353,6 +255,7 @@ def read_token(p: JHTDBParams) -> str:
             f"the JHTDB token is read from the environment variable {p.token_env}, which is not set; "
             "export it (never put it in params.yaml) or use turbulence.source: synthetic"
         )
+    register_secret(token)  # every stage error is scrubbed of it (pipelines/cli.py), whatever the variable
     return token
 
 

@@ -1,5 +1,5 @@
-"""Safety helpers of the JHTDB client: token redaction, the reply (deadline, payload, ``Retry-After``)
-and resume pieces.
+"""Safety helpers of the JHTDB client: token redaction, the reply (deadline, size cap, payload,
+``Retry-After``) and resume pieces.
 
 Everything a server sends is untrusted: :func:`parse_cutout` raises ``ValueError`` (never anything else)
 for any reply that is not exactly the documented layout with a regular array of JSON numbers, so the
@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+import zlib
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,20 @@ import xarray as xr
 
 from loaders.scratch import ResumableBatches
 from loaders.storage import write_json_atomic
+from pipelines.cli import scrub_secrets
 
 PLACEHOLDER = -999.9
 COMPONENTS = ("ux", "uy", "uz")
 DIMS = ["zcoor", "ycoor", "xcoor", "values"]
 _NUMBER_TYPES = {int, float}  # JSON numbers as the json module decodes them; bool is its own type
 log = logging.getLogger("pipelines.turbulence.jhtdb")
-REDACTED = "<redacted>"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 READ_CHUNK = 1 << 16
+# Size cap of a reply: a float32 written as JSON text takes at most 26 characters with its separator; 12x
+# its 4 bytes (48 per value) leaves room for indentation. Coordinates and the envelope fit in the slack.
+JSON_OVERHEAD = 12
+REPLY_SLACK = 1 << 20
+ACCEPTED_ENCODINGS = "gzip, deflate"  # decoded here, chunk by chunk, under the cap
 
 
 def parse_cutout(body: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -118,18 +124,18 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 class RedactToken(logging.Filter):
-    """Replace the token in log records (urllib3 logs request lines, query string included, at DEBUG)."""
+    """Scrub the token, in any encoding, from log records (urllib3 logs request lines, query string
+    included and URL-encoded, at DEBUG)."""
 
     def __init__(self, token: str):
         super().__init__()
         self._token = token
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._token in str(record.msg):
-            record.msg = str(record.msg).replace(self._token, REDACTED)
+        record.msg = scrub_secrets(str(record.msg), [self._token])
         if record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(a.replace(self._token, REDACTED) if isinstance(a, str) else a for a in args)
+            record.args = tuple(scrub_secrets(a, [self._token]) if isinstance(a, str) else a for a in args)
         return True
 
 
@@ -140,24 +146,60 @@ class DeadlinePassed(Exception):
     """The reply did not arrive completely within the request's deadline."""
 
 
-def read_body(response: requests.Response, deadline: float) -> bytes:
-    """The whole body, read as it arrives; ``DeadlinePassed`` once ``deadline`` (monotonic) is reached.
+class ReplyTooLarge(Exception):
+    """The reply is larger (as sent, or decompressed) than any well-formed reply to the request can be."""
+
+
+def reply_limit(values: int) -> int:
+    """Most bytes a well-formed reply holding ``values`` JSON numbers may take, compressed or not."""
+    return values * 4 * JSON_OVERHEAD + REPLY_SLACK
+
+
+def _decoder(encoding: str) -> Any:
+    """A streaming decompressor for ``Content-Encoding`` (None: identity); ``ReplyTooLarge`` if unknown."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(wbits=32 + zlib.MAX_WBITS)  # gzip or zlib header, detected
+    raise ReplyTooLarge(f"Content-Encoding {encoding[:40]!r} was not asked for ({ACCEPTED_ENCODINGS})")
+
+
+def read_body(response: requests.Response, deadline: float, limit: int) -> bytes:
+    """The whole body, read as it arrives; ``DeadlinePassed`` once ``deadline`` (monotonic) is reached,
+    ``ReplyTooLarge`` as soon as more than ``limit`` bytes arrived or were decompressed.
 
     Each read returns whatever has arrived (``read1``) and the socket's timeout is cut to the time left,
-    so a body dripped byte by byte, or a connection that stalls, is abandoned at the deadline.
+    so a body dripped byte by byte, or a connection that stalls, is abandoned at the deadline. The body is
+    decompressed here, one read at a time and never past the limit, so a gzip bomb costs at most ``limit``
+    bytes of memory (urllib3 would inflate a whole read at once).
     """
+    declared = response.headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > limit:
+        raise ReplyTooLarge(f"declares {int(declared)} bytes, more than the {limit} a reply can take")
+    decoder = _decoder(response.headers.get("Content-Encoding", ""))
     raw = response.raw
     sock = getattr(getattr(raw, "connection", None), "sock", None)
-    parts = []
+    parts, received, decoded = [], 0, 0
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise DeadlinePassed
         if sock is not None:
             sock.settimeout(left)
-        data = raw.read1(READ_CHUNK, decode_content=True)
+        data = raw.read1(READ_CHUNK, decode_content=False)
         if not data:
+            if decoder is not None:
+                parts.append(decoder.flush())
             return b"".join(parts)
+        received += len(data)
+        if received > limit:
+            raise ReplyTooLarge(f"sent more than {limit} bytes, the most a reply can take")
+        if decoder is not None:
+            data = decoder.decompress(data, limit - decoded + 1)  # stops one byte past the cap
+        decoded += len(data)
+        if decoded > limit:
+            raise ReplyTooLarge(f"decompresses to more than {limit} bytes, the most a reply can take")
         parts.append(data)
 
 

@@ -1,0 +1,73 @@
+"""Bounds on model hyper-parameters (``train.<dataset>.hparams.<model>.<key>``), checked with the params
+so a size that cannot build (``hidden: -4``, ``kernel_size: 0``) fails before the data stages run.
+
+Keys are checked by name, whatever model takes them; a model's defaults come from models/catalog.py.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pipelines.params.base import BadKey, short_repr
+
+MAX_WIDTH = 4096  # channels per layer (hidden); far above any model in the study
+MAX_DEPTH = 256  # layers of one kind
+
+# key -> (lowest, highest) for ints and floats (None: unbounded on that side); a float key may be null
+# where its default is (rsteer's relax_scale)
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "hidden": (1, MAX_WIDTH),
+    "layers": (1, MAX_DEPTH),
+    "enc_layers": (0, MAX_DEPTH),
+    "kernel_size": (1, 31),
+    "in_frames": (1, 64),
+    "banks": (1, 64),
+    "radius": (1, 8),
+    "grid": (1, 65536),
+    "alpha": (0, None),
+    "relax_scale": (0, None),  # exclusive: a step size, so > 0
+}
+_EXCLUSIVE_LOW = {"relax_scale"}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "padding": ("circular", "zeros"),
+    "variant": ("seed003", "circular"),
+}
+_MIN_LAYERS_2 = {"cnn", "gcnn", "rgcnn", "e2cnn", "rsteer"}  # lift + project are two layers already
+
+
+def _range_error(key: str, value: Any) -> str | None:
+    low, high = _RANGES[key]
+    if value is None:  # only where the default is null: other types were checked against the default
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"must be a finite number, got {short_repr(value)}"
+    if low is not None and key in _EXCLUSIVE_LOW and not value > low:
+        return f"must be > {low:g} (or null), got {short_repr(value)}"
+    if low is not None and not value >= low:
+        return f"must be >= {low:g}, got {short_repr(value)}"
+    if high is not None and not value <= high:
+        return f"must be <= {high:g}, got {short_repr(value)}"
+    return None
+
+
+def check_hparams(prefix: str, task: str, model: str, hparams: dict[str, Any]) -> None:
+    """Raise :class:`BadKey` naming ``prefix.<key>`` for the first hparam out of bounds; ``hparams`` is
+    the model's defaults with the params file's overrides applied (types already checked)."""
+    for key, value in hparams.items():
+        problem = None
+        if key in _RANGES:
+            problem = _range_error(key, value)
+        elif key in _CHOICES and value not in _CHOICES[key]:
+            problem = f"must be one of {list(_CHOICES[key])}, got {short_repr(value)}"
+        elif key == "up_layers" and not all(0 <= k <= MAX_DEPTH for k in value):
+            problem = f"each entry must be in [0, {MAX_DEPTH}], got {short_repr(value)}"
+        if problem:
+            raise BadKey(f"{prefix}.{key}", problem)
+    kernel = hparams.get("kernel_size")
+    if kernel is not None and kernel % 2 == 0:  # an equivariant 'same' convolution needs a centre
+        raise BadKey(f"{prefix}.kernel_size", f"must be odd, got {kernel}")
+    layers = hparams.get("layers")
+    needs_two = task == "smoke" and (model in _MIN_LAYERS_2 or hparams.get("variant") == "circular")
+    if layers is not None and needs_two and layers < 2:
+        raise BadKey(f"{prefix}.layers", f"{model} needs at least 2 (lift and projection), got {layers}")
