@@ -72,12 +72,12 @@ def _find(node: object, name: str) -> dict | None:
     return None
 
 
-def _readme_commit_command() -> str:
-    """The quick start's command that commits the first results (README.md, a ```bash block)."""
+def _readme_command(start: str) -> str:
+    """The one command of the README's ```bash blocks that starts with ``start`` (its comment cut off)."""
     text = (REPO / "README.md").read_text()
     blocks = "\n".join(re.findall(r"^```bash\n(.*?)^```", text, flags=re.M | re.S))
-    lines = [line.split("#")[0].strip() for line in blocks.splitlines() if line.startswith("git add")]
-    assert len(lines) == 1, "README must give one `git add ... && git commit ...` line for the first results"
+    lines = [line.split("  #")[0].strip() for line in blocks.splitlines() if line.startswith(start)]
+    assert len(lines) == 1, f"README must give one `{start} ...` command"
     return lines[0]
 
 
@@ -138,13 +138,14 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY_STUDY.items():
         params[section] = _merge(params[section], values)
+    params["smoke"]["solver_symmetry_check"] = True  # the tiny default is off: the experiment turns it off
     parse_params(params)  # the schema is strict: a stale key fails here, naming it
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(repo, "git", "init", "-q")
     _commit(repo, "tiny study")
     _run(repo, "dvc", "repro", "report")  # the report and what it depends on (not publish)
     who = {f"GIT_{role}_{part}": "t" for role in ("AUTHOR", "COMMITTER") for part in ("NAME", "EMAIL")}
-    _run(repo, "sh", "-c", _readme_commit_command(), env=who)  # the quick start's "commit the first results"
+    _run(repo, "sh", "-c", _readme_command("git add"), env=who)  # the quick start's first-results commit
     assert _run(repo, "git", "status", "--porcelain", "--", "metrics", "dvc.lock") == ""
     # the experiment re-runs the smoke stage only: the switch changes no stored byte, so nothing downstream
     _run(repo, "dvc", "exp", "run", "-n", "nocheck", "-S", "smoke.solver_symmetry_check=false", "report")
@@ -180,6 +181,11 @@ def test_an_experiment_keeps_its_summary_metrics(tiny_repo: Path) -> None:
     assert changes["cnn.test_rmse"]["old"] == changes["cnn.test_rmse"]["new"] == smoke["test_rmse"]
     assert all(c["old"] == c["new"] for c in changes.values())  # same store bytes: nothing retrained
     assert "smoke.solver_symmetry_check" in json.dumps(diff["params"])
+    # the README's `dvc exp show` reads in a terminal of 120 columns: nothing cut, the changed param shown
+    show = _readme_command("dvc exp show") + " --no-pager"
+    table = _run(tiny_repo, "sh", "-c", show, env={"COLUMNS": "120"})
+    assert "…" not in table and max(map(len, table.splitlines())) <= 120, table
+    assert "smoke.solver_symmetry_check" in table and "nocheck" in table, table
     text = _run(tiny_repo, "dvc", "metrics", "diff", "--all")
     assert "cnn.test_rmse" in text and "not supported" not in text
     _run(tiny_repo, "dvc", "plots", "diff", "-o", str(tiny_repo / "plots_html"))
