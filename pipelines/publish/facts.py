@@ -119,7 +119,7 @@ def cost_text(work: str, dataset: str) -> str:
     """What generating the data takes, stated by its size: timings vary per build and live in metrics."""
     return (
         f"Generation cost: {work}. Wall-clock timings and rates of each build are in the stage's metrics "
-        f"(`metrics/{dataset}.json`), and the project README lists them for a 2-core CPU."
+        f"(`metrics/{dataset}.json`); the project's docs/performance.md gives measured rates on a 2-core CPU."
     )
 
 
