@@ -3,8 +3,8 @@
 #
 #   bash benchmarks/gpu_check.sh            # results under $OUT (default: out/gpu_check)
 #
-# 1. torch with CUDA: the one installed (a venv's, $PYTHON, or python3), else the CUDA build the README
-#    documents (**GPU**: torch==2.13.0 from download.pytorch.org/whl/cu130; needs the package index)
+# 1. torch with CUDA: the one installed (a venv's, $PYTHON, or python3), else the CUDA build docs/gpu.md
+#    documents (torch==2.13.0 from download.pytorch.org/whl/cu130; needs the package index)
 # 2. the project: importable from this folder, else `pip install -e . -c constraints.txt`
 # 3. determinism: every study model trained a few steps twice on the GPU with the switches
 #    train/device.py sets, compared bitwise (determinism.json)
@@ -21,7 +21,7 @@ TOTAL_SECONDS=${TOTAL_SECONDS:-590}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-CUDA_INDEX=https://download.pytorch.org/whl/cu130 # README, **GPU**
+CUDA_INDEX=https://download.pytorch.org/whl/cu130 # docs/gpu.md
 TORCH_PIN=torch==2.13.0
 failed=0
 
@@ -57,7 +57,7 @@ else
     step 300 install_torch "$PY" -m pip install "$TORCH_PIN" --index-url "$CUDA_INDEX" || true
     if ! has_cuda; then
         log "FAIL: torch sees no GPU ($("$PY" -c 'import torch; print(torch.__version__)' 2>&1 | tail -1));"
-        log "install the CUDA build (README, **GPU**) or check the driver (nvidia-smi above)"
+        log "install the CUDA build (docs/gpu.md) or check the driver (nvidia-smi above)"
         exit 2
     fi
 fi

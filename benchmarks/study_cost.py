@@ -24,7 +24,7 @@ idle core each (the stages' ``compute.n_workers`` x ``threads_per_worker: 1``).
 
     python benchmarks/study_cost.py [--params params.study.yaml] [--models cnn e2cnn] [--workers 1 2 4 8]
     python benchmarks/study_cost.py --params params.cpu.yaml --workers 1 2 --clock cpu --threads 1 \
-        --time-batch 8 --hvp-batch 4 --repeats 3      # the CPU preset (README)
+        --time-batch 8 --hvp-batch 4 --repeats 3      # the CPU preset (docs/presets.md)
 """
 
 from __future__ import annotations

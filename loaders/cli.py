@@ -10,6 +10,10 @@ resume: a file already in ``DIR`` whose size and sha256 match ``checksums.sha256
 ``<file>.part`` continues with an HTTP range request (or restarts when the server sends the whole file),
 and every file is checked against its sha256 before it is renamed into place, so ``DIR`` never holds a
 wrong file under its final name. The Hub endpoint and token come from ``HF_ENDPOINT`` and ``HF_TOKEN``.
+An endpoint that does not answer is one line on stderr and exit status 2.
+
+Only the standard library, yaml and ``loaders.digest`` are imported up front, so ``--help`` is quick; the
+store layer, xarray and huggingface_hub load when a command needs them.
 """
 
 from __future__ import annotations
@@ -23,16 +27,49 @@ from typing import Any
 
 import yaml
 
-from loaders.digest import parse_checksums, sha256_file
-from loaders.sources import CHECKSUMS, STATS, looks_local
+from loaders.digest import CHECKSUMS, parse_checksums, sha256_file
 
 # the publish stage's default repos (pipelines/params/publish.py; loaders may not import pipelines)
 DEFAULT_SOURCES = ("symflow/smoke-plume-c4", "symflow/isotropic-turbulence-sr")
-ALWAYS = ("README.md", STATS, CHECKSUMS)
+EXAMPLES = """examples (configs of the embedded default's build):
+  symflow-data list                                    # the default repos on the Hub
+  symflow-data list --source data/hub                  # the folders `dvc repro` built
+  symflow-data download symflow/smoke-plume-c4 --config E0 --out data/E0
+  symflow-data download symflow/isotropic-turbulence-sr --config lr8_hr32 --out data/lr8_hr32
+  symflow-data download symflow/smoke-plume-c4 --zarr --out data/smoke"""
 
 
 class CliError(RuntimeError):
     """A failure reported as one line (exit status 1)."""
+
+
+def looks_local(source: str | Path) -> bool:
+    from loaders.sources import looks_local as local  # late: the store layer imports xarray and zarr
+
+    return local(source)
+
+
+def endpoint() -> str:
+    """The Hub endpoint in use, without any user or password an URL may carry."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{url.port}" if url.port else ""
+    return urlunsplit((url.scheme, netloc, url.path.rstrip("/"), "", ""))
+
+
+def unreachable(err: BaseException | None) -> bool:
+    """True when no HTTP answer came at all (refused, unknown host, timeout), whichever HTTP client
+    huggingface_hub uses (its transport errors, or the ConnectionError / TimeoutError of requests)."""
+    seen = 0
+    while err is not None and seen < 10:
+        names = {c.__name__ for c in type(err).__mro__}
+        if names & {"TransportError", "ConnectionError", "TimeoutError", "Timeout"}:
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def card_configs(readme: str) -> list[dict[str, Any]]:
@@ -63,6 +100,8 @@ class Repo:
             except (RepositoryNotFoundError, RevisionNotFoundError) as err:
                 raise CliError(f"no dataset repo {source}@{revision or 'main'} on the Hub ({err})") from None
             except (HfHubHTTPError, OSError) as err:
+                if unreachable(err):
+                    raise  # main() reports it as one line
                 raise CliError(f"cannot read {source} from the Hub: {err}") from None
             self.sha = info.sha or revision or "main"
             self.sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
@@ -171,7 +210,9 @@ def download(source: str, out: Path, config: str | None, zarr: bool, revision: s
     if CHECKSUMS not in repo.sizes:
         raise CliError(f"{source} has no {CHECKSUMS}: not a published symflow dataset repo")
     checksums = parse_checksums(repo.text(CHECKSUMS))
-    wanted = [rel for rel in ALWAYS if rel in repo.sizes]
+    from loaders.sources import STATS
+
+    wanted = [rel for rel in ("README.md", STATS, CHECKSUMS) if rel in repo.sizes]
     if config is not None:
         wanted += repo.config_files(config)
     if zarr:
@@ -202,7 +243,12 @@ def download(source: str, out: Path, config: str | None, zarr: bool, revision: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="symflow-data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="symflow-data",
+        description=__doc__.splitlines()[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="list datasets and their configs")
     ls.add_argument("--source", action="append", help="Hub repo id or local folder (repeatable)")
@@ -210,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     dl = sub.add_parser("download", help="download one config or the zarr store")
     dl.add_argument("repo", help="Hub dataset repo id, namespace/name")
     what = dl.add_mutually_exclusive_group(required=True)
-    what.add_argument("--config", help="config name (e.g. E0, mini, lr16_hr64): its parquet files")
+    what.add_argument("--config", help="config name (e.g. E0, mini, lr8_hr32): its parquet files")
     what.add_argument("--zarr", action="store_true", help="the zarr store")
     dl.add_argument("--out", type=Path, required=True, help="folder to download into (created)")
     dl.add_argument("--revision", default=None, help="branch, tag or commit (default main)")
@@ -225,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as err:
         print(f"symflow-data: {err}", file=sys.stderr)
         return 1
+    except Exception as err:  # noqa: BLE001 -- only a Hub that does not answer is reported here
+        if not unreachable(err):
+            raise
+        print(
+            f"symflow-data: cannot reach {endpoint()}: set HF_ENDPOINT or check the network", file=sys.stderr
+        )
+        return 2
     return 0
 
 

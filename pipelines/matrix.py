@@ -153,7 +153,7 @@ def run_matrix(
         if missing:
             raise RuntimeError(
                 f"run {job.name} finished but {missing} are not visible here: the dask workers must share "
-                "this filesystem at the same path (README, Scaling out)"
+                "this filesystem at the same path (docs/scaling-out.md)"
             )
         stamps[job.name] = {"stamp": job.stamp, "files": {str(p): _sha(p) for p in job.outputs}}
         write_json_atomic(stamps_file, stamps)

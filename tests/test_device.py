@@ -1,5 +1,6 @@
 """compute.device: validation, resolution, deterministic CUDA switches, device-agnostic checkpoints, the
-device in run metrics, a CPU run unchanged by the setting, and the README's GPU install command."""
+device in run metrics, a CPU run unchanged by the setting, and the GPU install command of docs/gpu.md beside
+the README's."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from train.runs import RunId
 from train.tasks import task_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+GPU_DOC = README.parent / "docs" / "gpu.md"
 NO_GPU = not torch.cuda.is_available()
 
 
@@ -188,10 +190,11 @@ def test_device_cpu_gives_bitwise_the_same_run_as_the_default(smoke_store: Path,
 
 
 def _readme_pip_commands() -> dict[str, list[str]]:
-    """Each ``pip install ... torch==...`` command in README.md, split as a shell would: the CPU one (the
-    quick start's) and the GPU one (the only one with ``--index-url``)."""
+    """Each ``pip install ... torch==...`` command in README.md and docs/gpu.md, split as a shell would: the
+    CPU one (the quick start's) and the GPU one (the only one with ``--index-url``)."""
     found: dict[str, list[str]] = {}
-    blocks = re.findall(r"^```bash\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+    text = README.read_text() + GPU_DOC.read_text()
+    blocks = re.findall(r"^```bash\n(.*?)^```", text, flags=re.M | re.S)
     for line in "\n".join(blocks).splitlines():
         for part in line.split("&&"):
             words = shlex.split(part, comments=True) if "pip install" in part else []

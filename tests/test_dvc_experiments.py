@@ -1,11 +1,14 @@
-"""DVC as its users work: `dvc exp run -S ...` keeps the summary metrics in the experiment, `dvc exp show` /
-`dvc exp diff` / `dvc metrics diff` / `dvc plots diff` read them, and `dvc push` / `dvc pull` through a local
+"""DVC as its users work: `dvc exp run -S ...` keeps the summary metrics in the experiment and changes one
+line of a params file, `dvc exp show` / `dvc exp diff` / `dvc metrics diff` / `dvc plots diff` read them
+(the report's figures as image plots that render offline), and `dvc push` / `dvc pull` through a local
 remote give back the built store bit for bit. One tiny study in a temp git repo (real `dvc` CLI)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +21,18 @@ from pipelines.params import parse_params
 from tests.conftest import TINY_SMOKE, TINY_TURBULENCE
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+PARAMS_FILES = ("params.yaml", "params.cpu.yaml", "params.study.yaml")
+# one key of each kind: a null, a scalar at each depth, an entry of a nested block mapping (and, per file,
+# a list that loses its last element)
+ONE_KEY_CHANGES = (
+    "compute.scheduler_address=tcp://127.0.0.1:8786",
+    "smoke.seed=7",
+    "turbulence.synthetic.seed=7",
+    "train.smoke.optimiser.lr=0.002",
+    "train.turbulence.optimiser.patience=9",
+    "publish.mini_frames=3",
+    "landscape.top_k=2",
+)
 
 TINY_STUDY = {
     "compute": {"n_workers": 1},
@@ -37,9 +51,9 @@ TINY_STUDY = {
 }
 
 
-def _run(repo: Path, *args: str) -> str:
+def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # the venv's python for `python -m`
-    env = {**os.environ, "PYTHONPATH": str(repo), "PATH": path}
+    env = {**os.environ, "PYTHONPATH": str(repo), "PATH": path, "DVC_NO_ANALYTICS": "1", **(env or {})}
     done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
@@ -58,6 +72,60 @@ def _find(node: object, name: str) -> dict | None:
     return None
 
 
+def _readme_command(start: str) -> str:
+    """The one command of the README's ```bash blocks that starts with ``start`` (its comment cut off)."""
+    text = (REPO / "README.md").read_text()
+    blocks = "\n".join(re.findall(r"^```bash\n(.*?)^```", text, flags=re.M | re.S))
+    lines = [line.split("  #")[0].strip() for line in blocks.splitlines() if line.startswith(start)]
+    assert len(lines) == 1, f"README must give one `{start} ...` command"
+    return lines[0]
+
+
+def _changed_lines(before: str, after: str) -> list[str]:
+    return [d for d in difflib.ndiff(before.splitlines(), after.splitlines()) if d[:1] in "+-"]
+
+
+@pytest.mark.parametrize("name", PARAMS_FILES)
+def test_dvc_set_param_writes_back_one_line_per_key(name: str, tmp_path: Path) -> None:
+    """`dvc exp run -S key=value` rewrites the whole params file with DVC's writer (ruamel round trip through
+    Hydra); the files are kept in the form it writes, so no other line moves and a one-key experiment is a
+    one-line diff. Fix a failure by writing that key's line the way the diff shows it."""
+    from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` calls on each params file
+
+    original = (REPO / name).read_text()
+    path = tmp_path / name
+    values = yaml.safe_load(original)
+    path.write_text(original)
+    apply_overrides(str(path), [f"compute.n_workers={values['compute']['n_workers']}"])  # no change at all
+    assert _changed_lines(original, path.read_text()) == [], "not one byte may move"
+    fewer_seeds = f"train.smoke.seeds=[{','.join(map(str, values['train']['smoke']['seeds'][:-1]))}]"
+    for change in (*ONE_KEY_CHANGES, fewer_seeds):
+        path.write_text(original)
+        apply_overrides(str(path), [change])
+        changed = _changed_lines(original, path.read_text())
+        assert 1 <= len(changed) <= 2 and sum(d[0] == "-" for d in changed) <= 1, (change, changed)
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_set_param_is_a_one_line_diff(tmp_path: Path) -> None:
+    """The real CLI on the real params.yaml and a one-command stage: the experiment's commit differs from
+    HEAD's params.yaml in exactly the line of the key it set."""
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    stage = "stages:\n  echo:\n    cmd: echo ok\n    params:\n      - train.smoke\n"
+    (tmp_path / "dvc.yaml").write_text(stage)
+    _run(tmp_path, "git", "init", "-q")
+    _run(tmp_path, "dvc", "init", "-q")
+    _commit(tmp_path, "params")
+    _run(tmp_path, "dvc", "exp", "run", "-n", "lr", "-S", "train.smoke.optimiser.lr=0.002")
+    refs = _run(tmp_path, "git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    ref = [r for r in refs if r.endswith("/lr")]
+    assert len(ref) == 1, refs
+    diff = _run(tmp_path, "git", "diff", "-U0", "HEAD", ref[0], "--", "params.yaml").splitlines()
+    changed = [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    lines = [line[0] + line[1:].split("#")[0].strip() for line in changed]
+    assert lines == ["-lr: 3.0e-3", "+lr: 0.002"], changed
+
+
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tracked repo in a fresh git repo with a tiny, validated params.yaml, and one experiment run."""
@@ -70,12 +138,15 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY_STUDY.items():
         params[section] = _merge(params[section], values)
+    params["smoke"]["solver_symmetry_check"] = True  # the tiny default is off: the experiment turns it off
     parse_params(params)  # the schema is strict: a stale key fails here, naming it
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(repo, "git", "init", "-q")
     _commit(repo, "tiny study")
     _run(repo, "dvc", "repro", "report")  # the report and what it depends on (not publish)
-    _commit(repo, "baseline results: dvc.lock and metrics/")
+    who = {f"GIT_{role}_{part}": "t" for role in ("AUTHOR", "COMMITTER") for part in ("NAME", "EMAIL")}
+    _run(repo, "sh", "-c", _readme_command("git add"), env=who)  # the quick start's first-results commit
+    assert _run(repo, "git", "status", "--porcelain", "--", "metrics", "dvc.lock") == ""
     # the experiment re-runs the smoke stage only: the switch changes no stored byte, so nothing downstream
     _run(repo, "dvc", "exp", "run", "-n", "nocheck", "-S", "smoke.solver_symmetry_check=false", "report")
     return repo
@@ -93,6 +164,7 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_an_experiment_keeps_its_summary_metrics(tiny_repo: Path) -> None:
     exp = _find(json.loads(_run(tiny_repo, "dvc", "exp", "show", "--json")), "nocheck")
     assert exp is not None
@@ -109,16 +181,27 @@ def test_an_experiment_keeps_its_summary_metrics(tiny_repo: Path) -> None:
     assert changes["cnn.test_rmse"]["old"] == changes["cnn.test_rmse"]["new"] == smoke["test_rmse"]
     assert all(c["old"] == c["new"] for c in changes.values())  # same store bytes: nothing retrained
     assert "smoke.solver_symmetry_check" in json.dumps(diff["params"])
+    # the README's `dvc exp show` reads in a terminal of 120 columns: nothing cut, the changed param shown
+    show = _readme_command("dvc exp show") + " --no-pager"
+    table = _run(tiny_repo, "sh", "-c", show, env={"COLUMNS": "120"})
+    assert "…" not in table and max(map(len, table.splitlines())) <= 120, table
+    assert "smoke.solver_symmetry_check" in table and "nocheck" in table, table
     text = _run(tiny_repo, "dvc", "metrics", "diff", "--all")
     assert "cnn.test_rmse" in text and "not supported" not in text
     _run(tiny_repo, "dvc", "plots", "diff", "-o", str(tiny_repo / "plots_html"))
-    assert (tiny_repo / "plots_html" / "index.html").is_file()
+    page = (tiny_repo / "plots_html" / "index.html").read_text()
+    # the report's figures are image plots: local copies the page refers to, so they render offline
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert all((tiny_repo / "plots_html" / src).is_file() and "://" not in src for src in images), images
+    for png in sorted((tiny_repo / "report").glob("*.png")):
+        assert any(src.endswith(png.name) for src in images), f"{png.name} is not a DVC plot"
 
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_push_and_pull_through_a_local_remote_restore_the_store(tiny_repo: Path, tmp_path: Path) -> None:
     store = tiny_repo / "data" / "smoke.zarr"
     before = _files(store)

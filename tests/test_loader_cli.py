@@ -7,6 +7,8 @@ the clients run in subprocesses, because huggingface_hub reads ``HF_ENDPOINT`` w
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -187,3 +189,46 @@ def test_list_and_download_are_bitwise_and_resume(published, tmp_path: Path):
     assert file_manifest(zarr_out / "zarr") == file_manifest(folder / "zarr")
     wrong = _cli(env, "download", SMOKE_REPO, "--config", "E9", "--out", str(out))
     assert wrong.returncode == 1 and "has no config 'E9'; it has ['E0', 'E3', 'mini']" in wrong.stderr
+
+
+def test_help_loads_no_heavy_module_and_its_configs_exist_in_the_default_build(tmp_path: Path):
+    """``symflow-data --help`` imports neither torch nor the store layer (it used to take 5-7 s), and every
+    config its help names is one the embedded default's publish stage builds."""
+    from pipelines.params import load_params
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from loaders.cli import main
+        for argv in (["--help"], ["download", "--help"]):
+            try:
+                main(argv)
+            except SystemExit:
+                pass
+        heavy = ("torch", "numpy", "xarray", "zarr", "huggingface_hub", "loaders.sources")
+        print("LOADED", sorted(m for m in heavy if m in sys.modules))
+        """
+    )
+    done = _run([sys.executable, "-c", code], _env("http://127.0.0.1:9", tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LOADED []" in done.stdout
+    named = set(re.findall(r"--config (\w+) --out", done.stdout))  # the examples
+    for listed in re.findall(r"\(e\.g\.\s+([^)]*)\)", done.stdout):  # --config's own help
+        named |= {name.strip() for name in listed.split(",")}
+    params = load_params(REPO / "params.yaml")
+    hr, factor = params.turbulence.hr_resolution, params.turbulence.lr_factor
+    built = {f"E{level}" for level in params.smoke.levels} | {"mini", f"lr{hr // factor}_hr{hr}"}
+    assert {"E0", "mini"} <= named and named <= built, (named, built)
+
+
+def test_an_unreachable_hub_is_one_line_and_exit_2(tmp_path: Path):
+    """No traceback, the endpoint named without the credentials its URL carries, and what to do."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = _cli(_env(f"http://someone:s3cret@127.0.0.1:{port}", tmp_path), "list")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"symflow-data: cannot reach http://127.0.0.1:{port}: set HF_ENDPOINT or check the network"
+    ]
+    assert "s3cret" not in done.stdout + done.stderr

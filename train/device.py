@@ -47,7 +47,7 @@ def resolve_device(spec: str) -> torch.device:
         if not torch.cuda.is_available():
             raise RuntimeError(
                 f"compute.device is {spec!r} but torch sees no GPU (torch {torch.__version__}, CUDA build: "
-                f"{torch.version.cuda or 'none'}); install the CUDA build of torch (README, **GPU**) or set "
+                f"{torch.version.cuda or 'none'}); install the CUDA build of torch (docs/gpu.md) or set "
                 "compute.device: auto or cpu"
             )
         count = torch.cuda.device_count()

@@ -38,7 +38,7 @@ SCHEDULER_ADDRESS = r"^(tcp|tls)://[A-Za-z0-9.\-\[\]:]+:(\d{1,5})$"
 DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"  # train/device.py resolves it (and checks the GPU) at stage start
 
 # Equivariance error per symmetry level E_0..E_9 reported for the original study's published smoke data
-# (README, "Results of the embedded default", compares ours with these).
+# (docs/pipeline.md, "Smoke symmetry levels", compares ours with these).
 PUBLISHED_LEVEL_ERRORS = (0.0, 0.17, 0.313, 0.435, 0.541, 0.63, 0.709, 0.78, 0.84, 0.896)
 N_LEVELS = len(PUBLISHED_LEVEL_ERRORS)
 

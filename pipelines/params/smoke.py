@@ -54,7 +54,7 @@ class PressureSolverParams(Strict):
 
 
 class SmokeParams(Strict):
-    """2D buoyant smoke plumes with exact C4 symmetry levels (README, "Smoke plumes (2D, exact C4)")."""
+    """2D buoyant smoke plumes with exact C4 symmetry levels (docs/pipeline.md, "Smoke plumes")."""
 
     scenario: str = Field(
         "buoyant_plume",

@@ -185,9 +185,9 @@ NOMINAL_WEIGHTS = 1e6  # weights of one model (the defaults have 0.1-0.6 M): siz
 
 
 class LandscapeParams(Strict):
-    """Sharpness and Hessian measurements at each checkpoint (definitions: README, "Models, training, loss
-    landscapes", and train/curvature.py). Each count is capped and the stage's estimated time and memory
-    (every model, seed and checkpoint) are checked against the limits, like the data stages'."""
+    """Sharpness and Hessian measurements at each checkpoint (definitions: docs/pipeline.md, "Models,
+    training, loss landscapes", and train/curvature.py). Each count is capped and the stage's estimated time
+    and memory (every model, seed and checkpoint) are checked against the limits, like the data stages'."""
 
     models: dict[Literal["smoke", "turbulence"], list[str]] = Field(
         default_factory=lambda: {"smoke": ["e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]},
