@@ -7,7 +7,9 @@ bytes). :func:`load_checkpoint` recomputes both and refuses a mismatch, naming t
 
 The bytes are a function of the contents only: the archive is written to memory under a fixed name (torch
 names its zip folder after the file it writes to, so a temporary name with a PID would end up inside),
-and nothing in it is wall-clock, so identical weights give identical files.
+nothing in it is wall-clock, and the payload is rebuilt canonically first (pickle shares a string or
+container by object identity, which differs between a resumed run and an uninterrupted one; every
+tensor gets its own compact storage), so identical weights give identical files.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import io
 import json
 import os
 import struct
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,6 @@ from typing import Any
 import torch
 
 from loaders.storage import to_json
-from train.device import cpu_state
 
 FORMAT = "symflow-checkpoint/1"
 
@@ -67,18 +69,33 @@ def _plain(run: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(to_json(dict(run)))
 
 
+def canonical(value: Any) -> Any:
+    """A fresh copy with no shared objects but interned strings, every tensor a compact CPU copy: what
+    pickle writes then depends on the values alone."""
+    if isinstance(value, torch.Tensor):
+        return torch.clone(value.detach().cpu(), memory_format=torch.contiguous_format)
+    if isinstance(value, Mapping):
+        return {canonical(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(canonical(v) for v in value)
+    if isinstance(value, str):
+        return sys.intern(str(value))
+    return value
+
+
 def checkpoint_bytes(payload: Mapping[str, Any], run: Mapping[str, Any]) -> bytes:
-    """The file's bytes: the same payload and run give the same bytes, whatever the path or process."""
-    state = cpu_state(dict(payload))
-    record = {"format": FORMAT, "run": _plain(run), "checksum": payload_checksum(state), "payload": state}
+    """The file's bytes: the same payload and run give the same bytes, whatever the path or process.
+    Every tensor is saved from the CPU, so a checkpoint written on a GPU loads on any machine."""
+    record = {"format": FORMAT, "run": _plain(run), "checksum": payload_checksum(payload), "payload": payload}
     buffer = io.BytesIO()
-    torch.save(record, buffer)  # a buffer: torch names the archive folder "archive", not after a file
+    torch.save(canonical(record), buffer)  # a buffer: torch names the archive "archive", not after a file
     return buffer.getvalue()
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any], run: Mapping[str, Any]) -> None:
-    """Write atomically (temporary file, then rename); every tensor is saved from the CPU, so a
-    checkpoint written on a GPU loads on any machine."""
+    """Write atomically (temporary file, then rename): :func:`checkpoint_bytes`."""
     path = Path(path)
     data = checkpoint_bytes(payload, run)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
