@@ -104,10 +104,6 @@ def state_of(job: Job, stamps: dict[str, Any], stamps_file: Path) -> str:
     return "current"
 
 
-def up_to_date(job: Job, stamps: dict[str, Any], stamps_file: Path) -> bool:
-    return state_of(job, stamps, stamps_file) == "current"
-
-
 def _select(
     jobs: list[Job], stamps: dict[str, Any], stamps_file: Path, log: Callable[[str], None]
 ) -> tuple[dict[str, Any], list[Job]]:

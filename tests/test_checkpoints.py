@@ -195,3 +195,41 @@ def test_a_code_change_retrains_from_scratch_instead_of_resuming(
     for rel in changed:
         new, old = load_checkpoint(ws / rel), load_checkpoint(finished[0] / rel)
         assert all(torch.equal(new["model"][k], old["model"][k]) for k in old["model"])
+
+
+class _Worsening:
+    """A real training loss; the validation metric gets worse after epoch 1, so patience runs out."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def loss(self, model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        return model(batch[0]).pow(2).mean()
+
+    def errors(self, model: torch.nn.Module, batch: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+        self.epoch += 1
+        return torch.tensor(1.0 if self.epoch == 1 else 2.0, dtype=torch.float64), 1
+
+    def reduce(self, sums: torch.Tensor, count: int) -> float:
+        return float(sums) / count
+
+
+class _Linear(torch.nn.Linear):
+    def regularizer(self) -> torch.Tensor:
+        return torch.zeros(())
+
+
+def test_early_stopping_waits_for_the_early_checkpoint(tmp_path: Path) -> None:
+    """early.pt is a stamped output the landscape stage reads: a run never stops before writing it."""
+    from torch.utils.data import TensorDataset
+
+    from pipelines.params import OptimiserParams
+    from train.loop import train
+
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    settings = OptimiserParams(max_epochs=8, early_epoch=4, batch_size=4, patience=1)
+    result = train(
+        _Linear(3, 1), _Worsening(), TensorDataset(x), TensorDataset(x[:2]), settings, tmp_path, 0, "k"
+    )
+    assert result["stopped_early"] and result["history"]["epoch"] == [1, 2, 3, 4]  # patience ran out at 3
+    assert load_checkpoint(tmp_path / "early.pt", run={"config_key": "k"})["epoch"] == 4
