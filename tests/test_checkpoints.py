@@ -233,3 +233,22 @@ def test_early_stopping_waits_for_the_early_checkpoint(tmp_path: Path) -> None:
     )
     assert result["stopped_early"] and result["history"]["epoch"] == [1, 2, 3, 4]  # patience ran out at 3
     assert load_checkpoint(tmp_path / "early.pt", run={"config_key": "k"})["epoch"] == 4
+
+
+def test_weights_of_another_architecture_start_the_run_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A state-dict change the run key cannot see (a library's layer, say): no resume, no traceback."""
+    from torch.utils.data import TensorDataset
+
+    from pipelines.params import OptimiserParams
+    from train.loop import train
+
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    data, settings = TensorDataset(x), OptimiserParams(max_epochs=2, early_epoch=1, batch_size=4)
+    train(_Linear(3, 1), _Worsening(), data, data, settings, tmp_path, 0, "k")
+    capsys.readouterr()
+    wider = train(_Linear(3, 2), _Worsening(), data, data, settings, tmp_path, 0, "k")
+    assert "holds another architecture's weights); starting over" in capsys.readouterr().out
+    assert wider["history"]["epoch"] == [1, 2]
+    assert load_checkpoint(tmp_path / "best.pt")["model"]["weight"].shape == (2, 3)

@@ -63,22 +63,34 @@ def _read_seconds(path: Path) -> float:
         return 0.0  # wall time only: an unreadable record costs the earlier invocations' time, no result
 
 
-def resumable_state(run_dir: Path, identity: Mapping[str, Any], early_epoch: int) -> dict[str, Any] | None:
-    """``last.pt``'s state when it, ``best.pt`` and ``early.pt`` verify as this run's and agree on their
-    epochs; otherwise None, with every checkpoint of the run removed (it starts over, says why)."""
+def _shapes(weights: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in weights.items()}
+
+
+def resumable_state(
+    run_dir: Path, identity: Mapping[str, Any], early_epoch: int, model: nn.Module
+) -> dict[str, Any] | None:
+    """``last.pt``'s state when it, ``best.pt`` and ``early.pt`` verify as this run's, agree on their
+    epochs and hold weights of ``model``'s shapes; otherwise None, with every checkpoint of the run
+    removed (it starts over, and says why)."""
     if not any((run_dir / name).exists() for name in CHECKPOINT_FILES):
         return None
+    expected = _shapes(model.state_dict())
     try:
         state = load_checkpoint(run_dir / "last.pt", run=identity)
-        if state["best_epoch"] >= 1:
-            best = load_checkpoint(run_dir / "best.pt", run=identity)
-            if best["epoch"] != state["best_epoch"]:
-                raise CheckpointError(f"{run_dir / 'best.pt'} is epoch {best['epoch']}, last.pt's best is "
-                                      f"{state['best_epoch']}")  # fmt: skip
-        if state["epoch"] >= early_epoch:
-            early = load_checkpoint(run_dir / "early.pt", run=identity)
-            if early["epoch"] != early_epoch:
-                raise CheckpointError(f"{run_dir / 'early.pt'} is epoch {early['epoch']}, not {early_epoch}")
+        early = early_epoch if state["epoch"] >= early_epoch else 0  # 0: not written yet
+        for name, epoch in {
+            "last.pt": state["epoch"],
+            "best.pt": state["best_epoch"],
+            "early.pt": early,
+        }.items():
+            if not epoch:
+                continue
+            weights = state if name == "last.pt" else load_checkpoint(run_dir / name, run=identity)
+            if weights["epoch"] != epoch:
+                raise CheckpointError(f"{run_dir / name} is epoch {weights['epoch']}, {epoch} expected")
+            if _shapes(weights["model"]) != expected:
+                raise CheckpointError(f"{run_dir / name} holds another architecture's weights")
         return state
     except (CheckpointError, KeyError, TypeError) as err:
         print(f"{run_dir}: not resumable ({err}); starting over")
@@ -150,7 +162,7 @@ def train(
     # the patience counts from the last epoch that beat `reference` by min_improvement (with 0: best_epoch)
     reference, improved_epoch = best, best_epoch
     clock = run_dir / SECONDS_FILE  # wall time of every epoch, over all the invocations of this run
-    state = resumable_state(run_dir, identity, settings.early_epoch)
+    state = resumable_state(run_dir, identity, settings.early_epoch, model)
     seconds = _read_seconds(clock) if state is not None else 0.0
     if state is not None:
         model.load_state_dict(state["model"])
