@@ -88,6 +88,7 @@ KILLS = {
     "train, right after early.pt": after(train.loop, "save_checkpoint", 1),
     "train, after best.pt, before last.pt": after(train.loop, "save_checkpoint", 2),
     "train, right after last.pt": after(train.loop, "save_checkpoint", 3),
+    "train, last.pt written, not yet renamed": before(os, "replace", 3),  # its temporary file stays
     "train, between curves and metrics": after(pipelines.fit, "write_json_atomic", 1),
     "train, before stamping": before(pipelines.matrix, "write_json_atomic", 1),
     "train, while stamping": mid_stamp_write(1),
