@@ -7,7 +7,8 @@ Without ``--dataset/--model/--seed`` (the DVC stage) it runs the whole matrix of
 pipelines/matrix.py: unchanged runs skipped, the rest in this process or, with
 ``compute.scheduler_address``, in parallel on the dask cluster's workers.
 
-Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (resumable), per-epoch curves in
+Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (verified on every read, resumable;
+``train_seconds.json`` beside them holds the run's wall time), per-epoch curves in
 ``metrics/curves/<dataset>-<model>-seed<k>.json`` (DVC plots) and final metrics in
 ``metrics/train/<dataset>-<model>-seed<k>.json`` (DVC metrics): the test metric of the best checkpoint on
 the real test split, in physical units, with each test sample's error, their standard error and count
@@ -24,39 +25,18 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from loaders.scratch import params_key
-from loaders.storage import store_digest, write_json_atomic
+from loaders.storage import write_json_atomic
 from models.equivariance import equivariance_error
 from models.registry import count_parameters
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
-from pipelines.matrix import Job, code_digest, prune, run_matrix, stamp_of
+from pipelines.matrix import Job, prune, run_matrix
 from pipelines.params import StudyParams, TaskTrainParams, load_params
-from pipelines.run_config import hparams_of, optimiser_config, split_spec, task_of
+from pipelines.run_config import hparams_of, optimiser_config, run_identity, run_key, split_spec, task_of
 from train.data import build, load_splits, output_scale
 from train.device import device_info, prepare, task_on, to_device
 from train.loop import load_checkpoint, train, write_curves
 from train.runs import RunId
 from train.tasks import TASKS, score
-
-
-def run_key(
-    dataset: str, model_name: str, seed: int, section: TaskTrainParams, hparams: dict[str, Any], data: Path
-) -> str:
-    """What a run's checkpoints depend on, and nothing else: the data's content, this model and its
-    hparams, the optimiser, the seed and the task layout. Another model's hparams or another seed in the
-    list do not change it (so those runs still resume); a rebuilt store with other content does."""
-    # the task's form too: a residual checkpoint must not resume as a plain one
-    fields = {"level", "normalise", "train_rollout", "window_stride", "residual", "upsampler"}
-    layout = section.model_dump(mode="json", include=fields)
-    return params_key({
-        "data": store_digest(data),
-        "dataset": dataset,
-        "model": model_name,
-        "hp": hparams,
-        "optimiser": section.optimiser_for(model_name).model_dump(mode="json"),  # its overrides only
-        "seed": seed,
-        "layout": layout,
-    })  # fmt: skip
 
 
 def run_training(
@@ -74,11 +54,14 @@ def run_training(
     hparams = hparams_of(dataset, model_name, section)
     model = build(dataset, model_name, seed, hparams).to(device)  # initial weights drawn on the CPU
     run_dir = run.run_dir(runs)
-    key = run_key(dataset, model_name, seed, section, hparams, Path(data))
+    identity = run_identity(dataset, model_name, seed, section, hparams, Path(data), params.compute.device)
     settings = optimiser_config(section, model_name)
-    result = train(model, task, splits["train"], splits["valid"], settings, run_dir, seed, key, device=device)
+    result = train(
+        model, task, splits["train"], splits["valid"], settings, run_dir, seed, identity, device=device
+    )
 
-    model.load_state_dict(load_checkpoint(run_dir / "best.pt", map_location=device)["model"])
+    best = load_checkpoint(run_dir / "best.pt", map_location=device, run=identity)  # verified: this run's
+    model.load_state_dict(best["model"])
     scale = output_scale(splits["test"])
     test = score(model, task, splits["test"], settings.batch_size, scale, device=device)
     model.eval()
@@ -99,7 +82,9 @@ def run_training(
         "stopped_early": result["stopped_early"],
         "parameters": count_parameters(model),
         "equivariance_error": equi,
-        "train_seconds": result["train_seconds"],  # every epoch's, a resumed run's earlier ones too
+        # wall clock (every epoch's, a resumed run's earlier ones too): the one value that differs between
+        # two identical runs; the checkpoints hold none (train/loop.py keeps it in train_seconds.json)
+        "train_seconds": result["train_seconds"],
         "samples": {split: len(ds) for split, ds in splits.items()},
         "units_scale": scale,
         **device_info(device),  # device, device_name, deterministic_algorithms, library versions
@@ -112,8 +97,8 @@ def run_training(
 
 
 def training_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> list[Job]:
-    """Every (dataset, model, seed) of ``train``, with absolute paths (a worker has its own directory)."""
-    code = code_digest(["pipelines/fit.py"])
+    """Every (dataset, model, seed) of ``train``, with absolute paths (a worker has its own directory),
+    stamped with the run's key (pipelines/run_config.py): the same identity its checkpoints record."""
     jobs = []
     for dataset, data in stores.items():
         section: TaskTrainParams = getattr(params.train, dataset)
@@ -121,11 +106,12 @@ def training_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metr
             for seed in section.seeds:
                 run = RunId(dataset, model_name, seed)
                 hparams = hparams_of(dataset, model_name, section)
-                key = run_key(dataset, model_name, seed, section, hparams, Path(data))
+                device = params.compute.device
+                stamp = run_key(dataset, model_name, seed, section, hparams, Path(data), device)
                 args = (dataset, model_name, seed, params, Path(data).resolve(), runs.resolve(),
                         metrics_dir.resolve())  # fmt: skip
-                stamp = stamp_of(run=key, device=params.compute.device, code=code)
-                ckpts = (run.checkpoint(args[5], "best"), run.run_dir(args[5]) / "last.pt")
+                # every checkpoint is an output: the landscape stage reads early.pt and best.pt
+                ckpts = tuple(run.run_dir(args[5]) / name for name in ("early.pt", "best.pt", "last.pt"))
                 outputs = (run.train_metrics(args[6]), run.curves(args[6]), *ckpts)
                 jobs.append(Job(run.name, "pipelines.fit:run_training", args, stamp, outputs))
     return jobs

@@ -30,11 +30,20 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from loaders.storage import store_digest, write_json_atomic
+from loaders.storage import write_json_atomic
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
-from pipelines.matrix import Job, code_digest, prune, run_matrix, stamp_of
+from pipelines.matrix import Job, prune, run_matrix, stamp_of
 from pipelines.params import LandscapeParams, StudyParams, load_params
-from pipelines.run_config import hparams_of, split_spec, task_of
+from pipelines.run_config import (
+    LANDSCAPE_CODE,
+    code_digest,
+    hparams_of,
+    run_identity,
+    run_key,
+    split_spec,
+    task_of,
+)
+from train.checkpoints import CheckpointError, load_checkpoint
 from train.curvature import (
     FlatLoss,
     hutchinson_trace,
@@ -44,7 +53,6 @@ from train.curvature import (
 )
 from train.data import build, load_splits
 from train.device import device_info, prepare, task_on
-from train.loop import load_checkpoint
 from train.runs import RunId
 from train.tasks import TASKS
 
@@ -139,8 +147,13 @@ def run_landscape(
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}; run the train stage first (dvc repro)")
     device = prepare(params.compute.device)  # model, batches and Hessian-vector products all run there
-    model = build(dataset, model_name, seed, hparams_of(dataset, model_name, section)).to(device)
-    state = load_checkpoint(path, map_location=device)
+    hparams = hparams_of(dataset, model_name, section)
+    model = build(dataset, model_name, seed, hparams).to(device)
+    identity = run_identity(dataset, model_name, seed, section, hparams, Path(data), params.compute.device)
+    try:  # only the weights this run's training wrote, intact
+        state = load_checkpoint(path, map_location=device, run=identity)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; rerun the train stage first (dvc repro)") from None
     model.load_state_dict(state["model"])
     # RSteer's split form is a training preconditioner; curvature is measured in the seed's direct form
     split_form = getattr(model, "relax_scale", None) is not None
@@ -171,9 +184,11 @@ def run_landscape(
 
 
 def landscape_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> list[Job]:
-    """Every (dataset, model, seed, checkpoint) of ``landscape``, stamped with what it reads: the
-    checkpoint's bytes, the data, the task layout, the landscape params, the device and the code."""
-    code = code_digest(["pipelines/landscape.py"])
+    """Every (dataset, model, seed, checkpoint) of ``landscape``, stamped with what it reads: the trained
+    run's key (its identity: data, hparams, layout, device, training code), the checkpoint's bytes, the
+    landscape params and the landscape's code."""
+    code = code_digest(LANDSCAPE_CODE)
+    measure_params = params.landscape.model_dump(mode="json", exclude={"models", "checkpoints"})
     runs, metrics_dir = Path(runs).resolve(), Path(metrics_dir).resolve()
     jobs = []
     for dataset, models in params.landscape.models.items():
@@ -181,18 +196,16 @@ def landscape_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, met
             continue
         section = getattr(params.train, dataset)
         data = Path(stores[dataset]).resolve()
-        data_key = store_digest(data)
-        layout = section.model_dump(mode="json", exclude={"models", "seeds", "optimiser", "hparams"})
         for model_name in models:
+            hparams = hparams_of(dataset, model_name, section)
             for seed in section.seeds:
                 run = RunId(dataset, model_name, seed)
+                key = run_key(dataset, model_name, seed, section, hparams, data, params.compute.device)
                 for checkpoint in params.landscape.checkpoints:
                     ckpt = run.checkpoint(runs, checkpoint)
                     stamp = stamp_of(
+                        run=key, landscape=measure_params, code=code,
                         checkpoint=hashlib.sha256(ckpt.read_bytes()).hexdigest() if ckpt.is_file() else None,
-                        data=data_key, layout=layout, hp=hparams_of(dataset, model_name, section),
-                        landscape=params.landscape.model_dump(mode="json", exclude={"models", "checkpoints"}),
-                        device=params.compute.device, code=code,
                     )  # fmt: skip
                     outputs = (
                         run.landscape_metrics(metrics_dir, checkpoint),

@@ -3,10 +3,15 @@ tasks on a dask cluster (``compute.scheduler_address``), in parallel, on GPU wor
 
 DVC runs one stage at a time, so parallelism has to come from inside a stage: each of these stages takes
 every (dataset, model, seed[, checkpoint]) of params.yaml and fans it out. A run is skipped when its
-*stamp* (what its outputs depend on: the run key, the params it reads, the code, the device) and its output
-files are as they were when it last finished, so a params change that concerns one run re-runs that run
-only, although DVC re-runs the whole stage. Stamps live in one hidden file per stage (``.matrix.json`` in
-the stage's first metrics folder), written by the client after each finished run.
+*stamp* (what its outputs depend on: for a trained run its identity, pipelines/run_config.py, which its
+checkpoints record too) and its output files are as they were when it last finished, so a params change
+that concerns one run re-runs that run only, although DVC re-runs the whole stage. A finished run whose
+stamp is unchanged but whose outputs are not as it left them (a damaged, swapped or deleted checkpoint or
+metrics file) has its outputs removed and runs from scratch: it is never re-scored from what is left.
+Stamps live in one hidden file per stage (``.matrix.json`` in the stage's first metrics folder), written
+by the client after each finished run; they name outputs relative to that folder, so a moved or copied
+workspace keeps them. An unreadable stamps file counts as none: every run runs (a finished one verifies
+its checkpoints and is re-scored from them).
 
 On a cluster every task writes its own files (checkpoints, metrics) at absolute paths: the workers must
 share this filesystem (one machine, or NFS/Lustre mounted at the same path). Shipping the bytes back
@@ -21,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,9 +38,6 @@ from loaders.storage import write_json_atomic
 from pipelines.params import ComputeParams
 
 STAMPS = ".matrix.json"
-ROOT = Path(__file__).resolve().parent.parent
-# what a run's numbers can depend on in this repository (the same folders dvc.yaml lists as deps)
-CODE = ("models", "loaders", "train", "pipelines/params", "pipelines/run_config.py", "pipelines/matrix.py")
 
 
 @dataclass(frozen=True)
@@ -49,18 +52,6 @@ class Job:
     outputs: tuple[Path, ...] = field(default_factory=tuple)
 
 
-def code_digest(extra: Iterable[str] = ()) -> str:
-    """sha256 over the repository's Python sources a run executes: a code change re-runs every run (its
-    checkpoints still resume), just as DVC re-runs the stage."""
-    digest = hashlib.sha256()
-    for rel in sorted({*CODE, *extra}):
-        path = ROOT / rel
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for f in files:
-            digest.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
 def stamp_of(**parts: Any) -> str:
     return params_key(parts)
 
@@ -69,19 +60,69 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _load_stamps(path: Path) -> dict[str, Any]:
+def _load_stamps(path: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The stamps file's records, or none when it is missing or unreadable (truncated, not a mapping);
+    a malformed record is dropped alone."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as err:
+        log(f"{path}: unreadable ({type(err).__name__}), ignored: every run runs or verifies")
+        return {}
+    if not isinstance(raw, dict):
+        log(f"{path}: not a mapping of runs, ignored: every run runs or verifies")
+        return {}
+    return {
+        name: record
+        for name, record in raw.items()
+        if isinstance(record, dict) and isinstance(record.get("stamp"), str)
+        and isinstance(record.get("files"), dict)
+    }  # fmt: skip
 
 
-def up_to_date(job: Job, stamps: dict[str, Any]) -> bool:
+def _output_key(path: Path, stamps_file: Path) -> str:
+    """An output's name in the stamps: relative to the stamps file's folder (the workspace moves with it)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(stamps_file).resolve().parent)).as_posix()
+
+
+def output_hashes(job: Job, stamps_file: Path) -> dict[str, str]:
+    return {_output_key(p, stamps_file): _sha(p) for p in job.outputs}
+
+
+def state_of(job: Job, stamps: dict[str, Any], stamps_file: Path) -> str:
+    """``current`` (stamp and outputs as it finished: skip), ``damaged`` (stamp unchanged, outputs not:
+    run from scratch) or ``stale`` (no record, or another stamp: run; a trained run resumes only from
+    checkpoints of its own identity)."""
     record = stamps.get(job.name)
-    if not record or record.get("stamp") != job.stamp:
-        return False
-    files = record.get("files", {})
-    return all(p.is_file() and files.get(str(p)) == _sha(p) for p in job.outputs)
+    if not record or record["stamp"] != job.stamp:
+        return "stale"
+    files = record["files"]
+    for p in job.outputs:
+        if not p.is_file() or files.get(_output_key(p, stamps_file)) != _sha(p):
+            return "damaged"
+    return "current"
+
+
+def _select(
+    jobs: list[Job], stamps: dict[str, Any], stamps_file: Path, log: Callable[[str], None]
+) -> tuple[dict[str, Any], list[Job]]:
+    """Skipped runs' results and the jobs to run; a damaged run's outputs are removed first."""
+    results: dict[str, Any] = {}
+    todo = []
+    for job in jobs:
+        state = state_of(job, stamps, stamps_file)
+        if state == "current":
+            results[job.name] = "skipped"
+            log(f"{job.name}: unchanged, skipped")
+            continue
+        if state == "damaged":
+            log(f"{job.name}: outputs changed since it finished; removing them, running from scratch")
+            for p in job.outputs:
+                p.unlink(missing_ok=True)
+            del stamps[job.name]
+        todo.append(job)
+    return results, todo
 
 
 def needs_gpu(device: str, workers: dict[str, Any] | None = None) -> bool:
@@ -138,15 +179,8 @@ def run_matrix(
         raise ValueError(
             f"duplicate runs in the matrix: {sorted(n for n in set(names) if names.count(n) > 1)}"
         )
-    stamps = _load_stamps(stamps_file)
-    results: dict[str, Any] = {}
-    todo = []
-    for job in jobs:
-        if up_to_date(job, stamps):
-            results[job.name] = "skipped"
-            log(f"{job.name}: unchanged, skipped")
-        else:
-            todo.append(job)
+    stamps = _load_stamps(stamps_file, log)
+    results, todo = _select(jobs, stamps, stamps_file, log)
 
     def done(job: Job) -> None:
         missing = [str(p) for p in job.outputs if not p.is_file()]
@@ -155,7 +189,7 @@ def run_matrix(
                 f"run {job.name} finished but {missing} are not visible here: the dask workers must share "
                 "this filesystem at the same path (docs/scaling-out.md)"
             )
-        stamps[job.name] = {"stamp": job.stamp, "files": {str(p): _sha(p) for p in job.outputs}}
+        stamps[job.name] = {"stamp": job.stamp, "files": output_hashes(job, stamps_file)}
         write_json_atomic(stamps_file, stamps)
 
     failures: list[str] = []

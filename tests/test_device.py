@@ -126,7 +126,7 @@ def test_checkpoints_are_saved_from_the_cpu_and_load_to_the_requested_device(tmp
     model(torch.ones(1, 3)).sum().backward()
     opt.step()
     payload = {"model": model.state_dict(), "optimiser": opt.state_dict(), "nested": [torch.ones(2), (3,)]}
-    save_checkpoint(tmp_path / "c.pt", payload)
+    save_checkpoint(tmp_path / "c.pt", payload, run={"test": "device"})
     locations: list[str] = []
 
     def record(storage: object, location: str) -> object:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from loaders.storage import StoreError, publish_store, store_digest
+from pipelines import run_config
 from pipelines.fit import run_key, run_training
 from pipelines.params import parse_params
 from pipelines.smoke import stage as smoke_stage
@@ -59,6 +60,10 @@ def test_run_key_follows_the_data_and_only_the_runs_own_settings(stores: tuple[P
     assert key(_train(window_stride=2)) != base and key(_train(normalise="standard")) != base
     assert key(_train(residual=False)) != base  # the task's form: never resume the other form's checkpoint
     assert key(_train(), seed=1) != base and key(_train(), model="e2cnn") != base
+    section = _train().train.smoke
+    assert run_key("smoke", "cnn", 0, section, {}, a, "cpu") != run_key(
+        "smoke", "cnn", 0, section, {}, a, "auto"
+    )
 
 
 def test_training_starts_over_on_new_data_and_resumes_otherwise(
@@ -177,3 +182,42 @@ def test_train_stage_declares_its_matrix_but_no_whole_section() -> None:
     assert {"train.smoke.seeds", "train.smoke.models", "train.turbulence.seeds"} <= train
     assert {"train.smoke.optimiser", "train.smoke.level", "train.turbulence.optimiser"} <= keys
     assert SMALL_SMOKE["output_frames"] == 2  # the small config the scratch test relies on
+
+
+def _declares(listed: list[str], key: str) -> bool:
+    """Whether a stage's params list ``key`` itself or a section holding it."""
+    return any(key == item or key.startswith(item + ".") for item in listed)
+
+
+@pytest.mark.parametrize("stage", ["train", "landscape"])
+def test_dvc_declares_every_param_and_code_path_of_a_runs_identity(stage: str) -> None:
+    """One staleness truth: what pipelines/run_config.py puts into a run's identity (the stamp the matrix
+    compares and the key its checkpoints record) is what makes DVC rerun the stage."""
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    listed = [k for k in spec["params"] if isinstance(k, str)]
+    keys = {k for dataset in ("smoke", "turbulence") for k in run_config.run_params(dataset)}
+    assert "compute.device" in keys
+    assert [k for k in sorted(keys) if not _declares(listed, k)] == []
+    code = run_config.TRAIN_CODE + (run_config.LANDSCAPE_CODE if stage == "landscape" else ())
+    assert sorted(set(code) - {str(d) for d in spec["deps"]}) == []
+
+
+def test_the_identity_reads_only_the_keys_it_names() -> None:
+    """Changing any other train.<dataset> key leaves every run's identity as it was."""
+    data = REPO / "tests"  # any folder: store_digest is replaced below
+
+    def identity(**over: object) -> dict:
+        section = _train(**over).train.smoke
+        return run_config.run_identity("smoke", "cnn", 0, section, {}, data, "cpu")
+
+    from unittest import mock
+
+    with mock.patch.object(run_config, "store_digest", lambda _: "data"):
+        base = identity()
+        named = {k.split(".")[-1] for k in run_config.run_params("smoke") if k.startswith("train.smoke.")}
+        others = {"upsampler": "trilinear", "seeds": [0, 1], "models": ["cnn"]}
+        assert not named & set(others)
+        for field, value in others.items():
+            assert identity(**{field: value}) == base, field
+        for field, value in {"level": 5, "residual": False, "window_stride": 2, "train_rollout": 1}.items():
+            assert field in named and identity(**{field: value}) != base, field

@@ -1,16 +1,18 @@
 """A plain torch training loop: Adam, StepLR, early stopping, "early"/"best"/"last" checkpoints, resume.
 
-Checkpoints are written atomically (temporary file, then rename) and hold only tensors and plain
-containers, so they load with ``torch.load(weights_only=True)``. ``last.pt`` is rewritten after every
-epoch; a rerun with the same configuration continues from it, a changed configuration starts over.
+Checkpoints are verified data (train/checkpoints.py): each records the run it belongs to and a checksum,
+holds only tensors and plain containers (they load with ``torch.load(weights_only=True)``), and has the
+same bytes for the same weights. ``last.pt`` is rewritten after every epoch; a rerun of the same run
+continues from it when it, ``best.pt`` and ``early.pt`` verify and agree, and starts over otherwise.
+The wall-clock time is the one thing kept outside the checkpoints: ``train_seconds.json`` beside them.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from loaders.storage import write_json_atomic
-from train.device import cpu_state, loader_options, to_device
+from train.checkpoints import CheckpointError, load_checkpoint, remove_dead_temporaries, save_checkpoint
+from train.device import loader_options, to_device
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,51 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Every tensor is saved from the CPU, so a checkpoint written on a GPU loads on any machine."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(cpu_state(payload), tmp)
-    os.replace(tmp, path)
+SECONDS_FILE = "train_seconds.json"
+CHECKPOINT_FILES = ("last.pt", "best.pt", "early.pt")
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint with its tensors on ``map_location`` (whatever device they were saved from)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def _read_seconds(path: Path) -> float:
+    try:
+        return float(json.loads(path.read_text())["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0  # wall time only: an unreadable record costs the earlier invocations' time, no result
+
+
+def _shapes(weights: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in weights.items()}
+
+
+def resumable_state(
+    run_dir: Path, identity: Mapping[str, Any], early_epoch: int, model: nn.Module
+) -> dict[str, Any] | None:
+    """``last.pt``'s state when it, ``best.pt`` and ``early.pt`` verify as this run's, agree on their
+    epochs and hold weights of ``model``'s shapes; otherwise None, with every checkpoint of the run
+    removed (it starts over, and says why)."""
+    if not any((run_dir / name).exists() for name in CHECKPOINT_FILES):
+        return None
+    expected = _shapes(model.state_dict())
+    try:
+        state = load_checkpoint(run_dir / "last.pt", run=identity)
+        early = early_epoch if state["epoch"] >= early_epoch else 0  # 0: not written yet
+        for name, epoch in {
+            "last.pt": state["epoch"],
+            "best.pt": state["best_epoch"],
+            "early.pt": early,
+        }.items():
+            if not epoch:
+                continue
+            weights = state if name == "last.pt" else load_checkpoint(run_dir / name, run=identity)
+            if weights["epoch"] != epoch:
+                raise CheckpointError(f"{run_dir / name} is epoch {weights['epoch']}, {epoch} expected")
+            if _shapes(weights["model"]) != expected:
+                raise CheckpointError(f"{run_dir / name} holds another architecture's weights")
+        return state
+    except (CheckpointError, KeyError, TypeError) as err:
+        print(f"{run_dir}: not resumable ({err}); starting over")
+        for name in (*CHECKPOINT_FILES, SECONDS_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+        return None
 
 
 @dataclass
@@ -101,15 +139,19 @@ def train(
     settings: OptimiserConfig,
     run_dir: Path,
     seed: int,
-    config_key: str,
+    config_key: Mapping[str, Any] | str,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Train until ``max_epochs`` or early stopping; returns the history and the best epoch.
 
     ``device``: where the model, batches and losses live (None: wherever the model already is, the CPU
-    for a fresh model); ``task`` must have its own tensors there too (:func:`train.device.task_on`)."""
+    for a fresh model); ``task`` must have its own tensors there too (:func:`train.device.task_on`).
+    ``config_key``: the run's identity (pipelines/run_config.py ``run_identity``), recorded in every
+    checkpoint; a checkpoint of another identity is never resumed."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(run_dir)
+    identity = dict(config_key) if isinstance(config_key, Mapping) else {"config_key": config_key}
     gen = seed_everything(seed)
     if device is not None:
         model.to(device)
@@ -119,34 +161,29 @@ def train(
     history, best, best_epoch, start = History.empty(), float("inf"), 0, 1
     # the patience counts from the last epoch that beat `reference` by min_improvement (with 0: best_epoch)
     reference, improved_epoch = best, best_epoch
-    seconds = 0.0  # wall time of every epoch, over all the invocations that resumed this run
-    last = run_dir / "last.pt"
-    if last.is_file():
-        state = load_checkpoint(last)  # the optimiser moves its state to its parameters' device
-        if state.get("config_key") == config_key:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            scheduler.load_state_dict(state["scheduler"])
-            history = History(**{k: list(v) for k, v in state["history"].items()})
-            best, best_epoch, start = state["best"], state["best_epoch"], state["epoch"] + 1
-            reference = state.get("plateau_reference", best)
-            improved_epoch = state.get("improved_epoch", best_epoch)
-            seconds = state.get("train_seconds", 0.0)
-            gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-            if cuda and "cuda_rng" in state:
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
-            print(f"resuming {run_dir} after epoch {state['epoch']}")
-        else:
-            print(f"{run_dir}: configuration changed, starting over")
-            for stale in ("last.pt", "best.pt", "early.pt"):
-                (run_dir / stale).unlink(missing_ok=True)
+    clock = run_dir / SECONDS_FILE  # wall time of every epoch, over all the invocations of this run
+    state = resumable_state(run_dir, identity, settings.early_epoch, model)
+    seconds = _read_seconds(clock) if state is not None else 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])  # it moves its state to its parameters' device
+        scheduler.load_state_dict(state["scheduler"])
+        history = History(**{k: list(v) for k, v in state["history"].items()})
+        best, best_epoch, start = state["best"], state["best_epoch"], state["epoch"] + 1
+        reference = state.get("plateau_reference", best)
+        improved_epoch = state.get("improved_epoch", best_epoch)
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if cuda and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        print(f"resuming {run_dir} after epoch {state['epoch']}")
 
     loading = loader_options(device, settings.num_workers)  # worker processes and pinned memory overlap I/O
     valid_loader = DataLoader(valid_set, batch_size=settings.batch_size, **loading)
     stopped_early = False
     for epoch in range(start, settings.max_epochs + 1):
-        if epoch - improved_epoch > settings.patience and improved_epoch > 0:
+        # never before early.pt exists: the landscape stage measures it
+        if epoch - improved_epoch > settings.patience and improved_epoch > 0 and epoch > settings.early_epoch:
             stopped_early = True
             break
         train_loader = DataLoader(
@@ -183,10 +220,10 @@ def train(
         history.valid_metric.append(valid)
         history.lr.append(optimiser.param_groups[0]["lr"])
         if epoch == settings.early_epoch:
-            save_checkpoint(run_dir / "early.pt", {"model": model.state_dict(), "epoch": epoch})
+            save_checkpoint(run_dir / "early.pt", {"model": model.state_dict(), "epoch": epoch}, identity)
         if valid < best:
             best, best_epoch = valid, epoch
-            save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
+            save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch}, identity)
         if valid < reference * (1.0 - settings.min_improvement):
             reference, improved_epoch = valid, epoch
         state = {
@@ -198,15 +235,14 @@ def train(
             "best_epoch": best_epoch,
             "plateau_reference": reference,
             "improved_epoch": improved_epoch,
-            "train_seconds": seconds,
             "epoch": epoch,
-            "config_key": config_key,
             "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
         if cuda:
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        save_checkpoint(last, state)
+        save_checkpoint(run_dir / "last.pt", state, identity)
+        write_json_atomic(clock, {"epoch": epoch, "train_seconds": seconds})  # after last.pt: never ahead
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": history.train_loss[-1], "valid_metric": valid})
     return {
