@@ -129,8 +129,9 @@ class SpectralSolver:
         self.probe_modes = [np.nonzero(shell == m) for m in self.probe_shells]
         self.probe_weights = [weights[modes] for modes in self.probe_modes]
         # nu_t(k) k^2 per unit sqrt(E(k_c) / k_c); None without a model
-        eddy_k2 = eddy_viscosity_profile(np.sqrt(k2) / self.cutoff_shell) * k2
-        self.eddy_k2 = eddy_k2.astype(real) if config.subgrid == "spectral" else None
+        self.eddy_k2 = None
+        if config.subgrid == "spectral":
+            self.eddy_k2 = (eddy_viscosity_profile(np.sqrt(k2) / self.cutoff_shell) * k2).astype(real)
         inv_k2 = np.where(k2 > 0, 1.0 / np.where(k2 > 0, k2, 1.0), 0.0)
         decay = np.exp(-config.viscosity * k2 * config.dt)  # exact viscous factor over one step
         # the operators in the state's precision, so that no product promotes a float32 state
