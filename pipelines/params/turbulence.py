@@ -53,6 +53,15 @@ class TurbulenceSolverParams(Strict):
     max_cfl: PositiveFloat = Field(1.0, description="fail if dt * max(|u_x|+|u_y|+|u_z|) / dx exceeds this")
     fft_workers: PositiveInt = 2
     seed: Seed = 0
+    subgrid: Literal["none", "spectral"] = Field(
+        "none",
+        description="none: direct simulation; spectral: Chollet-Lesieur eddy viscosity, a large-eddy "
+        "simulation whose k^-5/3 range reaches the 2/3 cut-off at any viscosity (docs/turbulence.md)",
+    )
+    precision: Literal["float64", "float32"] = Field(
+        "float64",
+        description="solver state and FFTs; float32 halves a step's cost (stored fields: float32)",
+    )
 
     @model_validator(mode="after")
     def _resolved(self) -> TurbulenceSolverParams:

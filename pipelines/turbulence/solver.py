@@ -14,6 +14,18 @@
 
 The scheme uses only isotropic operations on a cubic lattice, so it commutes with the 24 cube rotations
 to round-off; the tests check that.
+
+``subgrid="spectral"`` adds the spectral eddy viscosity of Chollet & Lesieur (1981) in the
+"spectral-dynamic" form of Metais & Lesieur (1992): the modes at ``|k|`` lose energy at ``nu_t(k) k^2``,
+
+    nu_t(k) = 0.31 (5 - m) / (m + 1) sqrt(3 - m) C_K^(-3/2) (1 + 34.5 exp(-3.03 k_c / k)) sqrt(E(k_c) / k_c),
+
+the drain into the scales an inertial range would have beyond the cut-off ``k_c`` (the largest complete
+shell under the 2/3 rule), with ``m`` the spectrum's slope just below it (0.447 C_K^(-3/2) for m = 5/3;
+less drain where the spectrum is steeper, more where energy piles up). It depends on ``|k|`` and two
+shell energies only, so it is isotropic, always dissipative, and zero for a field with no energy at the
+cut-off; with it a coarse grid carries a ``k^(-5/3)`` range up to ``k_c`` at any Reynolds number (a
+large-eddy simulation).
 """
 
 from __future__ import annotations
@@ -51,6 +63,27 @@ def fft_backend(name: str = "auto") -> ModuleType:
     return scipy.fft
 
 
+KOLMOGOROV_CONSTANT = 1.5  # the C_K of model_spectrum and of the eddy viscosity
+SUBGRID_MODELS = ("none", "spectral")
+PRECISIONS = {"float64": (np.float64, np.complex128), "float32": (np.float32, np.complex64)}
+
+
+def eddy_viscosity_profile(k_over_kc: np.ndarray) -> np.ndarray:
+    """Chollet-Lesieur's cusp ``C_K^(-3/2) (1 + 34.5 exp(-3.03 k_c / k))``: flat for k << k_c and 2.7 x
+    at the cut-off, where the triads with the missing scales are most active."""
+    x = np.asarray(k_over_kc, dtype=np.float64)
+    cusp = np.exp(-3.03 / np.where(x > 0, x, 1.0)) * (x > 0)
+    return KOLMOGOROV_CONSTANT**-1.5 * (1.0 + 34.5 * cusp)
+
+
+def slope_coefficient(m: float) -> float:
+    """Metais & Lesieur's (1992) factor ``0.31 (5 - m) / (m + 1) sqrt(3 - m)`` for a spectrum ``k^-m`` at
+    the cut-off: 0.447 for m = 5/3, smaller for steeper spectra (zero from m = 3), larger for a pile-up;
+    m is clipped to [0, 3]."""
+    m = min(max(m, 0.0), 3.0)
+    return 0.31 * (5.0 - m) / (m + 1.0) * np.sqrt(3.0 - m)
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     resolution: int
@@ -60,6 +93,14 @@ class SolverConfig:
     forcing_wavenumber: float
     workers: int = 1
     fft: str = "auto"  # see fft_backend
+    subgrid: str = "none"  # see SUBGRID_MODELS and the module doc
+    precision: str = "float64"  # float32 halves the cost of a step (the stored field is float32 anyway)
+
+    def __post_init__(self) -> None:
+        if self.subgrid not in SUBGRID_MODELS:
+            raise ValueError(f"unknown subgrid model {self.subgrid!r}: one of {', '.join(SUBGRID_MODELS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}: one of {', '.join(PRECISIONS)}")
 
 
 class SpectralSolver:
@@ -69,20 +110,35 @@ class SpectralSolver:
         self.config = config
         self.fft = fft_backend(config.fft)
         n = config.resolution
+        real, cplx = PRECISIONS[config.precision]
         self.shape = (n, n, n)
-        self.kz, self.ky, self.kx = wavenumbers(self.shape)
-        k2 = self.kz**2 + self.ky**2 + self.kx**2
-        self.k2 = k2
-        self.inv_k2 = np.where(k2 > 0, 1.0 / np.where(k2 > 0, k2, 1.0), 0.0)
+        kz, ky, kx = wavenumbers(self.shape)
+        k2 = kz**2 + ky**2 + kx**2
         cut = n / 3.0
-        self.keep = (np.abs(self.kz) <= cut) & (np.abs(self.ky) <= cut) & (np.abs(self.kx) <= cut)
+        self.keep = (np.abs(kz) <= cut) & (np.abs(ky) <= cut) & (np.abs(kx) <= cut)
         forced = (k2 > 0) & (k2 <= config.forcing_wavenumber**2 + 1e-9)
         self.weights = rfft_weights(n)
         # the forced modes are a handful: keep their indices and weights instead of full-size masks
         self.forced = np.nonzero(np.broadcast_to(forced, k2.shape))
         self.forced_weights = np.broadcast_to(self.weights, k2.shape)[self.forced]
-        self.decay = np.exp(-config.viscosity * k2 * config.dt)  # exact viscous factor over one step
-        self.uh = self.project(uh * self.keep)
+        self.cutoff_shell = int(n // 3)  # largest shell that the 2/3 rule leaves complete
+        shell = np.rint(np.sqrt(k2)).astype(np.int64)
+        weights = np.broadcast_to(self.weights, k2.shape)
+        # the modes of the cut-off shell and of half of it: their energies give E(k_c) and the slope there
+        self.probe_shells = (self.cutoff_shell // 2, self.cutoff_shell)
+        self.probe_modes = [np.nonzero(shell == m) for m in self.probe_shells]
+        self.probe_weights = [weights[modes] for modes in self.probe_modes]
+        # nu_t(k) k^2 per unit sqrt(E(k_c) / k_c); None without a model
+        self.eddy_k2 = None
+        if config.subgrid == "spectral":
+            self.eddy_k2 = (eddy_viscosity_profile(np.sqrt(k2) / self.cutoff_shell) * k2).astype(real)
+        inv_k2 = np.where(k2 > 0, 1.0 / np.where(k2 > 0, k2, 1.0), 0.0)
+        decay = np.exp(-config.viscosity * k2 * config.dt)  # exact viscous factor over one step
+        # the operators in the state's precision, so that no product promotes a float32 state
+        self.kz, self.ky, self.kx, self.k2, self.inv_k2, self.decay = (
+            a.astype(real) for a in (kz, ky, kx, k2, inv_k2, decay)
+        )
+        self.uh = self.project((uh * self.keep).astype(cplx))
         self.time = 0.0
         self.steps = 0
         self.last_cfl = 0.0
@@ -133,13 +189,38 @@ class SpectralSolver:
         if energy > 0:
             nh[(slice(None),) + self.forced] += (self.config.forcing_power / (2.0 * energy)) * modes
 
+    def shell_energy(self, uh: np.ndarray, which: int) -> float:
+        """Energy of probe shell ``which`` (0: k_c / 2, 1: the cut-off shell k_c)."""
+        modes = uh[(slice(None),) + self.probe_modes[which]]
+        return 0.5 * float(np.sum(self.probe_weights[which] * np.sum(np.abs(modes) ** 2, axis=0)))
+
+    def eddy_amplitude(self, uh: np.ndarray) -> float:
+        """``slope_coefficient(m) sqrt(E(k_c) / k_c)``, the scale of the eddy viscosity, with m the spectrum's
+        slope between k_c / 2 and k_c; 0 without a sub-grid model or without energy at the cut-off."""
+        if self.eddy_k2 is None:
+            return 0.0
+        half, cutoff = self.shell_energy(uh, 0), self.shell_energy(uh, 1)
+        if cutoff <= 0.0:
+            return 0.0
+        lo, hi = self.probe_shells
+        m = float(np.log(half / cutoff) / np.log(hi / lo)) if half > 0 else 0.0
+        return float(slope_coefficient(m) * np.sqrt(cutoff / self.cutoff_shell))
+
+    def step_decay(self) -> np.ndarray:
+        """Molecular (and eddy) viscous factor over one step; the eddy viscosity is frozen over the step."""
+        if self.eddy_k2 is None:
+            return self.decay
+        nu_k2 = self.config.viscosity * self.k2 + self.eddy_amplitude(self.uh) * self.eddy_k2
+        return np.exp(-self.config.dt * nu_k2)
+
     def step(self) -> None:
         """One Heun (RK2) step with the viscous integrating factor."""
         dt = self.config.dt
+        decay = self.step_decay()
         n0, speed = self._rhs(self.uh)
-        predictor = self.decay * (self.uh + dt * n0)
+        predictor = decay * (self.uh + dt * n0)
         n1, _ = self._rhs(predictor)
-        self.uh = self.decay * (self.uh + 0.5 * dt * n0) + 0.5 * dt * n1
+        self.uh = decay * (self.uh + 0.5 * dt * n0) + 0.5 * dt * n1
         self.time += dt
         self.steps += 1
         self.last_cfl = speed * dt / (2 * np.pi / self.config.resolution)
@@ -152,7 +233,16 @@ class SpectralSolver:
         return 0.5 * float(np.sum(self.weights * np.abs(self.uh) ** 2))
 
     def dissipation(self) -> float:
-        return self.config.viscosity * float(np.sum(self.weights * self.k2 * np.abs(self.uh) ** 2))
+        """Molecular plus sub-grid (eddy-viscous) dissipation: what the forcing balances."""
+        molecular = self.config.viscosity * float(np.sum(self.weights * self.k2 * np.abs(self.uh) ** 2))
+        return molecular + self.subgrid_dissipation()
+
+    def subgrid_dissipation(self) -> float:
+        """Energy the eddy viscosity removes per unit time (the flux into the unresolved scales)."""
+        if self.eddy_k2 is None:
+            return 0.0
+        power = self.weights * np.abs(self.uh) ** 2
+        return self.eddy_amplitude(self.uh) * float(np.sum(self.eddy_k2 * power))
 
 
 def model_spectrum(k: np.ndarray, viscosity: float, dissipation: float, energy: float) -> np.ndarray:

@@ -65,11 +65,19 @@ def fit_slope(k: np.ndarray, energy: np.ndarray, k_range: tuple[float, float]) -
     return float(np.polyfit(np.log(k[sel]), np.log(energy[sel]), 1)[0])
 
 
-def flow_statistics(k: np.ndarray, energy: np.ndarray, viscosity: float, k_max: float) -> dict[str, float]:
-    """Textbook single-point statistics from a spectrum (the same quantities JHTDB lists for its data)."""
+def flow_statistics(
+    k: np.ndarray, energy: np.ndarray, viscosity: float, k_max: float, dissipation: float | None = None
+) -> dict[str, float]:
+    """Textbook single-point statistics from a spectrum (the same quantities JHTDB lists for its data).
+
+    ``dissipation``: the measured one, for a large-eddy simulation, whose resolved spectrum holds only the
+    molecular part (the rest leaves through the sub-grid model); the statistics are then those of the
+    flow at ``viscosity`` that the simulation stands for. By default it is ``2 nu sum k^2 E(k)``.
+    """
     dk = k[1] - k[0]
     kinetic = float(np.sum(energy) * dk)
-    dissipation = float(2 * viscosity * np.sum(k**2 * energy) * dk)
+    if dissipation is None:
+        dissipation = float(2 * viscosity * np.sum(k**2 * energy) * dk)
     u_rms = float(np.sqrt(2 * kinetic / 3))
     taylor = float(np.sqrt(15 * viscosity * u_rms**2 / dissipation))
     eta = float((viscosity**3 / dissipation) ** 0.25)
