@@ -46,7 +46,7 @@ def publish(
     repos: dict[str, Any] = {}
     for name in tqdm(params.datasets, desc="publish datasets", unit="dataset", file=sys.stderr):
         start = time.perf_counter()
-        repo_id = params.repos[name]
+        repo_id = get_kind(name).repo_id(params.repos[name], Path(stores[name]))  # type: ignore[arg-type]
         folder = Path(out) / repo_id.split("/")[1]
         inside(out, folder)  # never --out itself or outside it (repo ids are also checked in params)
         store = Path(stores[name])  # type: ignore[arg-type]
@@ -104,4 +104,3 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(to_json(summary))
     return 0
-
