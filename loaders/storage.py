@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import warnings
@@ -51,6 +52,16 @@ TRACKED_PACKAGES = (
 
 class StoreError(RuntimeError):
     """A store is missing, incomplete, corrupt, or would be overwritten."""
+
+
+CRASH_AT = "SYMFLOW_CRASH_AT"  # test hook: the named point at which this process kills itself
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process here when ``$SYMFLOW_CRASH_AT`` names this point: the fault-injection tests
+    kill a stage at the moments where a half-done write would show (no handler or cleanup runs)."""
+    if os.environ.get(CRASH_AT) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def library_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
@@ -135,8 +146,10 @@ def ensure_writable(path: Path, overwrite: bool) -> None:
 
 
 def _clear_partials(path: Path) -> None:
-    """Remove ``.<name>.partial-<pid>`` copies left by killed writers; refuse if a live one is writing."""
-    for partial in path.parent.glob(f".{path.name}.partial-*"):
+    """Remove ``.<name>.partial-<pid>`` copies (and ``.old-<pid>`` ones being replaced) left by killed
+    writers; refuse if a live one is writing."""
+    leftovers = [*path.parent.glob(f".{path.name}.partial-*"), *path.parent.glob(f".{path.name}.old-*")]
+    for partial in leftovers:
         pid = partial.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -201,6 +214,7 @@ def publish_store(
         if validate is not None:
             validate(tmp)
         manifest = file_manifest(tmp)
+        crash_point("store-written")
         # no time in the marker: two builds of the same content are byte-identical
         write_json_atomic(tmp / COMPLETE_MARKER, {"files": manifest})
         if path.exists():
@@ -210,6 +224,7 @@ def publish_store(
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
+        crash_point("store-published")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
