@@ -60,12 +60,13 @@ def simulation_code(cls: type) -> dict[str, str]:
 
 
 def _declared_deps(root: Path, stage: str) -> list[Path]:
-    dvc_yaml = root / "dvc.yaml"
-    name = stage.rpartition(":")[2]  # DVC_STAGE is `name`, or `path/dvc.yaml:name` outside the root file
+    # DVC_STAGE is `name` for the root dvc.yaml, `path/dvc.yaml:name` for another one
+    file, _, name = stage.rpartition(":")
+    dvc_yaml = root / (file or "dvc.yaml")
     stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}) if dvc_yaml.is_file() else {}
     deps = (stages.get(name) or {}).get("deps", []) or []
     paths = [next(iter(d)) if isinstance(d, dict) else str(d) for d in deps]
-    return [(root / d).resolve() for d in paths if "${" not in d]
+    return [(dvc_yaml.parent / d).resolve() for d in paths if "${" not in d]
 
 
 def check_dvc_dependencies(scenario: str, cls: type) -> None:
