@@ -9,7 +9,8 @@ the rules live in one place:
   a store without the marker is refused by readers, and so is one missing a file the manifest lists
   (zarr would silently return the fill value for a missing chunk);
 * every chunk carries a crc32c checksum (a codec of the zarr v3 pipeline), so a flipped byte raises on
-  read; a chunk swapped for another valid chunk is only caught by the sha256 manifest (``verify=True``);
+  read; a chunk swapped for another valid chunk is caught by the sha256 manifest, which every reader
+  checks once per process and store (:func:`check_complete`);
 * an existing store is never overwritten unless the caller says so;
 * every store has one metadata block (``attrs["provenance"]``) that depends on content only: params and
   library versions. When and where and from which commit it was built goes to the stage's metrics
@@ -20,17 +21,13 @@ the rules live in one place:
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
-import socket
-import subprocess
+import signal
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,60 +38,27 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from loaders.cache import hub_store, read_unit
 from loaders.digest import sha256_file
+from loaders.provenance import TRACKED_PACKAGES as TRACKED_PACKAGES
+from loaders.provenance import git_revision as git_revision
+from loaders.provenance import library_versions as library_versions
+from loaders.provenance import provenance as provenance
+from loaders.provenance import run_info as run_info
 
 COMPLETE_MARKER = "_COMPLETE.json"
-TRACKED_PACKAGES = (
-    "numpy", "scipy", "xarray", "zarr", "dask", "phiflow", "phiml", "torch", "e2cnn",
-    "huggingface_hub", "datasets",
-)  # fmt: skip
 
 
 class StoreError(RuntimeError):
     """A store is missing, incomplete, corrupt, or would be overwritten."""
 
 
-def library_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+CRASH_AT = "SYMFLOW_CRASH_AT"  # test hook: the named point at which this process kills itself
 
 
-def git_revision(repo: Path | None = None) -> str:
-    """The current commit (with ``-dirty`` if the tree has changes), or ``unknown`` outside git."""
-    cwd = repo or Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def provenance(params: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The one metadata block every dataset carries: content only (no time, host or commit).
-
-    ``extra`` must be a function of the data too (e.g. equivariance errors of the stored levels); run
-    facts such as timings belong in the stage's metrics, next to :func:`run_info`.
-    """
-    return {"params": params, "versions": library_versions(), **extra}
-
-
-def run_info() -> dict[str, Any]:
-    """Facts about this run that are not content: for the stage's metrics JSON, never for the store."""
-    return {
-        "git_revision": git_revision(),
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-    }
+def crash_point(name: str) -> None:
+    """SIGKILL this process here when ``$SYMFLOW_CRASH_AT`` names this point: the fault-injection tests
+    kill a stage at the moments where a half-done write would show (no handler or cleanup runs)."""
+    if os.environ.get(CRASH_AT) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def file_manifest(root: Path, skip: Iterable[str] = (COMPLETE_MARKER,)) -> dict[str, str]:
@@ -135,8 +99,10 @@ def ensure_writable(path: Path, overwrite: bool) -> None:
 
 
 def _clear_partials(path: Path) -> None:
-    """Remove ``.<name>.partial-<pid>`` copies left by killed writers; refuse if a live one is writing."""
-    for partial in path.parent.glob(f".{path.name}.partial-*"):
+    """Remove ``.<name>.partial-<pid>`` copies (and ``.old-<pid>`` ones being replaced) left by killed
+    writers; refuse if a live one is writing."""
+    leftovers = [*path.parent.glob(f".{path.name}.partial-*"), *path.parent.glob(f".{path.name}.old-*")]
+    for partial in leftovers:
         pid = partial.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -201,6 +167,7 @@ def publish_store(
         if validate is not None:
             validate(tmp)
         manifest = file_manifest(tmp)
+        crash_point("store-written")
         # no time in the marker: two builds of the same content are byte-identical
         write_json_atomic(tmp / COMPLETE_MARKER, {"files": manifest})
         if path.exists():
@@ -210,6 +177,7 @@ def publish_store(
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
+        crash_point("store-published")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -220,35 +188,63 @@ def is_remote(url: str | Path) -> bool:
     return str(url).startswith(("hf://", "http://", "https://"))
 
 
-def check_complete(path: str | Path, verify: bool = False) -> None:
-    """Refuse a local store that is missing, unmarked, or lacks a file its manifest lists.
-
-    The existence check is one stat per file (no reading); ``verify=True`` also compares every file's
-    sha256 with the manifest, which catches a chunk replaced by another valid chunk.
-    """
-    path = Path(path)
-    marker = path / COMPLETE_MARKER
-    if not path.exists():
-        raise StoreError(f"no dataset at {path}; run `dvc repro` to build it")
+def read_manifest(path: str | Path) -> dict[str, str]:
+    """The ``files`` manifest (posix path -> sha256) of the store at ``path``, from its completion marker;
+    a missing, truncated or empty marker is a :class:`StoreError` naming the file and what to do."""
+    marker = Path(path) / COMPLETE_MARKER
     if not marker.is_file():
         raise StoreError(
             f"{path} has no {COMPLETE_MARKER}: it is incomplete (an interrupted write?). Rebuild it with "
             "`dvc repro`; resumable stages continue from their finished batches"
         )
-    expected: dict[str, str] = json.loads(marker.read_text())["files"]
+    try:
+        files = json.loads(marker.read_text())["files"]
+        if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
+            raise TypeError("files is not a mapping of path to sha256")
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        kind = "empty" if marker.stat().st_size == 0 else f"unreadable ({type(err).__name__})"
+        raise StoreError(
+            f"{marker} is {kind}: the store's completion marker was truncated or damaged, so its files "
+            "cannot be checked; restore the store with `dvc checkout` or rebuild it with `dvc repro`"
+        ) from None
+    return files
+
+
+# local stores whose every file matched the manifest in this process, by path and marker identity
+_VERIFIED: set[tuple[str, int, int, int]] = set()
+
+
+def check_complete(path: str | Path, verify: bool | None = None) -> None:
+    """Refuse a local store that is missing, unmarked, lacks a file its manifest lists, or holds a file
+    whose sha256 differs from the manifest (a chunk replaced by another valid chunk: a swap the chunks'
+    own crc32c cannot see).
+
+    The sha256 pass reads every file once per process and store (``verify=None``, the default; a rebuilt
+    store, with a new marker, is read again); ``verify=True`` reads it again regardless, ``verify=False``
+    only checks that every listed file exists (one stat per file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no dataset at {path}; run `dvc repro` to build it")
+    expected = read_manifest(path)
     missing = [rel for rel in expected if not (path / rel).is_file()]
     if missing:
         raise StoreError(
             f"{path} is corrupt: {len(missing)} file(s) of its manifest are missing, e.g. {missing[:3]} "
             "(zarr would read the fill value there); rebuild it with `dvc repro`"
         )
-    if verify:
-        actual = file_manifest(path)
-        bad = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
-        if bad:
-            raise StoreError(
-                f"{path} is corrupt: {len(bad)} file(s) differ from the manifest, e.g. {bad[:3]}"
-            )
+    stat = (path / COMPLETE_MARKER).stat()
+    seen = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if verify is False or (verify is None and seen in _VERIFIED):
+        return
+    actual = file_manifest(path)
+    bad = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
+    if bad:
+        raise StoreError(
+            f"{path} is corrupt: {len(bad)} file(s) differ from the manifest, e.g. {bad[:3]} (their sha256: "
+            "a damaged or swapped chunk); restore it with `dvc checkout` or rebuild it with `dvc repro`"
+        )
+    _VERIFIED.add(seen)
 
 
 def _remote_store(url: str, cache_dir: str | Path | None) -> Any:
@@ -271,10 +267,11 @@ def open_dataset(
         )
 
 
-def open_store(path: str | Path, verify: bool = False, chunks: Any = None, dask: bool = True) -> xr.Dataset:
-    """Open a completed store lazily (dask-backed); refuse incomplete ones and ones missing a chunk file.
-
-    With ``verify=True`` every file's sha256 is checked against the manifest first. ``dask=False`` gives
+def open_store(
+    path: str | Path, verify: bool | None = None, chunks: Any = None, dask: bool = True
+) -> xr.Dataset:
+    """Open a completed store lazily (dask-backed); refuse incomplete or corrupt ones (:func:`check_complete`:
+    every file's sha256 once per process, again with ``verify=True``). ``dask=False`` gives
     plain lazy arrays (cheaper for many small reads). An ``hf://`` URL (a published copy, which has no
     manifest of its own: its repo's ``checksums.sha256`` covers it) is opened without these checks.
     """
@@ -291,8 +288,8 @@ def open_unfinished(path: str | Path) -> xr.Dataset:
 def open_group(url: str | Path, check: bool = True, cache_dir: str | Path | None = None) -> zarr.Group:
     """The zarr group of a store (local path or ``hf://`` URL, cached in ``cache_dir``), read-only.
 
-    A local store with a completion marker is checked first (:func:`check_complete`); ``check=False`` is
-    for a store checked once already by the caller.
+    A local store with a completion marker is checked first (:func:`check_complete`, its sha256 pass once
+    per process); ``check=False`` is for a store checked already by the caller.
     """
     url = str(url)
     if is_remote(url):
@@ -385,8 +382,5 @@ def store_digest(path: str | Path) -> str:
     Cheap (no data is read) and changes exactly when a file of the store does; a run keys its checkpoints
     on it so that a rebuilt store never resumes a model trained on the old data.
     """
-    marker = Path(path) / COMPLETE_MARKER
-    if not marker.is_file():
-        raise StoreError(f"{path} has no {COMPLETE_MARKER}: not a completed store; `dvc repro` builds it")
-    files = json.loads(marker.read_text())["files"]
+    files = read_manifest(path)
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

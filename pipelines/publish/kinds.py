@@ -74,6 +74,10 @@ class DatasetKind:
         """The parquet rows' features (the same for every config): written to the card's ``dataset_info``."""
         raise NotImplementedError
 
+    def repo_id(self, configured: str, store: Path) -> str:
+        """The repo this store is published to: ``publish.repos.<name>`` (a kind may derive another)."""
+        return configured
+
     def card_tags(self, ds: xr.Dataset) -> tuple[str, ...]:
         """The card's tags for this store (a kind whose tags depend on the data's source overrides it)."""
         return self.tags

@@ -8,6 +8,7 @@ by the user), which keeps the files free of the overlapping copies a row-per-win
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import xarray as xr
 
 from loaders.layouts import SMOKE, check
 from loaders.smoke import STORE_NAME, compute_stats, config_name
-from loaders.storage import open_group
+from loaders.storage import open_group, open_store, read_provenance
 from loaders.windows import HUB_SPLIT_NAMES, WindowIndex, split_ranges
 from pipelines.params import PublishParams
 from pipelines.publish.card import (
@@ -35,6 +36,8 @@ from pipelines.publish.card import (
 from pipelines.publish.facts import INSTALL, PHIFLOW_BIB, citation, cost_text, scores_text
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
+
+BUILTIN = "buoyant_plume"  # the study's scenario: its repo name and published values are the study's
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,9 @@ class SmokeCard:
     cost: str
     split_table: str
     stats_table: str
-    symmetry_table: str  # orbit distance, published-definition error and published value per level
+    symmetry_table: str  # orbit distance, published-definition error (and the published value) per level
+    symmetry_statement: str  # what was measured about E_0, never a bare claim
+    published_values: bool  # the original study's values apply (the built-in scenario only)
     scores: str  # trivial baselines and the study's models, or where to find them
     install: str
     citation: str
@@ -81,6 +86,17 @@ class SmokeKind(DatasetKind):
     tags = ("physics", "fluid-dynamics", "smoke", "simulation", "equivariance", "symmetry", "phiflow", "zarr")
     task_categories = ("time-series-forecasting",)
     figure_name = "figures/directions.png"
+
+    def repo_id(self, configured: str, store: Path) -> str:
+        """The configured repo, unless it is the default one (the built-in buoyant plume's) and the store
+        holds another scenario: then ``<namespace>/smoke-<scenario class, kebab-case>-c4``, so a user
+        scenario is never published under the study's name."""
+        prov = read_provenance(open_store(store, verify=False))  # attrs only: the build verifies the files
+        scenario = str(prov.get("params", {}).get("scenario", BUILTIN))
+        if scenario == BUILTIN or configured != PublishParams.model_fields["repos"].default["smoke"]:
+            return configured
+        words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", scenario.rpartition(":")[2]).lower()
+        return f"{configured.split('/')[0]}/smoke-{re.sub(r'[^a-z0-9]+', '-', words).strip('-')}-c4"
 
     def validate(self, ds: xr.Dataset) -> None:
         check(ds, SMOKE)  # the one description of the smoke store (loaders/layouts.py)
@@ -251,10 +267,14 @@ class SmokeKind(DatasetKind):
         orbit = prov_metrics.get("orbit_distance") or prov_metrics.get("level_equivariance_error", {})
         recomputed = prov_metrics.get("published_definition_level_error", {})
         published = prov_metrics.get("published_level_equivariance_error", {})
+        scenario = str(p.get("scenario", BUILTIN))
+        # the study published values for its own scenario only; stores before the rule carry them for any
+        show_published = scenario == BUILTIN and bool(published)
         sym_rows = [
-            (f"E_{k[1:]}", fmt(orbit[k]), _num(recomputed.get(k)), _num(published.get(k))) for k in orbit
+            (f"E_{k[1:]}", fmt(orbit[k]), _num(recomputed.get(k)))
+            + ((_num(published.get(k)),) if show_published else ())
+            for k in orbit
         ]
-        scenario = str(p.get("scenario", "buoyant_plume"))
         config_rows = [
             (f"`{c.name}`", c.description, " / ".join(str(c.rows[s]) for s in c.rows)) for c in configs
         ]
@@ -275,7 +295,7 @@ class SmokeKind(DatasetKind):
             ),
             pressure_solver=json.dumps(solver),
             scenario=scenario,
-            builtin_physics=scenario == "buoyant_plume",
+            builtin_physics=scenario == BUILTIN,
             cost=cost_text(
                 f"PhiFlow simulations of {p.get('steps', '?')} steps on a {p.get('resolution', '?')}^2 grid "
                 f"in float64 for {ds.sizes['level']} symmetry levels x {ds.sizes['direction']} directions",
@@ -297,12 +317,14 @@ class SmokeKind(DatasetKind):
                     "level",
                     "orbit distance to the nearest exactly C4-symmetric set",
                     "published-definition level error (this data)",
-                    "published value (original study)",
-                ),
+                )
+                + (("published value (original study)",) if show_published else ()),
                 sym_rows,
             )
             if sym_rows
             else "Not recorded in this store's provenance.\n",
+            symmetry_statement=symmetry_statement(p, orbit),
+            published_values=show_published,
             scores=scores_text(ctx.metrics, self.name),
             install=INSTALL,
             citation=citation(ctx.repo_id, self.pretty_name, PHIFLOW_BIB),
@@ -320,6 +342,23 @@ class SmokeKind(DatasetKind):
             params_block=params_block(p),
             license=ctx.license,
         )
+
+
+def symmetry_statement(params: dict[str, Any], orbit: dict[str, float]) -> str:
+    """What the store's provenance says was measured about the level declared exactly symmetric."""
+    if "E0" not in orbit:
+        return "No level of this store is declared exactly C4-symmetric (E_0 is not among its levels)."
+    measured = f"measured orbit distance to the nearest exactly C4-symmetric set: {fmt(orbit['E0'])}"
+    if params.get("symmetrisation", "rotate") == "simulate":
+        return (
+            f"E_0's four directions are separate simulations of the turned setup; {measured} (the smoke "
+            "stage refuses a store whose E_0 is farther from C4 than round-off)."
+        )
+    return (
+        f"E_0's four directions are one simulation turned by 0, 90, 180 and 270 degrees; {measured}. "
+        "Whether the scenario's turned setups simulate to the turned flow is checked when the store is built "
+        "with `solver_symmetry_check: true` (the stage refuses more than round-off), not recorded here."
+    )
 
 
 def _num(x: float | None) -> str:

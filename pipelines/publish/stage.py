@@ -77,21 +77,27 @@ def publish(
     if params.target == "hub":
         require_token()  # before minutes of building, not after
     out = Path(out)
-    folders = {name: repo_folder(out, params.repos[name]) for name in params.datasets}
+    # a user scenario's smoke data gets its own repo id unless the params name one (publish/kinds.py)
+    repo_ids = {
+        name: get_kind(name).repo_id(params.repos[name], Path(stores[name]))  # type: ignore[arg-type]
+        for name in params.datasets
+    }
+    folders = {name: repo_folder(out, repo_ids[name]) for name in params.datasets}
     with out_lock(out):  # the receipt too: it must describe the folder as this publish left it
-        result = _publish_locked(params, stores, folders, metrics_dir)
+        result = _publish_locked(params, stores, repo_ids, folders, metrics_dir)
         if receipt is not None:
             write_json_atomic(Path(receipt), result)
     return result
 
 
 def _publish_locked(
-    params: PublishParams, stores: dict[str, Path | None], folders: dict[str, Path], metrics_dir: Path | None
-) -> dict[str, Any]:
+    params: PublishParams, stores: dict[str, Path | None], repo_ids: dict[str, str],
+    folders: dict[str, Path], metrics_dir: Path | None,
+) -> dict[str, Any]:  # fmt: skip
     repos: dict[str, Any] = {}
     for name in tqdm(params.datasets, desc="publish datasets", unit="dataset", file=sys.stderr):
         start = time.perf_counter()
-        repo_id, folder = params.repos[name], folders[name]
+        repo_id, folder = repo_ids[name], folders[name]
         store = Path(stores[name])  # type: ignore[arg-type]
         built = build_repo(get_kind(name), store, folder, repo_id, params, metrics_dir)
         if params.target == "hub":

@@ -9,6 +9,14 @@ To add an experiment, subclass :class:`Scenario` (or an existing scenario) in an
 select it with ``smoke.scenario: package.module:ClassName`` (extra fields in ``smoke.scenario_options``).
 An importable name, not a run-time registry, is what lets dask workers on other machines find the class.
 README.md has a worked example, which ``tests/test_scenarios.py`` runs on a real dask cluster.
+
+Edits are never ignored: finished simulations are kept in a scratch folder keyed by the params AND the
+source of the scenario's modules (its class and every base class) and of the solver
+(:mod:`pipelines.smoke.code`), so an edited scenario re-simulates instead of resuming. DVC sees an edit
+only of a declared dependency: ``pipelines/smoke`` is one, but a module of your own must be added to the
+smoke stage's ``deps`` in dvc.yaml (``- /path/to/my_plumes.py``). Under ``dvc repro`` the stage refuses to
+run until it is, naming the line to add; from then on ``dvc status`` reports the stage changed after an
+edit of the module.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
     python -m pipelines.smoke --params params.yaml --out data/smoke.zarr
 
 Simulations run in batches along a PhiFlow batch dimension, one batch per dask task. Each finished
-batch is saved to a scratch folder keyed by the physics params (:func:`scratch_key`), so an interrupted run
-resumes from the batches it already has, and a change of only dtype, windows or splits re-simulates nothing.
+batch is saved to a scratch folder keyed by the physics params and the simulating code (:func:`scratch_key`),
+so an interrupted run resumes from the batches it already has, a change of only dtype, windows or splits
+re-simulates nothing, and an edited scenario or solver re-simulates everything.
 The final store is written atomically (see :mod:`loaders.storage`).
 """
 
@@ -36,7 +37,10 @@ from loaders.storage import (
 from pipelines.cli import dataset_stage_parser, run_stage
 from pipelines.compute import dask_client
 from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams, load_params
+from pipelines.smoke.code import check_dvc_dependencies, simulation_code
 from pipelines.smoke.levels import (
+    c4_round_off,
+    check_exactly_c4,
     equivariance_errors,
     lower_faces,
     max_c4_violation,
@@ -47,7 +51,7 @@ from pipelines.smoke.levels import (
     staggered_divergence_from_centres,
     undo_directions,
 )
-from pipelines.smoke.scenarios import Domain, Scenario, resolve_scenario
+from pipelines.smoke.scenarios import BuoyantPlume, Domain, Scenario, resolve_scenario
 from pipelines.smoke.simulate import simulate
 
 DIRECTIONS_DEG = (0, 90, 180, 270)
@@ -93,9 +97,12 @@ def plan_jobs(p: SmokeParams) -> list[Job]:
 
 
 def scratch_key(p: SmokeParams) -> str:
-    """The simulation scratch is keyed by the physics only: a change of dtype, windows or splits reuses the
-    finished simulations instead of re-running PhiFlow (those are applied when the store is assembled)."""
-    return "smoke-" + params_key(p.physics())
+    """The simulation scratch is keyed by the physics and the code that simulates (the scenario's modules,
+    the solver, :mod:`pipelines.smoke.code`): a change of dtype, windows or splits reuses the finished
+    simulations instead of re-running PhiFlow (those are applied when the store is assembled); an edit of
+    the scenario or the solver never resumes batches the old code simulated."""
+    code = simulation_code(resolve_scenario(p.scenario))
+    return "smoke-" + params_key({"physics": p.physics(), "code": code})
 
 
 def batches_of(jobs: list[Job], size: int) -> list[list[Job]]:
@@ -246,6 +253,25 @@ def published_definition_errors(p: SmokeParams, sims: dict[str, xr.Dataset]) -> 
     return out
 
 
+def verify_declared_symmetry(p: SmokeParams, sims: dict[str, xr.Dataset]) -> dict[str, float]:
+    """Every set of four separately simulated, turned setups of one rung (E_0 in ``simulate`` mode, the
+    solver check in both modes) must be C4-symmetric to round-off: a scenario whose ``rotated`` leaves part
+    of its setup unturned fails here, naming itself and the measured orbit distance, before any store is
+    written. Returns the measured distances (in float64, before the store's dtype)."""
+    sets = {}
+    if p.symmetrisation == "simulate" and 0 in p.levels:
+        sets["E_0"] = level_jobs(p, 0)
+    if p.solver_symmetry_check:
+        sets["the solver check's rung"] = [Job(p.level_indices(0)[0], k) for k in range(4)]
+    allowed = c4_round_off(p.solver.rel_tol)
+    return {
+        what: check_exactly_c4(
+            np.stack([sims[job.label].velocity.values for job in jobs]), what, p.scenario, allowed
+        )
+        for what, jobs in sets.items()
+    }
+
+
 def validate_store(path: Path, p: SmokeParams) -> None:
     """Checks run on the written store before it is published; raises ``ValueError`` with the reason."""
     ds = open_unfinished(path)
@@ -287,10 +313,13 @@ def build_smoke_dataset(
     """Simulate, symmetrise, write and validate the smoke-plume store; returns the metrics."""
     out = Path(out)
     ensure_writable(out, overwrite)
-    resolve_scenario(params.scenario, params.scenario_options)  # a bad name or option fails before work
+    # a bad name or option fails before work, and so does a scenario module DVC would not see edited
+    scenario_cls = resolve_scenario(params.scenario, params.scenario_options)
+    check_dvc_dependencies(params.scenario, scenario_cls)
     start = time.perf_counter()
     sims = simulate_all(params, compute, scratch_root)
     sim_seconds = time.perf_counter() - start
+    verify_declared_symmetry(params, sims)
     ds = assemble_levels(params, sims)
     errors = {int(level): equivariance_errors(ds.velocity.sel(level=level).values) for level in params.levels}
     result = {
@@ -300,9 +329,12 @@ def build_smoke_dataset(
         # the published definition, recomputed here, beside the published values
         "published_definition_level_error": published_definition_errors(params, sims),
         "level_equivariance_error_all": {f"E{lv}": e for lv, e in errors.items()},
-        "published_level_equivariance_error": {f"E{lv}": PUBLISHED_LEVEL_ERRORS[lv] for lv in params.levels},
         "simulations": len(plan_jobs(params)),
     }
+    if scenario_cls is BuoyantPlume:  # the study's published values describe its scenario only
+        result["published_level_equivariance_error"] = {
+            f"E{lv}": PUBLISHED_LEVEL_ERRORS[lv] for lv in params.levels
+        }
     # content-derived metrics only: the speed, the run facts and the solver check below go to the metrics
     # file, not the store, and so does the check's switch (toggling it leaves the store's bytes alone)
     # "simulations" counts the check's extra runs too: a run fact, so it stays out of the store as well
@@ -316,6 +348,8 @@ def build_smoke_dataset(
         )
         result["solver_only_c4_error"] = equivariance_errors(sep)["orbit"]
         result["solver_only_c4_max_abs"] = float(np.max(np.abs(undo_directions(sep) - sep[0][None])))
+    # the code digests the scratch is keyed by (kept out of the store: a comment edit keeps its bytes)
+    result["simulation_code"] = simulation_code(scenario_cls)
     result["sim_steps_per_second"] = len(plan_jobs(params)) * params.steps / max(sim_seconds, 1e-9)
     chunks = {"level": 1, "direction": 1, "time": min(10, params.n_frames)}
     encoding = {
@@ -334,6 +368,9 @@ def build_smoke_dataset(
     return result
 
 
+NOT_PRINTED = ("level_equivariance_error_all", "simulation_code")  # in the metrics file only
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = dataset_stage_parser(__doc__.splitlines()[0], "data/smoke.zarr", "metrics/smoke.json")
     args = parser.parse_args(argv)
@@ -345,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     return run_stage(
-        "smoke", body, lambda r: {k: v for k, v in r.items() if k != "level_equivariance_error_all"}
+        "smoke",
+        body,
+        lambda r: {k: v for k, v in r.items() if k not in NOT_PRINTED},
     )
-

@@ -53,6 +53,9 @@ def synthetic_scratch(p: TurbulenceParams, root: Path) -> ResumableBatches:
     return ResumableBatches(root, "turbulence-synthetic-" + key)
 
 
+SOLVER_FACTS = "solver"  # what the run that wrote the pieces measured (scratch facts)
+
+
 def _frame_name(i: int) -> str:
     return f"frame{i:05d}"
 
@@ -72,16 +75,18 @@ def _disable(progress: bool | None) -> bool | None:
 def simulate(p: TurbulenceParams, scratch: ResumableBatches, progress: bool | None = None) -> dict[str, Any]:
     """Spin the solver up and save every stored time step as a scratch piece (velocity + diagnostics).
 
-    A rerun with every piece present skips the solver; otherwise it integrates again (the run is
-    deterministic) and only writes the missing pieces.
+    A rerun with every piece present skips the solver and returns what the run that wrote them measured
+    (saved beside them last, so the resumed metrics and provenance are those of an uninterrupted run);
+    otherwise it integrates again (the run is deterministic) and only writes the missing pieces.
     """
     s = p.synthetic
     wanted = set(stored_steps(p))  # stored steps the sample windows use
     n_frames = max(wanted) + 1
     spinup_steps = int(round(s.spinup_time / s.dt))
     total = spinup_steps + (n_frames - 1) * s.save_every + 1
-    if all(_frame_done(scratch, i) for i in wanted):
-        return {"resumed": True, "solver_steps": total}
+    measured = scratch.facts(SOLVER_FACTS)
+    if measured is not None and all(_frame_done(scratch, i) for i in wanted):
+        return {**measured, "resumed": True}
     config = SolverConfig(
         s.resolution,
         s.viscosity,
@@ -119,7 +124,7 @@ def simulate(p: TurbulenceParams, scratch: ResumableBatches, progress: bool | No
                     scratch.save(_diag_name(frame), diagnostics)
                 frame += 1
     seconds = time.perf_counter() - start
-    return {
+    result = {
         "resumed": False,
         "solver_steps": total,
         "spinup_steps": spinup_steps,
@@ -128,6 +133,8 @@ def simulate(p: TurbulenceParams, scratch: ResumableBatches, progress: bool | No
         "max_cfl": max_cfl,
         "energy_trace": [list(map(float, row)) for row in energy_trace],
     }
+    scratch.save_facts(SOLVER_FACTS, result)
+    return result
 
 
 def _frame_datasets(solver: SpectralSolver, factor: int) -> tuple[xr.Dataset, xr.Dataset]:
