@@ -13,7 +13,8 @@ Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (verified on ev
 ``metrics/train/<dataset>-<model>-seed<k>.json`` (DVC metrics): the test metric of the best checkpoint on
 the real test split, in physical units, with each test sample's error, their standard error and count
 (``test_<metric>_se``, ``test_samples``), the parameter count and the equivariance error of the prediction
-(the residual form included), and the device it ran on (``compute.device``) with library versions.
+(the residual form included) and of the network alone, and the device it ran on (``compute.device``) with
+library versions.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def run_training(
     probe = task.equivariance_probe(to_device(next(iter(DataLoader(splits["valid"], batch_size=2))), device))
     with torch.no_grad():
         equi = equivariance_error(task.as_module(model), probe, task.model_task)
+        # a residual model's exactly equivariant trivial part dilutes the network's own symmetry breaking
+        equi_net = equivariance_error(model, probe, task.model_task)
     name = task.metric_name
     metrics = {
         f"test_{name}": test[name],
@@ -81,7 +84,8 @@ def run_training(
         "epochs_run": len(result["history"]["epoch"]),
         "stopped_early": result["stopped_early"],
         "parameters": count_parameters(model),
-        "equivariance_error": equi,
+        "equivariance_error": equi,  # of the whole prediction
+        "equivariance_error_network": equi_net,  # of the network alone (a residual model's correction)
         # wall clock (every epoch's, a resumed run's earlier ones too): the one value that differs between
         # two identical runs; the checkpoints hold none (train/loop.py keeps it in train_seconds.json)
         "train_seconds": result["train_seconds"],

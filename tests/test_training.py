@@ -350,3 +350,13 @@ def test_fit_metrics_hold_the_test_standard_error_and_sample_count(tiny_study: t
     values = np.asarray(metrics["test_rmse_per_sample"])
     assert metrics["test_samples"] == len(values) == metrics["samples"]["test"]
     assert metrics["test_rmse_se"] == pytest.approx(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+@pytest.mark.slow
+def test_fit_metrics_give_the_networks_own_equivariance_error(tiny_study: tuple[Path, object]) -> None:
+    root, params = tiny_study
+    read = lambda m: json.loads((root / "metrics" / "train" / f"smoke-{m}-seed0.json").read_text())  # noqa: E731
+    cnn, e2cnn = read("cnn"), read("e2cnn")
+    assert e2cnn["equivariance_error_network"] < 1e-5
+    assert params.train.smoke.residual  # the residual form: the trivial last frame dilutes the error
+    assert cnn["equivariance_error_network"] > 3 * cnn["equivariance_error"] > 0

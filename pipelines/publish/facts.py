@@ -103,6 +103,7 @@ def read_metrics(metrics_dir: Path | None, dataset: str) -> dict[str, Any]:
             },
         }
     models: dict[str, list[float]] = {}
+    network: dict[str, list[float]] = {}  # equivariance error of the network alone, per seed
     for path in sorted((root / "train").glob(f"{dataset}-*-seed*.json")):
         found = re.fullmatch(rf"{re.escape(dataset)}-(.+)-seed(\d+)\.json", path.name)
         data = _load(path) or {}
@@ -110,8 +111,12 @@ def read_metrics(metrics_dir: Path | None, dataset: str) -> dict[str, Any]:
         score = [k[: -len("_se")] for k in data if k.startswith("test_") and k.endswith("_se")]
         if found and len(score) == 1 and score[0] in data:
             models.setdefault(f"{found.group(1)}|{score[0][5:]}", []).append(float(data[score[0]]))
+            if "equivariance_error_network" in data:
+                network.setdefault(found.group(1), []).append(float(data["equivariance_error_network"]))
     if models:
         out["models"] = models
+    if network:
+        out["network_equivariance"] = network
     return out
 
 
@@ -145,12 +150,19 @@ def scores_text(metrics: dict[str, Any], dataset: str) -> str:
     models = metrics.get("models")
     if models:
         rows = []
+        network = metrics.get("network_equivariance", {})
         for key, values in sorted(models.items()):
             model, metric = key.split("|")
             mean = sum(values) / len(values)
-            rows.append((f"`{model}`", metric, fmt(mean), fmt(min(values)), fmt(max(values)), len(values)))
-        out.append("\nThe study's models (pipelines/fit.py), test split, over seeds:\n\n")
-        out.append(table(("model", "metric", "mean", "min", "max", "seeds"), rows))
+            equi = network.get(model)
+            equi_cell = fmt(sum(equi) / len(equi)) if equi else "-"
+            rows.append((f"`{model}`", metric, fmt(mean), fmt(min(values)), fmt(max(values)), len(values),
+                         equi_cell))  # fmt: skip
+        out.append("\nThe study's models (pipelines/fit.py), test split, over seeds; the last column is the "
+                   "equivariance error of the network alone (a residual model's correction), mean over "
+                   "seeds:\n\n")  # fmt: skip
+        out.append(table(("model", "metric", "mean", "min", "max", "seeds", "network equivariance error"),
+                         rows))  # fmt: skip
     else:
         out.append(
             f"\nThe study's models: no trained runs with this build; `dvc repro` writes them to "

@@ -221,8 +221,12 @@ def render(
         md += [f"![spectra]({dataset}_spectra.png)", ""]
         md += [f"Test {metric.upper()}: mean over seeds ± sd over seeds; \"SE\" is the standard error over "
                "test samples (mean of the per-seed values); n = test samples x seeds; landscape columns: "
-               "mean over the seeds measured (\"—\": not measured).", ""]  # fmt: skip
-        header = f"| model | parameters | equivariance error | test {metric.upper()} | SE (samples) | n |"
+               "mean over the seeds measured (\"—\": not measured). Equivariance error: max over the group "
+               "of |f(g x) - g f(x)| / |f(x)|, of the whole prediction and of the network alone (a residual "
+               "model's correction, whose symmetry breaking the exactly equivariant trivial part dilutes).",
+               ""]  # fmt: skip
+        header = (f"| model | parameters | equivariance error: prediction / network | "
+                  f"test {metric.upper()} | SE (samples) | n |")  # fmt: skip
         header += "".join(f" sharpness {c} | top eig {c} |" for c in ckpts)
         md += [header, "|" + "---|" * (6 + 2 * len(ckpts))]
         table = {}
@@ -237,14 +241,19 @@ def render(
             first = next(iter(seeds.values()))["train"]
             t_mean, t_std = _mean_std([s["train"][f"test_{metric}"] for s in seeds.values()])
             e_mean, _ = _mean_std([s["train"]["equivariance_error"] for s in seeds.values()])
+            net = [s["train"]["equivariance_error_network"] for s in seeds.values()
+                   if "equivariance_error_network" in s["train"]]  # fmt: skip
             se_key = f"test_{metric}_se"
             se = [s["train"][se_key] for s in seeds.values() if se_key in s["train"]]
             n_test = test_samples(seeds)
-            row = (f"| {model} | {first['parameters']:,} | {e_mean:.2e} | {t_mean:.4g} ± {t_std:.2g} | "
+            net_cell = f"{_mean_std(net)[0]:.2e}" if net else "—"
+            row = (f"| {model} | {first['parameters']:,} | {e_mean:.2e} / {net_cell} | "
+                   f"{t_mean:.4g} ± {t_std:.2g} | "
                    f"{_cell(se, '.2g')} | {n_test} x {len(seeds)} |")  # fmt: skip
             table[model] = {
                 "parameters": first["parameters"],
                 "equivariance_error": e_mean,
+                **({"equivariance_error_network": _mean_std(net)[0]} if net else {}),
                 f"test_{metric}": t_mean,
                 "test_samples": n_test,
                 "seeds": len(seeds),
