@@ -20,7 +20,8 @@ from pipelines.params import StudyParams, parse_params
 from tests.bitwise import outputs, same
 from tests.conftest import TINY_SMOKE, TINY_TURBULENCE
 
-OPTIMISER = {"lr": 1e-3, "batch_size": 2, "max_epochs": 2, "early_epoch": 1, "max_train_batches": 2}
+# smoke: two steps in one epoch; super-resolution (3 training samples, one batch an epoch): two epochs
+OPTIMISER = {"lr": 1e-3, "batch_size": 2, "max_epochs": 1, "early_epoch": 1, "max_train_batches": 2}
 RUNS = [("smoke", m) for m in ("cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn")] + [
     ("turbulence", m) for m in ("cnn", "gcnn", "rgcnn")
 ]
@@ -34,14 +35,15 @@ def _params() -> StudyParams:
         m: {"hidden": h, "enc_layers": 1, "zero_head": False}
         for m, h in (("cnn", 4), ("gcnn", 1), ("rgcnn", 1))
     }
-    common = {"seeds": [0], "residual": True, "optimiser": OPTIMISER}
+    common = {"seeds": [0], "residual": True}
     return parse_params({
         "compute": {"device": "cpu"}, "smoke": TINY_SMOKE, "turbulence": TINY_TURBULENCE,
         "train": {
             "smoke": {**common, "models": [m for d, m in RUNS if d == "smoke"], "window_stride": 2,
-                      "hparams": smoke_hp},
+                      "hparams": smoke_hp, "optimiser": OPTIMISER},
             "turbulence": {**common, "models": [m for d, m in RUNS if d == "turbulence"],
-                           "upsampler": "spectral", "hparams": sr_hp},
+                           "upsampler": "spectral", "hparams": sr_hp,
+                           "optimiser": {**OPTIMISER, "max_epochs": 2}},
         },
     })  # fmt: skip
 
