@@ -99,6 +99,8 @@ class GroupConv(ExpandedKernel):
             a, flat, fan_in = in_channels, out_channels * self.m * k, in_channels * self.n * k
             n_fields = out_channels
         idx, sign = _gather_plan(group, kind, n_fields, rep, kernel_size)
+        if not (np.sort(idx, axis=1) == np.arange(flat)).all():  # what expand()'s gather relies on
+            raise AssertionError(f"the {kind} gather plan is not one permutation of the kernel per element")
         self.register_buffer("index", torch.as_tensor(idx, dtype=torch.long), persistent=False)
         self.register_buffer(
             "sign", None if sign is None else torch.as_tensor(sign, dtype=torch.float32), persistent=False
@@ -112,7 +114,15 @@ class GroupConv(ExpandedKernel):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if has_bias else None
 
     def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        w = self.weight[:, :, self.index]  # [L, A, G, N]
+        # torch.gather, not self.weight[:, :, self.index]: the backward of advanced indexing is
+        # index_put_(accumulate=True), which on the CPU adds with float atomics from several threads once
+        # the result has >= 32768 entries (3D relaxed layers, study-size 2D ones), so the gradient's
+        # summation order, and a run's weights, changed from one run to the next. gather's backward
+        # scatters each row on its own (every row of the plan is a permutation, so no two entries meet)
+        # and sums the |G| copies in a fixed order; its double backward is a gather again.
+        w = self.weight
+        shape = (*w.shape[:2], *self.index.shape)
+        w = torch.gather(w.unsqueeze(2).expand(shape), 3, self.index.expand(shape))  # [L, A, G, N]
         if self.sign is not None:
             w = w * self.sign.to(w.dtype)
         if self.relaxed_weights is None:

@@ -12,8 +12,13 @@ from pipelines.params import ComputeParams
 
 
 @contextlib.contextmanager
-def dask_client(params: ComputeParams) -> Iterator[Client]:
-    """Yield a connected client; a LocalCluster is started (and stopped) only when no address is set."""
+def dask_client(params: ComputeParams, one_task_per_worker: bool = False) -> Iterator[Client]:
+    """Yield a connected client; a LocalCluster is started (and stopped) only when no address is set.
+
+    ``one_task_per_worker`` (the train and landscape matrices): each local worker runs one task at a time
+    (``threads_per_worker`` is then the torch threads of that task, set by the task itself) and dask's
+    memory manager does not restart it: a run's size is set by params, and one outgrowing the memory fails
+    as it would in the stage's own process."""
     if params.scheduler_address:
         try:
             client = Client(params.scheduler_address, timeout="20s")
@@ -28,7 +33,8 @@ def dask_client(params: ComputeParams) -> Iterator[Client]:
     with (
         LocalCluster(
             n_workers=params.n_workers,
-            threads_per_worker=params.threads_per_worker,
+            threads_per_worker=1 if one_task_per_worker else params.threads_per_worker,
+            memory_limit=0 if one_task_per_worker else "auto",
             processes=True,
             dashboard_address=None,
             silence_logs=logging.WARNING,

@@ -16,9 +16,12 @@ its checkpoints and is re-scored from them).
 On a cluster every task writes its own files (checkpoints, metrics) at absolute paths: the workers must
 share this filesystem (one machine, or NFS/Lustre mounted at the same path). Shipping the bytes back
 instead would not do for checkpoints, which an interrupted run resumes from wherever it runs next.
-Without an address the runs go one after another in this process, as before the cluster existed: no
-LocalCluster, because a run already uses every core through torch's own threads, and worker processes
-would only re-import torch and compete for the same cores (and the one GPU of a laptop).
+Without an address the runs go to a LocalCluster of ``compute.n_workers`` processes, each running one run
+at a time with ``compute.threads_per_worker`` torch threads: every core busy, and every run's arithmetic
+fixed by params rather than by the machine or by which worker took it (a run's float reductions depend on
+its thread count only), so the results are bitwise those of ``n_workers: 1``, which runs them one after
+another in this process with the same threads (for debugging: breakpoints, tracebacks, profilers). A single
+run to do, or a GPU (one device, which the runs would only share), also runs in this process.
 """
 
 from __future__ import annotations
@@ -142,13 +145,33 @@ def resources_for(device: str, workers: dict[str, Any] | None = None) -> dict[st
 
 def call(target: str, args: tuple[Any, ...], threads: int | None) -> dict[str, Any]:
     """Run one job where this is called (the client, or a dask worker): torch's thread count fixed first,
-    so a run's arithmetic does not depend on the worker's cores."""
-    if threads is not None:
+    so a run's arithmetic does not depend on the worker's cores; the process's own count comes back after."""
+    module, func = target.split(":")
+    if threads is None:
+        return getattr(importlib.import_module(module), func)(*args)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return getattr(importlib.import_module(module), func)(*args)
+    finally:
+        torch.set_num_threads(before)
+
+
+def in_process(compute: ComputeParams, runs: int) -> bool:
+    """Whether runs to do go one after another in this process rather than to a cluster: only without a
+    scheduler address, and then with ``n_workers: 1``, at most one run, or a GPU device (``cuda``, or
+    ``auto`` with a GPU visible)."""
+    if compute.scheduler_address is not None:
+        return False
+    if compute.n_workers == 1 or runs <= 1 or compute.device.startswith("cuda"):
+        return True
+    if compute.device == "auto":
         import torch
 
-        torch.set_num_threads(threads)
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)(*args)
+        return torch.cuda.is_available()
+    return False
 
 
 def _remote(target: str, args: tuple[Any, ...], threads: int) -> tuple[dict[str, Any], str]:
@@ -193,11 +216,11 @@ def run_matrix(
         write_json_atomic(stamps_file, stamps)
 
     failures: list[str] = []
-    if compute.scheduler_address is None:
+    if in_process(compute, len(todo)):
         for job in todo:
             log(f"{job.name}: running")
             try:
-                results[job.name] = call(job.target, job.args, None)  # torch threads as the process has them
+                results[job.name] = call(job.target, job.args, compute.threads_per_worker)
             except Exception as err:
                 named = _named(err, job.name)
                 if named is err:
@@ -210,7 +233,11 @@ def run_matrix(
     from pipelines.compute import dask_client
 
     placement: dict[str, str] = {}
-    with dask_client(compute) as client:
+    where = compute.scheduler_address
+    if where is None:  # a LocalCluster: no more workers than runs, one run at a time on each
+        compute = compute.model_copy(update={"n_workers": min(compute.n_workers, len(todo))})
+        where = f"a local cluster of {compute.n_workers} workers"
+    with dask_client(compute, one_task_per_worker=True) as client:
         resources = resources_for(compute.device, client.scheduler_info().get("workers"))
         futures = {
             client.submit(
@@ -220,10 +247,7 @@ def run_matrix(
             for job in todo
         }  # fmt: skip
         for job in todo:
-            log(
-                f"{job.name}: submitted to {compute.scheduler_address}"
-                + (f" ({resources})" if resources else "")
-            )
+            log(f"{job.name}: submitted to {where}" + (f" ({resources})" if resources else ""))
         for future in as_completed(futures):
             job = futures[future]
             try:
@@ -233,9 +257,7 @@ def run_matrix(
             except Exception as err:  # a remote error: collected, named, raised after the rest
                 failures.append(f"{job.name}: {type(err).__name__}: {err}")
     if failures:
-        raise RuntimeError(
-            f"{len(failures)} of {len(todo)} runs failed on the cluster:\n" + "\n".join(failures)
-        )
+        raise RuntimeError(f"{len(failures)} of {len(todo)} runs failed on {where}:\n" + "\n".join(failures))
     results["placement"] = placement
     return results
 

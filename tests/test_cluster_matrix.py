@@ -1,12 +1,13 @@
-"""Issue 12 §2: the train and landscape matrix on a real dask cluster (`dask scheduler` + two
-`dask worker --nthreads 1` processes on 127.0.0.1) runs in parallel and gives bitwise the local sequential
-run's results on the CPU; GPU runs ask the scheduler for a GPU worker resource."""
+"""Issue 12 §2 and issue 21 §1: the train and landscape matrix gives bitwise the same results however it
+runs: one after another in the stage's process (``n_workers: 1``), on the default LocalCluster of two worker
+processes (no scheduler address), or on a real dask cluster (`dask scheduler` + two `dask worker --nthreads
+1` processes on 127.0.0.1); every run's torch threads come from params, not from the process. GPU runs ask
+the scheduler for a GPU worker resource."""
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +16,20 @@ import torch
 
 from pipelines.fit import train_matrix
 from pipelines.landscape import landscape_matrix
-from pipelines.matrix import Job, resources_for, run_matrix
+from pipelines.matrix import Job, in_process, resources_for, run_matrix
 from pipelines.params import ComputeParams, StudyParams, parse_params
+from tests.bitwise import outputs, same
 from tests.conftest import TINY_SMOKE, TINY_TURBULENCE
 from tests.dask_cluster import dask_cluster
 
 REPO = Path(__file__).resolve().parent.parent
 OPTIMISER = {"lr": 1e-3, "batch_size": 4, "max_epochs": 1, "early_epoch": 1, "max_train_batches": 2}
-TIMINGS = {"train_seconds", "seconds"}  # wall-clock: the only values allowed to differ
 
 
-def _params(address: str | None = None) -> StudyParams:
+def _params(address: str | None = None, n_workers: int = 2) -> StudyParams:
     return parse_params({
-        "compute": {"device": "cpu", "scheduler_address": address, "threads_per_worker": 1},
+        "compute": {"device": "cpu", "scheduler_address": address, "n_workers": n_workers,
+                    "threads_per_worker": 1},
         "smoke": TINY_SMOKE,
         "turbulence": TINY_TURBULENCE,
         "train": {"smoke": {"models": ["cnn"], "seeds": [0, 1], "window_stride": 2,
@@ -46,73 +48,71 @@ def _matrix(params: StudyParams, store: Path, out: Path) -> tuple[dict, dict]:
             landscape_matrix(params, stores, out / "runs", out / "metrics"))  # fmt: skip
 
 
-def _outputs(out: Path) -> dict[str, Any]:
-    """Every file the two stages wrote, as comparable values: JSON without timings, checkpoints as
-    tensors (torch.save names its zip folder after the temporary file, so the bytes carry a pid)."""
-    found: dict[str, Any] = {}
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        rel = path.relative_to(out).as_posix()
-        if path.suffix == ".pt":  # last.pt keeps the run's train_seconds for a resume
-            data = torch.load(path, map_location="cpu", weights_only=False)
-        else:
-            data = json.loads(path.read_text())
-        found[rel] = {k: v for k, v in data.items() if k not in TIMINGS} if isinstance(data, dict) else data
-    return found
-
-
-def _same(a: Any, b: Any, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            _same(a[k], b[k], f"{where}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert type(a) is type(b) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _same(x, y, f"{where}[{i}]")
-    elif isinstance(a, float):  # bitwise: the same arithmetic (a NaN, e.g. one probe's stderr, included)
-        assert isinstance(b, float) and struct.pack("<d", a) == struct.pack("<d", b), (
-            f"{where}: {a!r} != {b!r}"
-        )
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
-def test_matrix_on_a_real_dask_cluster_matches_the_local_sequential_run(
+def test_the_matrix_gives_the_same_bits_on_one_worker_two_local_workers_and_a_dask_cluster(
     smoke_store: Path, tmp_path: Path
 ) -> None:
-    local, remote = tmp_path / "local", tmp_path / "cluster"
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the workers run each task with compute.threads_per_worker = 1
+    torch.set_num_threads(2)  # not the runs' thread count: params (threads_per_worker 1) must win
     try:
-        trained, measured = _matrix(_params(), smoke_store, local)
+        trained, measured = _matrix(_params(n_workers=1), smoke_store, tmp_path / "sequential")
+        assert torch.get_num_threads() == 2  # the process's own count is back
     finally:
         torch.set_num_threads(threads)
     assert set(trained) == {"smoke-cnn-seed0", "smoke-cnn-seed1"} and "placement" not in trained
 
+    # the default: no address, a LocalCluster of n_workers processes, the two runs at the same time
+    trained_l, measured_l = _matrix(_params(), smoke_store, tmp_path / "local")
+    assert len(set(trained_l["placement"].values())) == 2, trained_l["placement"]
+    assert len(set(measured_l["placement"].values())) == 2, measured_l["placement"]
+    again, _ = _matrix(_params(), smoke_store, tmp_path / "local")  # nothing changed: nothing runs
+    assert again == {"smoke-cnn-seed0": "skipped", "smoke-cnn-seed1": "skipped"}
+
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     (tmp_path / "dask").mkdir()
     with dask_cluster(tmp_path / "dask", workers=2, env=env) as address:
-        trained_c, measured_c = _matrix(_params(address), smoke_store, remote)
+        trained_c, measured_c = _matrix(_params(address), smoke_store, tmp_path / "cluster")
         # the two runs, and their two landscapes, each ran as a task on its own worker, at the same time
         assert len(set(trained_c["placement"].values())) == 2, trained_c["placement"]
         assert len(set(measured_c["placement"].values())) == 2, measured_c["placement"]
-        again, _ = _matrix(_params(address), smoke_store, remote)  # nothing changed: nothing runs
+        again, _ = _matrix(_params(address), smoke_store, tmp_path / "cluster")
         assert again == {"smoke-cnn-seed0": "skipped", "smoke-cnn-seed1": "skipped", "placement": {}}
 
-    a, b = _outputs(local), _outputs(remote)
+    a = outputs(tmp_path / "sequential")
     kinds = (("train", ""), ("curves", ""), ("landscape", "-best"), ("spectra", "-best"))
     expected = {f"metrics/{kind}/smoke-cnn-seed{k}{tail}.json" for k in (0, 1) for kind, tail in kinds}
     assert expected <= set(a), sorted(a)
-    assert a.keys() == b.keys()
-    _same(a, b, "")
+    for other in ("local", "cluster"):
+        b = outputs(tmp_path / other)
+        assert a.keys() == b.keys(), other
+        same(a, b, other)
     # the measured values are real numbers, not placeholders both sides happen to share
     assert (
         a["metrics/train/smoke-cnn-seed0.json"]["test_rmse"]
         != a["metrics/train/smoke-cnn-seed1.json"]["test_rmse"]
     )
     assert trained_c["smoke-cnn-seed0"]["test_rmse"] == trained["smoke-cnn-seed0"]["test_rmse"]
+
+
+def test_where_the_runs_go_without_an_address() -> None:
+    cpu = ComputeParams(device="cpu", n_workers=2)
+    assert not in_process(cpu, 2)  # the default: a LocalCluster
+    assert in_process(cpu, 1) and in_process(cpu, 0)  # one run: no cluster to start
+    assert in_process(cpu.model_copy(update={"n_workers": 1}), 5)  # sequential, for debugging
+    assert in_process(cpu.model_copy(update={"device": "cuda"}), 5)  # one GPU: not shared by processes
+    assert not in_process(cpu.model_copy(update={"scheduler_address": "tcp://127.0.0.1:8786"}), 1)
+
+
+def test_a_failure_on_the_local_cluster_names_the_run_and_keeps_the_others(tmp_path: Path) -> None:
+    """json.loads as the run: the workers need not import torch for this."""
+    jobs = [
+        Job("smoke-cnn-seed7", "json:loads", ("{",), "s"),
+        Job("smoke-cnn-seed8", "json:loads", ("{}",), "s"),
+    ]
+    stamps = tmp_path / ".matrix.json"
+    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed on a local cluster of 2 workers:\n"
+                       r"smoke-cnn-seed7: JSONDecodeError: Expecting"):  # fmt: skip
+        run_matrix(jobs, ComputeParams(device="cpu", n_workers=2), stamps, log=lambda _: None)
+    assert set(json.loads(stamps.read_text())) == {"smoke-cnn-seed8"}  # a rerun does only the failed one
 
 
 def _touch(path: str, fail: bool) -> dict[str, str]:

@@ -2,7 +2,9 @@
 batches, and recording the device and library versions in a run's metrics.
 
 ``compute.device`` is ``auto`` (a GPU when torch sees one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-On the CPU the choice changes nothing: the same kernels run in the same order.
+On the CPU the choice changes nothing: the same kernels run in the same order. A CPU run repeats bit for
+bit given its torch thread count, which params fix (``compute.threads_per_worker``, pipelines/matrix.py):
+float reductions are split by thread, and no op of the models adds with atomics (GroupConv's gather).
 
 On a GPU a few kernels are non-deterministic by default: cuBLAS reductions with several workspaces,
 cuDNN's autotuned convolution algorithms (``cudnn.benchmark``) and non-deterministic cuDNN backward

@@ -114,12 +114,15 @@ class ComputeParams(Strict):
     scheduler_address: str | None = Field(
         None,
         description="tcp://host:port of a running dask scheduler: the data stages' work and every training"
-        " and landscape run go to its workers; null starts a LocalCluster for the data stages and runs"
-        " training and landscapes one after another in the stage's process",
+        " and landscape run go to its workers; null starts a LocalCluster (n_workers processes)",
     )
-    n_workers: PositiveInt = Field(2, description="LocalCluster workers; workers x threads <= 4 x CPU count")
+    n_workers: PositiveInt = Field(
+        2,
+        description="LocalCluster workers; workers x threads <= 4 x CPU count; 1: training and landscape runs"
+        " one after another in the stage's process (same results)",
+    )
     threads_per_worker: PositiveInt = Field(
-        1, description="threads per LocalCluster worker; torch threads of each run on a scheduler's workers"
+        1, description="threads per LocalCluster worker; torch threads of every training and landscape run"
     )
     device: str = Field(
         "auto",
