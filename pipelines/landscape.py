@@ -57,12 +57,8 @@ from train.tasks import TASKS, SuperResolutionTask
 
 def subset_size(n_train: int, p: LandscapeParams) -> int:
     """Samples the curvature is measured on: ``subset_fraction`` of the training set (at least
-    ``subset_min_samples``, at most all of it), or exactly ``subset_batches`` batches when that is set."""
-    if p.subset_batches is not None:
-        wanted = p.subset_batches * p.subset_batch_size
-    else:
-        wanted = max(p.subset_min_samples, math.ceil(p.subset_fraction * n_train - 1e-9))
-    return min(n_train, wanted)
+    ``subset_min_samples``, at most all of it)."""
+    return min(n_train, max(p.subset_min_samples, math.ceil(p.subset_fraction * n_train - 1e-9)))
 
 
 def fixed_subset(dataset: torch.utils.data.Dataset, p: LandscapeParams) -> list[tuple[torch.Tensor, ...]]:

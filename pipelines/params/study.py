@@ -176,9 +176,6 @@ class LandscapeParams(Strict):
         0.2, description="share of the training set the loss and Hessian are measured on (study: 20%)"
     )
     subset_min_samples: PositiveInt = Field(8, description="at least this many samples (or all of them)")
-    subset_batches: PositiveInt | None = Field(
-        None, description="if set: exactly subset_batches x subset_batch_size samples, ignoring the fraction"
-    )
     subset_batch_size: PositiveInt = Field(
         8, description="samples per batch; curvature is accumulated batch by batch (memory of one batch)"
     )
