@@ -28,6 +28,7 @@ from scipy import stats
 from loaders.storage import open_store
 from pipelines.cli import STORE_PATHS, run_stage
 from pipelines.params import StudyParams, load_params
+from pipelines.report.curvature import invariance_notes, landscape_checks, negative_curvature
 from pipelines.report.figures import UNITS, plot_bars, plot_curves, plot_spectra
 from pipelines.report.figures import mean_std as _mean_std
 from pipelines.report.summary import plot_rows, summary_metrics, test_samples, write_summaries
@@ -112,9 +113,7 @@ def _caption(dataset: str, source: str, params: StudyParams) -> str:
 
 def _subset(params: StudyParams) -> str:
     land = params.landscape
-    if land.subset_batches is not None:
-        return f"landscape on {land.subset_batches} x {land.subset_batch_size} training samples"
-    return f"landscape on {land.subset_fraction:.0%} of the training samples"
+    return f"landscape on {land.subset_fraction:.0%} of the training samples (>= {land.subset_min_samples})"
 
 
 def findings(
@@ -142,12 +141,7 @@ def findings(
     checks = [(f"lower test {metric.upper()}", lambda s: s["train"][f"test_{metric}"], test_base)]
     checks.append((f"lower best validation {metric.upper()}", lambda s: s["train"][f"best_valid_{metric}"],
                    valid_base))  # fmt: skip
-    for ckpt in checkpoints:
-        checks.append((f"lower sharpness at {ckpt}",
-                       lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("sharpness"), None))
-        checks.append((f"smaller top Hessian eigenvalue at {ckpt}",
-                       lambda s, c=ckpt: (s["landscape"].get(c) or {}).get("max_eigenvalue"),
-                       None))  # fmt: skip
+    checks += landscape_checks(checkpoints)
     others = [m for m in COMPARISONS[dataset][1:] if m is not None and m in runs]
     test_fn = checks[0][1]
     for claim, fn, base in checks:
@@ -169,28 +163,7 @@ def findings(
                 f"({ma:.4g} ± {sa:.2g} vs {mb:.4g} ± {sb:.2g}, mean ± sd over seeds; {detail})"
             )
     for ckpt in checkpoints:
-        # SLQ puts most weight near the bulk at ~0, where Ritz values fall on either side of zero by chance;
-        # what matters is negative curvature that is large against the top eigenvalue.
-        parts, significant = [], False
-        for m in (relaxed, *others):
-            ratios, masses = [], []
-            for s in runs[m].values():
-                land = s["landscape"].get(ckpt)
-                if not land:
-                    continue
-                nodes, weights, top = (
-                    np.array(land["slq_nodes"]),
-                    np.array(land["slq_weights"]),
-                    land["max_eigenvalue"],
-                )
-                ratios.append(min(nodes.min(), 0.0) / top)
-                masses.append(float(weights[nodes < -0.01 * top].sum()))
-            if ratios:
-                significant |= min(ratios) < -0.01
-                parts.append(
-                    f"{m}: lambda_min/lambda_max {np.mean(ratios):.3g}, "
-                    f"mass below -1% of lambda_max {np.mean(masses):.3g}"
-                )
+        significant, parts = negative_curvature(runs, [relaxed, *others], ckpt)
         word = "NOT reproduced" if significant else "reproduced"
         n_seeds = min((len(runs[m]) for m in (relaxed, *others)), default=0)
         if n_seeds < MIN_SEEDS:
@@ -282,13 +255,13 @@ def render(
                "test samples (mean of the per-seed values); n = test samples x seeds; landscape columns: "
                "mean over the seeds measured (\"—\": not measured).", ""]  # fmt: skip
         header = f"| model | parameters | equivariance error | test {metric.upper()} | SE (samples) | n |"
-        header += "".join(f" sharpness {c} | top eig {c} |" for c in ckpts)
-        md += [header, "|" + "---|" * (6 + 2 * len(ckpts))]
+        header += "".join(f" sharpness {c} | top eig {c} | adaptive top eig {c} |" for c in ckpts)
+        md += [header, "|" + "---|" * (6 + 3 * len(ckpts))]
         table = {}
         for name, s in sorted(baselines.get("test", {}).items()):
             se_cell = _cell([s["se"]], ".2g")
             md.append(f"| baseline: {name} | 0 | — | {s[metric]:.4g} | {se_cell} | {s['n']} x 1 |"
-                      + " — | — |" * len(ckpts))  # fmt: skip
+                      + " — | — | — |" * len(ckpts))  # fmt: skip
             table[f"baseline:{name}"] = {
                 f"test_{metric}": s[metric], "test_se": s["se"], "test_samples": s["n"]
             }
@@ -313,12 +286,16 @@ def render(
             for c in ckpts:
                 sh = [s["landscape"][c]["sharpness"] for s in seeds.values() if s["landscape"].get(c)]
                 ev = [s["landscape"][c]["max_eigenvalue"] for s in seeds.values() if s["landscape"].get(c)]
-                row += f" {_cell(sh, '.4g')} | {_cell(ev, '.4g')} |"
+                ad = [s["landscape"][c]["adaptive_max_eigenvalue"] for s in seeds.values()
+                      if "adaptive_max_eigenvalue" in (s["landscape"].get(c) or {})]  # fmt: skip
+                row += f" {_cell(sh, '.4g')} | {_cell(ev, '.4g')} | {_cell(ad, '.4g')} |"
+                if ad:
+                    table[model][f"adaptive_top_eigenvalue_{c}"] = _mean_std(ad)[0]
                 if sh:
                     table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = (
                         _mean_std(sh)[0], _mean_std(ev)[0])  # fmt: skip
             md.append(row)
-        md += ["", plateau_note(runs, params, dataset)]
+        md += ["", plateau_note(runs, params, dataset), ""] + invariance_notes(runs)
         md += ["", "### The study's findings, checked", ""] + findings(dataset, runs, ckpts, baselines) + [""]
         summary[dataset] = table
         base = best_baseline(baselines, "test", metric)
