@@ -251,8 +251,8 @@ class SteerableNet(nn.Module):
         """The same function in seed 000's direct form (one weight per basis element and kernel point).
 
         The split form (``relax_scale``) is a training preconditioner: it rescales the Hessian along the
-        relaxed directions by ``relax_scale**2``, so curvature is measured on this copy, where E2CNN and
-        RSteer are compared in the seed's parameterisation. Other models are returned unchanged.
+        relaxed directions by ``relax_scale**2``. Curvature is measured in :meth:`shared_form`, a rotation
+        of this copy. Other models are returned unchanged.
         """
         direct = copy.deepcopy(self)
         direct.relax_scale = None
