@@ -149,3 +149,36 @@ def test_shared_coordinates_keep_each_layers_output_filters() -> None:
     for name in names:
         plain = name.replace(".parametrizations.", ".").removesuffix(".original")
         assert torch.equal(output_filter_index(shared, name), output_filter_index(direct, plain))
+
+
+def test_sr_landscape_writes_the_mse_hessian_the_coordinates_and_the_invariance(
+    turbulence_store, tmp_path
+) -> None:
+    """The stage end to end on a tiny SR run: trained on L1, measured with the MSE Hessian beside it."""
+    import json
+
+    from pipelines.fit import run_training
+    from pipelines.landscape import run_landscape
+    from pipelines.params import parse_params
+    from tests.conftest import TINY_SMOKE, TINY_TURBULENCE
+
+    torch.set_default_dtype(torch.float32)  # the stage's own dtype
+    params = parse_params({
+        "compute": {"device": "cpu"}, "smoke": TINY_SMOKE, "turbulence": TINY_TURBULENCE,
+        "train": {"turbulence": {"models": ["rgcnn"], "seeds": [0],
+                                 "hparams": {"rgcnn": {"hidden": 1, "enc_layers": 1, "banks": 2}},
+                                 "optimiser": {"max_epochs": 1, "early_epoch": 1, "batch_size": 2}}},
+        "landscape": {"models": {"smoke": [], "turbulence": ["rgcnn"]}, "checkpoints": ["best"],
+                      "subset_min_samples": 2, "subset_batch_size": 1, "directions": 1,
+                      "displacements": [0.5], "top_k": 1, "lanczos_steps": 3, "slq_probes": 1,
+                      "hutchinson_probes": 2},
+    })  # fmt: skip
+    runs, metrics = tmp_path / "runs", tmp_path / "metrics"
+    run_training("turbulence", "rgcnn", 0, params, turbulence_store, runs, metrics)
+    run_landscape("turbulence", "rgcnn", 0, "best", params, turbulence_store, runs, metrics)
+    land = json.loads((metrics / "landscape" / "turbulence-rgcnn-seed0-best.json").read_text())
+    assert land["batches"] == 2 and land["loss_stderr"] >= 0  # two batches: a batch-to-batch spread
+    assert land["parameterisation"].startswith("group:")
+    assert land["mse_max_eigenvalue"] >= land["mse_min_ritz_value"] and land["mse_loss"] > 0
+    assert {"adaptive_max_eigenvalue", "mse_trace", "max_eigenvalue"} <= set(land["invariance"])
+    assert "NOT" in land["invariance"]["max_eigenvalue"] and "NOT" not in land["invariance"]["adaptive_trace"]
