@@ -64,10 +64,10 @@ class _OrthonormalPositions(nn.Module):
         self.register_buffer("basis", basis)
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        return theta @ self.basis.to(theta.dtype)
+        return theta @ self.basis.to(theta)  # dtype and device of the weights
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
-        return w @ self.basis.to(w.dtype).T
+        return w @ self.basis.to(w).T
 
 
 class _CoefficientScale(nn.Module):
