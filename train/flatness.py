@@ -58,7 +58,7 @@ INVARIANCE: dict[str, str] = {
     "mse_max_eigenvalue": f"{_FORM}; NOT to rescalings (raw Hessian of the MSE at the same weights)",
     "mse_trace": f"{_FORM}; NOT to rescalings (raw Hessian of the MSE at the same weights)",
     "mse_min_ritz_value": f"{_FORM}; NOT to rescalings; its sign is invariant",
-    "mse_adaptive_max_eigenvalue": _DIAGONAL,
+    "mse_negative_mass": f"{_FORM}; NOT to rescalings (raw Hessian of the MSE at the same weights)",
 }
 
 
