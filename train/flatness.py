@@ -4,7 +4,8 @@ A raw Hessian eigenvalue (or a sharpness along unit weight directions) changes w
 written in other coordinates: for a linear reparameterisation ``w = A theta`` the Hessian becomes
 ``A^T H A``. The models here have such freedoms: RSteer's split and direct forms, an E2CNN coefficient
 repeated at every kernel point, ``w_l(g) psi_l`` in RGCNN, any ReLU layer rescaled by ``a`` with the next
-rescaled by ``1 / a``, and every conv in front of a batch norm. Two remedies, both used:
+rescaled by ``1 / a``. (A conv in front of a batch norm is scale-free only with batch statistics; the
+landscape uses running statistics, where rescaling it changes the function.) Two remedies, both used:
 
 * one coordinate system per comparison (:func:`shared_form`): each model converted to its family's shared
   coordinates (``models.steerable.SHARED_STEERABLE``, ``models.nets.SHARED_GROUP``), so a raw Hessian
@@ -35,8 +36,8 @@ Tensor = torch.Tensor
 
 _FORM = "the storage form (RSteer split/direct, RGCNN bank scale: measured in the shared coordinates)"
 _DIAGONAL = (
-    "any rescaling of single shared coordinates (ReLU layer-wise rescaling, a conv before batch norm, "
-    "RGCNN w_l(g) psi_l, RSteer split/direct form, E2CNN coefficient scale, E2CNN written as RSteer)"
+    "any rescaling of single shared coordinates (ReLU layer-wise rescaling, RGCNN w_l(g) psi_l, "
+    "RSteer split/direct form, E2CNN coefficient scale, E2CNN written as RSteer)"
 )
 INVARIANCE: dict[str, str] = {
     "sharpness": f"{_FORM}; NOT to rescalings (unit directions)",
@@ -50,9 +51,9 @@ INVARIANCE: dict[str, str] = {
     "adaptive_top_eigenvalues": _DIAGONAL,
     "adaptive_trace": _DIAGONAL + " (the estimate: exactly where the coordinates keep their count)",
     "adaptive_sharpness": (
-        "any positive rescaling of single shared coordinates (ReLU layer-wise rescaling, a conv before batch "
-        "norm, RGCNN w_l(g) psi_l, RSteer split/direct form, E2CNN coefficient scale); NOT to added "
-        "coordinates (E2CNN written as RSteer draws other directions)"
+        "any positive rescaling of single shared coordinates (ReLU layer-wise rescaling, RGCNN w_l(g) "
+        "psi_l, RSteer split/direct form, E2CNN coefficient scale); NOT to added coordinates (E2CNN "
+        "written as RSteer draws other directions)"
     ),
     "loss": "every reparameterisation (a function value)",
     "mse_max_eigenvalue": f"{_FORM}; NOT to rescalings (raw Hessian of the MSE at the same weights)",
