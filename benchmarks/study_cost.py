@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import os
 import statistics
 import time
@@ -41,6 +42,7 @@ import torch
 
 from loaders.windows import WindowIndex
 from models.registry import count_parameters
+from pipelines.landscape import subset_size
 from pipelines.params import StudyParams, load_params
 from train.baselines import UpsampleMiddle
 from train.curvature import FlatLoss
@@ -175,17 +177,20 @@ def project_jobs(params: StudyParams, timings: list[Timing]) -> dict[str, list[f
     """Seconds of every job of each stage (one training run, or one landscape of one checkpoint)."""
     jobs: dict[str, list[float]] = {}
     lp = params.landscape
-    hvps = lp.slq_probes * lp.lanczos_steps + lp.hutchinson_probes
-    # each sharpness call evaluates the base point and every direction x displacement
-    losses = (1 + lp.directions * len(lp.displacements)) * (2 if lp.filter_normalised else 1)
-    subset_batches = lp.subset_batches or 1
+    raw_hvps = lp.slq_probes * lp.lanczos_steps + lp.hutchinson_probes
+    hvps = raw_hvps + lp.lanczos_steps + lp.hutchinson_probes  # raw and adaptive (|w|-scaled) Hessian
+    # each sharpness call evaluates the base point and every direction x displacement (unit, adaptive)
+    losses = (1 + lp.directions * len(lp.displacements)) * (3 if lp.filter_normalised else 2)
     for t in timings:
+        samples = subset_size(split_sizes(params, t.dataset)["train"], lp)
+        subset_batches = math.ceil(samples / lp.subset_batch_size)
         section = getattr(params.train, t.dataset)
         test = _batches(split_sizes(params, t.dataset)["test"], section.optimiser.batch_size, False)
         run = section.optimiser.max_epochs * epoch_seconds(params, t) + test * t.eval
         jobs.setdefault(f"train_{t.dataset}", []).extend([run] * len(section.seeds))
         if t.model in lp.models.get(t.dataset, []):
-            one = subset_batches * (hvps * t.hvp + losses * t.loss)
+            extra = raw_hvps if t.dataset == "turbulence" else 0  # the MSE Hessian beside SR's L1 one
+            one = subset_batches * ((hvps + extra) * t.hvp + losses * t.loss)
             count = len(section.seeds) * len(lp.checkpoints)
             jobs.setdefault(f"landscape_{t.dataset}", []).extend([one] * count)
     return jobs

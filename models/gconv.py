@@ -172,6 +172,16 @@ class GroupConv(ExpandedKernel):
             return filters_along(self.relaxed_weights.shape, None if self.kind == "project" else 1)
         return None
 
+    def rescale_banks(self, factors: torch.Tensor) -> None:
+        """``w_l(g) -> a_l w_l(g)``, ``psi_l -> psi_l / a_l`` in place: the same kernel (and function),
+        other parameters. (The relaxation penalty is not invariant: it scales with ``a_l``.)"""
+        if self.relaxed_weights is None:
+            raise ValueError("rescale_banks needs a relaxed layer (relax > 0)")
+        a = factors.to(self.weight.dtype).reshape(-1)
+        with torch.no_grad():
+            self.relaxed_weights.mul_(a[:, None])
+            self.weight.div_(a[:, None, None])
+
     def relaxation_penalty(self) -> torch.Tensor:
         """``sum_l sum_{g,h} |w_l(g) - w_l(h)|``: zero exactly when every bank is group-constant."""
         if self.relaxed_weights is None:

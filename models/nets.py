@@ -6,16 +6,37 @@ and differ only in the group, the width and the number of relaxed banks.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from models import groups as G
 from models.gconv import FieldNorm, GroupConv, Rep, upsample_nearest
 
+SHARED_GROUP = (
+    "group: kernel banks psi_l in the group conv's own basis, each bank's group weights w_l(g) at mean 1 "
+    "(a GCNN or CNN is one bank with w = 1)"
+)
+
 
 class _Base(nn.Module):
     group: G.RotationGroup | None
     alpha: float
+    shared_parameterisation = SHARED_GROUP
+
+    def shared_form(self) -> _Base:
+        """The same function with every relaxed bank rescaled to mean group weight 1 (a copy): the
+        ``w_l(g) psi_l`` rescaling freedom removed, so a GCNN and an RGCNN are both written as kernel
+        banks in one normalisation. Unrelaxed models come back as an unchanged copy."""
+        shared = copy.deepcopy(self)
+        for conv in shared.modules():
+            if isinstance(conv, GroupConv) and conv.relaxed_weights is not None:
+                mean = conv.relaxed_weights.detach().mean(dim=1)
+                if bool((mean.abs() < 1e-8).any()):
+                    raise ValueError("a relaxed bank's group weights average to 0: no mean-1 normalisation")
+                conv.rescale_banks(1 / mean)
+        return shared
 
     def regularizer(self) -> torch.Tensor:
         terms = [m.relaxation_penalty() for m in self.modules() if isinstance(m, GroupConv)]

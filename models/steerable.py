@@ -26,6 +26,11 @@ from models.gconv import FieldNorm
 
 __all__ = ["SteerableConv", "SteerableNet", "refresh_cached_filters"]
 
+SHARED_STEERABLE = (
+    "steerable: each basis element's per-position weights in one orthonormal basis of the kernel points "
+    "(equivariant part = sqrt(points) x E2CNN coefficient, symmetry-breaking part in Helmert contrasts)"
+)
+
 
 def _field_types(in_frames: int, hidden: int, out_fields: int):
     from e2cnn import gspaces
@@ -46,6 +51,38 @@ def _zero_mean_basis(n: int) -> torch.Tensor:
         q[k - 1, k] = -float(k)
         q[k - 1] /= math.sqrt(k * (k + 1))
     return q
+
+
+class _OrthonormalPositions(nn.Module):
+    """Parametrisation ``w = theta @ E``: ``E``'s rows are the constant 1/sqrt(P) and the zero-mean
+    contrasts, an orthonormal basis of the kernel points, so the map is a rotation (norms unchanged)."""
+
+    def __init__(self, points: int) -> None:
+        super().__init__()
+        basis = torch.cat([torch.full((1, points), 1 / math.sqrt(points), dtype=torch.float64),
+                           _zero_mean_basis(points)])  # fmt: skip
+        self.register_buffer("basis", basis)
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return theta @ self.basis.to(theta)  # dtype and device of the weights
+
+    def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
+        return w @ self.basis.to(w).T
+
+
+class _CoefficientScale(nn.Module):
+    """Parametrisation ``c = theta / sqrt(P)``: E2CNN's coefficient in the orthonormal coordinates of
+    :class:`_OrthonormalPositions` (``c`` repeated at every point is ``theta`` along the constant)."""
+
+    def __init__(self, points: int) -> None:
+        super().__init__()
+        self.root = math.sqrt(points)
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return theta / self.root
+
+    def right_inverse(self, c: torch.Tensor) -> torch.Tensor:
+        return c * self.root
 
 
 class SteerableConv(ExpandedKernel):
@@ -167,6 +204,8 @@ class SteerableNet(nn.Module):
     ``relax_scale``: RSteer in the split form (:class:`SteerableConv`); None keeps seed 000's form.
     """
 
+    shared_parameterisation = SHARED_STEERABLE
+
     def __init__(
         self,
         hidden: int,
@@ -212,8 +251,8 @@ class SteerableNet(nn.Module):
         """The same function in seed 000's direct form (one weight per basis element and kernel point).
 
         The split form (``relax_scale``) is a training preconditioner: it rescales the Hessian along the
-        relaxed directions by ``relax_scale**2``, so curvature is measured on this copy, where E2CNN and
-        RSteer are compared in the seed's parameterisation. Other models are returned unchanged.
+        relaxed directions by ``relax_scale**2``. Curvature is measured in :meth:`shared_form`, a rotation
+        of this copy. Other models are returned unchanged.
         """
         direct = copy.deepcopy(self)
         direct.relax_scale = None
@@ -225,3 +264,35 @@ class SteerableNet(nn.Module):
                 conv.weights, conv.relax_scale = None, None
                 conv.relaxed_weights = nn.Parameter(w)
         return direct
+
+    def as_relaxed(self) -> SteerableNet:
+        """An E2CNN written in RSteer's direct form (a copy): each coefficient repeated at every kernel
+        point. Same function and loss (the smoothness penalty is 0 there); a larger parameter space."""
+        relaxed = copy.deepcopy(self)
+        for conv in relaxed.modules():
+            if isinstance(conv, SteerableConv) and conv.relaxed_weights is None:
+                w = conv.weights.detach()[:, :, None].repeat(1, 1, conv.kernel_size**2)
+                del conv.weights
+                conv.weights, conv.relaxed_weights = None, nn.Parameter(w)
+        return relaxed
+
+    def shared_form(self) -> SteerableNet:
+        """The same function with every weight in :data:`SHARED_STEERABLE` coordinates (a copy).
+
+        E2CNN and RSteer (either form) land in one coordinate system: RSteer's direct form rotated
+        (orthonormal, so its raw Hessian spectrum is the direct form's), its split form and E2CNN rescaled
+        per coordinate. An E2CNN written as RSteer (``w = c`` at every point) has the E2CNN coordinates
+        plus zeros. The parameters become ``...parametrizations.<name>.original`` (torch parametrize).
+        """
+        from torch.nn.utils import parametrize
+
+        shared = self.direct_form()
+        for conv in shared.modules():
+            if not isinstance(conv, SteerableConv):
+                continue
+            points = conv.kernel_size**2
+            if conv.relaxed_weights is not None:
+                parametrize.register_parametrization(conv, "relaxed_weights", _OrthonormalPositions(points))
+            else:
+                parametrize.register_parametrization(conv, "weights", _CoefficientScale(points))
+        return shared

@@ -6,11 +6,15 @@
 The whole matrix runs through pipelines/matrix.py (unchanged ones skipped; in parallel on the dask
 cluster with ``compute.scheduler_address``).
 
-On a fixed subset of the training set (``landscape.subset_fraction``: the study's 20%), with the training
-loss (plus the model's regulariser) and the model deterministic (normalisation layers on their running
-statistics, reported as ``norm_mode``; curvature accumulated batch by batch): sharpness over shared random
-unit directions (and filter-normalised ones), the top Hessian eigenvalues by Lanczos, the spectral density
-by stochastic Lanczos quadrature, and the trace by Hutchinson. Writes
+On a fixed subset of the training set (``landscape.subset_fraction``: the study's 20%; the loss's standard
+error from its batch-to-batch spread), with the training loss (plus the model's regulariser) and the model
+deterministic (normalisation layers on their running statistics, reported as ``norm_mode``; curvature
+accumulated batch by batch), every model written in its family's shared coordinates (``parameterisation``,
+train/flatness.py): sharpness over shared random unit directions (and filter-normalised ones), the top
+Hessian eigenvalues by Lanczos, the spectral density by stochastic Lanczos quadrature, the trace by
+Hutchinson, and the adaptive (|w|-scaled) Hessian and sharpness, invariant to rescalings (``invariance``
+says per number what it is invariant to). With an L1 training loss (super-resolution) the MSE Hessian at
+the same weights is measured beside it (``mse_*``): L1's Hessian has no Gauss-Newton term. Writes
 ``metrics/landscape/<run>-<checkpoint>.json`` (with the device, ``compute.device``, and library versions)
 and the density as plot data in ``metrics/spectra/<run>-<checkpoint>.json``.
 """
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
@@ -53,18 +58,15 @@ from train.curvature import (
 )
 from train.data import build, load_splits
 from train.device import device_info, prepare, task_on
+from train.flatness import INVARIANCE, batch_loss_stderr, invariant_measures, shared_form
 from train.runs import RunId
-from train.tasks import TASKS
+from train.tasks import TASKS, SuperResolutionTask
 
 
 def subset_size(n_train: int, p: LandscapeParams) -> int:
     """Samples the curvature is measured on: ``subset_fraction`` of the training set (at least
-    ``subset_min_samples``, at most all of it), or exactly ``subset_batches`` batches when that is set."""
-    if p.subset_batches is not None:
-        wanted = p.subset_batches * p.subset_batch_size
-    else:
-        wanted = max(p.subset_min_samples, math.ceil(p.subset_fraction * n_train - 1e-9))
-    return min(n_train, wanted)
+    ``subset_min_samples``, at most all of it)."""
+    return min(n_train, max(p.subset_min_samples, math.ceil(p.subset_fraction * n_train - 1e-9)))
 
 
 def fixed_subset(dataset: torch.utils.data.Dataset, p: LandscapeParams) -> list[tuple[torch.Tensor, ...]]:
@@ -103,13 +105,17 @@ def _progress(flat: FlatLoss, desc: str, total: int) -> Iterator[None]:
         bar.close()
 
 
-def measure(flat: FlatLoss, p: LandscapeParams) -> tuple[dict[str, Any], list[dict[str, float]]]:
+def measure(
+    flat: FlatLoss, p: LandscapeParams, mse: FlatLoss | None = None
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Every landscape number of ``flat`` (and, given ``mse``, the MSE Hessian at the same weights)."""
     out: dict[str, Any] = {"parameters": flat.dim}
     t0 = time.perf_counter()
     sharp_evals = 1 + p.directions * len(p.displacements)
     with _progress(flat, "sharpness (directions x displacements)", sharp_evals):
         unit = sharpness(flat, random_directions(flat, p.directions, p.direction_seed), p.displacements)
     out["loss"] = unit["base_loss"]
+    out["loss_stderr"] = batch_loss_stderr(flat)  # nan with a single batch
     out["sharpness"] = unit["sharpness"]
     if p.filter_normalised:
         dirs = random_directions(flat, p.directions, p.direction_seed, filter_normalised=True)
@@ -128,6 +134,13 @@ def measure(flat: FlatLoss, p: LandscapeParams) -> tuple[dict[str, Any], list[di
         trace, trace_err = hutchinson_trace(flat, p.hutchinson_probes, seed=p.direction_seed + 2)
     out["trace"], out["trace_stderr"] = trace, trace_err
     out["hvp_count"] = density["matvecs"] + p.hutchinson_probes
+    adaptive_hvps = min(p.lanczos_steps, flat.dim) + p.hutchinson_probes
+    with _progress(flat, "adaptive Hessian and sharpness", adaptive_hvps + sharp_evals):
+        out.update(invariant_measures(flat, p.top_k, p.lanczos_steps, p.hutchinson_probes, p.directions,
+                                      p.displacements, p.direction_seed))  # fmt: skip
+    if mse is not None:
+        out.update(_mse_curvature(mse, p))
+    out["invariance"] = {k: v for k, v in INVARIANCE.items() if k in out}
     out["seconds"] = time.perf_counter() - t0
     out["slq_nodes"], out["slq_weights"] = nodes.tolist(), weights.tolist()
     spectrum = [
@@ -135,6 +148,21 @@ def measure(flat: FlatLoss, p: LandscapeParams) -> tuple[dict[str, Any], list[di
         for g, d in zip(density["grid"], density["density"], strict=True)
     ]
     return out, spectrum
+
+
+def _mse_curvature(mse: FlatLoss, p: LandscapeParams) -> dict[str, Any]:
+    """The MSE Hessian at the L1-trained weights: L1 has no Gauss-Newton term and a ReLU net is piecewise
+    linear in each weight, so L1's Hessian has a zero diagonal (trace 0, a spectrum symmetric about 0) and
+    cannot show convexity; the MSE's Gauss-Newton part can."""
+    with _progress(mse, "MSE Hessian (SLQ and trace)", p.slq_probes * min(p.lanczos_steps, mse.dim)):
+        density = spectral_density(mse, p.slq_probes, p.lanczos_steps, seed=p.direction_seed)
+        trace, trace_err = hutchinson_trace(mse, p.hutchinson_probes, seed=p.direction_seed + 2)
+    nodes, weights = density["nodes"], density["weights"]
+    return {
+        "mse_loss": mse.value(mse.w0), "mse_max_eigenvalue": float(nodes.max()),
+        "mse_min_ritz_value": float(nodes.min()), "mse_negative_mass": float(weights[nodes < 0].sum()),
+        "mse_trace": trace, "mse_trace_stderr": trace_err,
+    }  # fmt: skip
 
 
 def run_landscape(
@@ -155,14 +183,16 @@ def run_landscape(
     except CheckpointError as err:
         raise CheckpointError(f"{err}; rerun the train stage first (dvc repro)") from None
     model.load_state_dict(state["model"])
-    # RSteer's split form is a training preconditioner; curvature is measured in the seed's direct form
-    split_form = getattr(model, "relax_scale", None) is not None
-    model = model.direct_form() if split_form else model
+    # one coordinate system per comparison (e2cnn/rsteer, cnn/gcnn/rgcnn): train/flatness.py
+    model, parameterisation = shared_form(model)
     train_set = load_splits(dataset, data, split_spec(section))["train"]
     task = task_on(task_of(dataset, section, train_set), device)  # the loss the model was optimised on
     subset = fixed_subset(train_set, params.landscape)
     flat = FlatLoss(model, subset, task.loss)
-    result, spectrum = measure(flat, params.landscape)
+    mse = None
+    if isinstance(task, SuperResolutionTask):  # trained on L1: the MSE Hessian beside it
+        mse = FlatLoss(model, subset, lambda m, b: F.mse_loss(task.predict(m, b[0]), b[1]))
+    result, spectrum = measure(flat, params.landscape, mse)
     result.update(
         {
             "epoch": int(state["epoch"]),
@@ -174,7 +204,7 @@ def run_landscape(
             # normalisation layers use their running statistics, so L(w) is deterministic (not batch stats)
             "norm_mode": "eval (running statistics)",
             "norm_layers": norm_layers(model),
-            "parameterisation": "direct (seed 000), trained split" if split_form else "as trained",
+            "parameterisation": parameterisation,
             **device_info(device),
         }
     )

@@ -14,9 +14,9 @@ from tests.conftest import TINY_SMOKE, TINY_TURBULENCE
 
 OPTIMISER = {"lr": 1e-3, "batch_size": 4, "max_epochs": 2, "early_epoch": 1, "max_train_batches": 2}
 LANDSCAPE = {
-    "models": {"smoke": ["cnn"], "turbulence": []}, "checkpoints": ["early", "best"], "subset_batches": 1,
-    "subset_batch_size": 2, "directions": 1, "displacements": [0.5], "top_k": 1, "lanczos_steps": 2,
-    "slq_probes": 1, "hutchinson_probes": 1,
+    "models": {"smoke": ["cnn"], "turbulence": []}, "checkpoints": ["early", "best"],
+    "subset_fraction": 0.01, "subset_min_samples": 2, "subset_batch_size": 2, "directions": 1,
+    "displacements": [0.5], "top_k": 1, "lanczos_steps": 2, "slq_probes": 1, "hutchinson_probes": 1,
 }  # fmt: skip
 # the wall-clock values, the only ones two identical runs disagree on: a field of the train metrics, one of
 # each landscape's metrics, and the file beside the checkpoints that carries a run's time across resumes

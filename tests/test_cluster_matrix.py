@@ -35,9 +35,10 @@ def _params(address: str | None = None, n_workers: int = 2) -> StudyParams:
         "train": {"smoke": {"models": ["cnn"], "seeds": [0, 1], "window_stride": 2,
                             "hparams": {"cnn": {"hidden": 4}}, "optimiser": OPTIMISER}},
         "landscape": {
-            "models": {"smoke": ["cnn"], "turbulence": []}, "checkpoints": ["best"], "subset_batches": 1,
-            "subset_batch_size": 2, "directions": 1, "displacements": [0.5], "top_k": 1, "lanczos_steps": 2,
-            "slq_probes": 1, "hutchinson_probes": 1,
+            "models": {"smoke": ["cnn"], "turbulence": []}, "checkpoints": ["best"],
+            "subset_fraction": 0.01, "subset_min_samples": 2, "subset_batch_size": 2, "directions": 1,
+            "displacements": [0.5], "top_k": 1,
+            "lanczos_steps": 2, "slq_probes": 1, "hutchinson_probes": 1,
         },
     })  # fmt: skip
 

@@ -242,8 +242,9 @@ def test_study_cost_projection_counts_the_preset_jobs() -> None:
     jobs = cost.project_jobs(params, unit)
     assert jobs["train_smoke"] == [50 * (14 + 1) + 1.0] * 5  # 116 // 8 steps, 1 valid and 1 test batch
     assert jobs["train_turbulence"] == [50 * (10 + 2 * 2) + 2 * 2.0] * 6  # 40 / 4 steps; 2 valid, 2 test
-    # 4 batches x (3 x 30 Lanczos + 16 Hutchinson HVPs + 2 x (1 + 5 x 4) sharpness losses)
-    assert jobs["landscape_smoke"] == [4 * (106 + 42)] * 10
+    # 20% of 116 = 24 samples, 3 batches of 8, each: 3 x 30 Lanczos + 16 Hutchinson HVPs, the adaptive
+    # Hessian's 30 + 16, and 3 x (1 + 5 x 4) sharpness losses (unit, filter-normalised, adaptive)
+    assert jobs["landscape_smoke"] == [3 * (106 + 46 + 63)] * 10
     assert len(jobs["landscape_turbulence"]) == 12
     assert cost.makespan([2, 3, 4, 3], 2) == 6  # longest first: 4 + 2 | 3 + 3
     assert cost.makespan([2, 3, 4, 3], 1) == 12 and cost.makespan([5, 1, 1, 1], 8) == 5

@@ -50,7 +50,8 @@ PARAMS: dict[str, Any] = {
     "landscape": {
         "models": {"smoke": ["cnn"], "turbulence": []},
         "checkpoints": ["best"],
-        "subset_batches": 1,
+        "subset_fraction": 0.01,
+        "subset_min_samples": 2,
         "subset_batch_size": 2,
         "directions": 1,
         "displacements": [0.5],

@@ -294,4 +294,39 @@ def test_landscape_subset_is_the_studys_fraction_of_the_training_set() -> None:
     assert subset_size(20, p) == 8  # the minimum count
     assert subset_size(5, p) == 5  # never more than exist
     assert subset_size(60, LandscapeParams(subset_fraction=1.0)) == 60
-    assert subset_size(60, LandscapeParams(subset_batches=1, subset_batch_size=4)) == 4  # explicit count
+    assert subset_size(60, LandscapeParams(subset_fraction=0.01, subset_min_samples=2)) == 2
+    with pytest.raises(ValueError, match="subset_batches"):  # one mechanism: the fraction decides
+        LandscapeParams(subset_batches=1)
+
+
+def test_l1_hessian_of_a_relu_net_has_zero_trace_and_the_mse_one_beside_it_is_measured() -> None:
+    """Why SR curvature is also measured under MSE: L1 has no Gauss-Newton term and a ReLU net is
+    piecewise linear in each single weight, so the L1 Hessian's diagonal (and trace) is exactly 0."""
+    from pipelines.landscape import measure
+    from pipelines.params import LandscapeParams
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 2))
+    x, y = torch.randn(12, 3), torch.randn(12, 2)
+    batches = [(x[:6], y[:6]), (x[6:], y[6:])]
+    l1 = FlatLoss(model, batches, lambda m, b: (m(b[0]) - b[1]).abs().mean())
+    mse = FlatLoss(model, batches, lambda m, b: ((m(b[0]) - b[1]) ** 2).mean())
+    h_l1, h_mse = explicit_hessian(l1), explicit_hessian(mse)
+    assert np.abs(np.diag(h_l1)).max() < 1e-12 and np.abs(h_l1).max() > 1e-3  # zero diagonal, not zero
+    p = LandscapeParams(lanczos_steps=l1.dim, slq_probes=1, hutchinson_probes=64, top_k=1, directions=1)
+    out, _ = measure(l1, p, mse)
+    assert abs(out["trace"]) < 4 * out["trace_stderr"]  # Hutchinson: 0 up to its probe noise
+    eigs = np.linalg.eigvalsh(h_mse)
+    assert out["mse_max_eigenvalue"] == pytest.approx(eigs[-1], rel=1e-8)
+    assert out["mse_min_ritz_value"] == pytest.approx(eigs[0], rel=1e-6, abs=1e-9 * eigs[-1])
+    assert out["mse_trace"] > 0 and out["mse_loss"] == pytest.approx(mse.value(mse.w0))
+    assert set(out["invariance"]) >= {"max_eigenvalue", "adaptive_max_eigenvalue", "mse_max_eigenvalue"}
+
+
+def test_loss_standard_error_is_the_spread_of_equal_batches() -> None:
+    from train.flatness import batch_loss_stderr
+
+    flat = tiny_net_loss()  # two batches of 8
+    per_batch = [FlatLoss(flat.model, [b], flat.loss_of_batch).value(flat.w0) for b in flat.batches]
+    assert batch_loss_stderr(flat) == pytest.approx(np.std(per_batch, ddof=1) / np.sqrt(2), rel=1e-9)
+    assert np.isnan(batch_loss_stderr(FlatLoss(flat.model, flat.batches[:1], flat.loss_of_batch)))

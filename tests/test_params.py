@@ -226,9 +226,9 @@ def test_model_hparams_must_fit_the_smoke_data() -> None:
         ({"landscape": {"hutchinson_probes": 10**9}}, "landscape.hutchinson_probes"),
         ({"landscape": {"lanczos_steps": 10**9}}, "landscape.lanczos_steps"),
         ({"landscape": {"slq_probes": 10**9}}, "landscape.slq_probes"),
-        ({"landscape": {"subset_batches": 10**9}}, "landscape.subset_batches"),
+        ({"landscape": {"subset_min_samples": 10**9}}, "landscape.subset_min_samples"),
         (
-            {"landscape": {"slq_probes": 5000, "lanczos_steps": 2000, "subset_batches": 100}},
+            {"landscape": {"slq_probes": 5000, "lanczos_steps": 2000, "subset_min_samples": 200}},
             "landscape: estimated time",
         ),
         ({"publish": {"license": "mit\nanything: else"}}, "publish.license: String should match"),

@@ -24,6 +24,7 @@ from tests.smoke_support import SMALL_SMOKE
 from train.baselines import UPSAMPLERS, Persistence, UpsampleMiddle, Zero, upsample
 from train.curvature import FlatLoss, random_directions
 from train.data import build, load_splits
+from train.flatness import shared_form
 from train.loop import load_checkpoint, train
 from train.runs import RunId, baseline_metrics
 from train.tasks import TASKS, score, task_for
@@ -116,6 +117,7 @@ def landscape_loss(root: Path, params: object, model_name: str, seed: int, check
     model = build("smoke", model_name, seed, hparams_of("smoke", model_name, section))
     path = RunId("smoke", model_name, seed).checkpoint(root / "runs", checkpoint)
     model.load_state_dict(load_checkpoint(path)["model"])
+    model, _ = shared_form(model)  # the coordinates the stage measures in
     splits = load_splits("smoke", root / "smoke.zarr", split_spec(section))
     subset = fixed_subset(splits["train"], params.landscape)  # type: ignore[attr-defined]
     return FlatLoss(model, subset, task_of("smoke", section, splits["train"]).loss)  # as the stage does
@@ -169,8 +171,9 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
                             "hparams": {"cnn": {"hidden": 4}, "e2cnn": {"hidden": 2}},
                             "optimiser": {"max_epochs": 3, "early_epoch": 1, "batch_size": 4}}},
         "landscape": {"models": {"smoke": ["cnn", "e2cnn"], "turbulence": []},
-                      "subset_batches": 1, "subset_batch_size": 2, "directions": 2, "lanczos_steps": 6,
-                      "slq_probes": 1, "hutchinson_probes": 2, "top_k": 2},
+                      "subset_fraction": 0.01, "subset_min_samples": 2, "subset_batch_size": 2,
+                      "directions": 2, "lanczos_steps": 6, "slq_probes": 1, "hutchinson_probes": 2,
+                      "top_k": 2},
     })  # fmt: skip
     build_smoke_dataset(params.smoke, params.compute, root / "smoke.zarr", None, root / "scratch")
     for model in ("cnn", "e2cnn"):

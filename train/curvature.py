@@ -175,6 +175,10 @@ def output_filter_index(model: nn.Module, name: str) -> Tensor | None:
     transposed convs) and 1-D parameters (biases, norm scales, PReLU slopes) are not filters.
     """
     owner, _, attr = name.rpartition(".")
+    parts = name.split(".")
+    if parts[-1] == "original" and len(parts) >= 3 and parts[-3] == "parametrizations":
+        # torch parametrize (train/flatness.py's shared coordinates): the maps keep the layer's shapes
+        owner, attr = ".".join(parts[:-3]), parts[-2]
     module = model.get_submodule(owner) if owner else model
     method = getattr(module, "output_filter_index", None)
     if method is not None:

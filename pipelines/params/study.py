@@ -200,9 +200,6 @@ class LandscapeParams(Strict):
     subset_min_samples: Annotated[int, Field(gt=0, le=MAX_SUBSET_SAMPLES)] = Field(
         8, description="at least this many samples (or all of them)"
     )
-    subset_batches: Annotated[int, Field(gt=0, le=MAX_SUBSET_SAMPLES)] | None = Field(
-        None, description="if set: exactly subset_batches x subset_batch_size samples, ignoring the fraction"
-    )
     subset_batch_size: Annotated[int, Field(gt=0, le=4096)] = Field(
         8, description="samples per batch; curvature is accumulated batch by batch (memory of one batch)"
     )
@@ -230,9 +227,8 @@ class LandscapeParams(Strict):
         return losses + 4 * (self.slq_probes * self.lanczos_steps + self.hutchinson_probes)
 
     def subset_samples(self) -> int:
-        """Samples per pass: exact with subset_batches, else at least subset_min_samples (optimistic)."""
-        if self.subset_batches is not None:
-            return self.subset_batches * self.subset_batch_size
+        """Samples per pass, before the training set's size is known: at least subset_min_samples (the
+        optimistic bound, so that only a budget impossible at any size is refused here)."""
         return self.subset_min_samples
 
 

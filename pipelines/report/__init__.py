@@ -29,6 +29,7 @@ import numpy as np
 from loaders.storage import open_store
 from pipelines.cli import STORE_PATHS, run_stage
 from pipelines.params import StudyParams, load_params
+from pipelines.report.curvature import invariance_notes
 from pipelines.report.figures import UNITS, plot_bars, plot_curves, plot_spectra
 from pipelines.report.figures import mean_std as _mean_std
 from pipelines.report.summary import plot_rows, summary_metrics, test_samples, write_summaries
@@ -47,7 +48,8 @@ from train.runs import RunId, baseline_metrics
 
 FAMILY_NOTE = (
     "Every tested claim of this report (both datasets) is one family: each verdict is worded by its "
-    "Holm-adjusted p (family-wise error 5%), with the raw p beside it. Seeds are paired where both models "
+    "Holm-adjusted p (family-wise error 5%), with the raw p beside it; coordinate-dependent curvature "
+    "numbers are compared descriptively, outside the family. Seeds are paired where both models "
     "ran the same seeds (a seed fixes the order of the training batches); the effect is the "
     "difference of the means with its 95% confidence interval."
 )
@@ -104,9 +106,7 @@ def _caption(dataset: str, source: str, params: StudyParams) -> str:
 
 def _subset(params: StudyParams) -> str:
     land = params.landscape
-    if land.subset_batches is not None:
-        return f"landscape on {land.subset_batches} x {land.subset_batch_size} training samples"
-    return f"landscape on {land.subset_fraction:.0%} of the training samples"
+    return f"landscape on {land.subset_fraction:.0%} of the training samples (>= {land.subset_min_samples})"
 
 
 def findings(dataset: str, runs: dict, checkpoints: list[str], baselines: dict | None = None) -> list[str]:
@@ -227,13 +227,13 @@ def render(
                ""]  # fmt: skip
         header = (f"| model | parameters | equivariance error: prediction / network | "
                   f"test {metric.upper()} | SE (samples) | n |")  # fmt: skip
-        header += "".join(f" sharpness {c} | top eig {c} |" for c in ckpts)
-        md += [header, "|" + "---|" * (6 + 2 * len(ckpts))]
+        header += "".join(f" sharpness {c} | top eig {c} | adaptive top eig {c} |" for c in ckpts)
+        md += [header, "|" + "---|" * (6 + 3 * len(ckpts))]
         table = {}
         for name, s in sorted(baselines.get("test", {}).items()):
             se_cell = _cell([s["se"]], ".2g")
             md.append(f"| baseline: {name} | 0 | — | {s[metric]:.4g} | {se_cell} | {s['n']} x 1 |"
-                      + " — | — |" * len(ckpts))  # fmt: skip
+                      + " — | — | — |" * len(ckpts))  # fmt: skip
             table[f"baseline:{name}"] = {
                 f"test_{metric}": s[metric], "test_se": s["se"], "test_samples": s["n"]
             }
@@ -263,13 +263,17 @@ def render(
             for c in ckpts:
                 sh = [s["landscape"][c]["sharpness"] for s in seeds.values() if s["landscape"].get(c)]
                 ev = [s["landscape"][c]["max_eigenvalue"] for s in seeds.values() if s["landscape"].get(c)]
-                row += f" {_cell(sh, '.4g')} | {_cell(ev, '.4g')} |"
+                ad = [s["landscape"][c]["adaptive_max_eigenvalue"] for s in seeds.values()
+                      if "adaptive_max_eigenvalue" in (s["landscape"].get(c) or {})]  # fmt: skip
+                row += f" {_cell(sh, '.4g')} | {_cell(ev, '.4g')} | {_cell(ad, '.4g')} |"
+                if ad:
+                    table[model][f"adaptive_top_eigenvalue_{c}"] = _mean_std(ad)[0]
                 if sh:
                     table[model][f"sharpness_{c}"], table[model][f"top_eigenvalue_{c}"] = (
                         _mean_std(sh)[0], _mean_std(ev)[0])  # fmt: skip
             md.append(row)
         md += ["", baseline_note(runs, metric, best_baseline(baselines, "test", metric))]
-        md += ["", plateau_note(runs, params, dataset)]
+        md += ["", plateau_note(runs, params, dataset), ""] + invariance_notes(runs)
         claims[dataset] = (runs, ckpts, baselines)
         summary[dataset] = table
         base = best_baseline(baselines, "test", metric)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.report.curvature import RAW, landscape_checks, negative_curvature
 from pipelines.report.figures import mean_std
 from pipelines.report.stats import ALPHA, Comparison, compare, holm
 
@@ -34,6 +35,7 @@ class Claim:
     comparison: Comparison | None = None
     word: str | None = None
     detail: str = ""
+    in_family: bool = True  # False: a coordinate-dependent number, compared but never a verdict
 
 
 def baseline_gate(means: list[float], baseline: float | None) -> str | None:
@@ -68,7 +70,14 @@ def render_claims(claims: list[Claim], family: int, adjusted: dict[int, float]) 
         if c.comparison is None:
             lines.append(f"- {c.text}: **{c.word}** ({c.detail})")
             continue
-        cmp, p_adj = c.comparison, adjusted[id(c)]
+        cmp = c.comparison
+        if not c.in_family:
+            lines.append(
+                f"- {c.text}: {cmp.mean_a:.4g} ± {cmp.sd_a:.2g} vs {cmp.mean_b:.4g} ± {cmp.sd_b:.2g} "
+                f"({cmp.effect()}; {cmp.test}, raw p = {cmp.p:.2g}; not in the family)"
+            )
+            continue
+        p_adj = adjusted[id(c)]
         lines.append(
             f"- {c.text}: **{word(cmp, p_adj)}** ({cmp.mean_a:.4g} ± {cmp.sd_a:.2g} vs {cmp.mean_b:.4g} ± "
             f"{cmp.sd_b:.2g}, mean ± sd over seeds; "
@@ -80,7 +89,7 @@ def render_claims(claims: list[Claim], family: int, adjusted: dict[int, float]) 
 
 def adjust(claims: list[Claim]) -> dict[int, float]:
     """Holm-adjusted p of every tested claim of the family, keyed by ``id(claim)``."""
-    tested = [c for c in claims if c.comparison is not None]
+    tested = [c for c in claims if c.comparison is not None and c.in_family]
     return dict(zip((id(c) for c in tested), holm([c.comparison.p for c in tested]), strict=True))
 
 
@@ -119,11 +128,7 @@ def dataset_claims(dataset: str, runs: dict, checkpoints: list[str], test_base: 
         (f"lower test {metric.upper()}", test_fn, test_base),
         (f"lower best validation {metric.upper()}", lambda s: s["train"][f"best_valid_{metric}"], valid_base),
     ]
-    for ckpt in checkpoints:
-        for key, what in (("sharpness", "lower sharpness"),
-                          ("max_eigenvalue", "smaller top Hessian eigenvalue")):  # fmt: skip
-            checks.append((f"{what} at {ckpt}",
-                           lambda s, c=ckpt, k=key: (s["landscape"].get(c) or {}).get(k), None))  # fmt: skip
+    checks += landscape_checks(checkpoints)  # invariant measures decide; raw ones are described
     out = []
     for text, fn, base in checks:
         for other in others:
@@ -144,36 +149,24 @@ def dataset_claims(dataset: str, runs: dict, checkpoints: list[str], test_base: 
                     out.append(Claim(label, word=gate.replace("baseline", "test baseline"),
                                      detail=f"{len(a)} / {len(b)} seeds"))  # fmt: skip
                     continue
-            out.append(claim(label, a, b, base[1] if base else None))
+            tested = claim(label, a, b, base[1] if base else None)
+            if RAW in text and tested.comparison is not None:
+                tested = Claim(label, comparison=tested.comparison, in_family=False)
+            out.append(tested)
     return out
 
 
 def negative_eigenvalue_lines(
     dataset: str, runs: dict, checkpoints: list[str], test_base: tuple | None
 ) -> list[str]:
-    """"No (significant) negative eigenvalues": descriptive, from the SLQ density (no test, not in the
-    family). SLQ puts most weight near the bulk at ~0, where Ritz values fall on either side of zero by
-    chance; what matters is negative curvature that is large against the top eigenvalue."""
+    """"No (significant) negative eigenvalues": descriptive (no test, not in the family), read from the
+    Hessian that can show convexity (pipelines/report/curvature.py)."""
     relaxed, *rest = COMPARISONS[dataset]
     metric = METRIC[dataset]
     models = [relaxed, *(m for m in rest if m is not None and m in runs)]
     lines = []
     for ckpt in checkpoints:
-        parts, significant = [], False
-        for m in models:
-            ratios, masses = [], []
-            for s in runs[m].values():
-                land = s["landscape"].get(ckpt)
-                if not land:
-                    continue
-                nodes, weights = np.array(land["slq_nodes"]), np.array(land["slq_weights"])
-                top = land["max_eigenvalue"]
-                ratios.append(min(nodes.min(), 0.0) / top)
-                masses.append(float(weights[nodes < -0.01 * top].sum()))
-            if ratios:
-                significant |= min(ratios) < -0.01
-                parts.append(f"{m}: lambda_min/lambda_max {np.mean(ratios):.3g}, "
-                             f"mass below -1% of lambda_max {np.mean(masses):.3g}")  # fmt: skip
+        significant, parts = negative_curvature(runs, models, ckpt)
         verdict_word = "NOT reproduced" if significant else "reproduced"
         n_seeds = min((len(runs[m]) for m in models), default=0)
         if n_seeds < MIN_SEEDS:
