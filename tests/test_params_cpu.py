@@ -29,6 +29,10 @@ INTENDED = {
     # a plateau is 5 epochs that together improve the best by under 1% (the default stops on any gain)
     "train.smoke.optimiser.min_improvement": 0.01,
     "train.turbulence.optimiser.min_improvement": 0.01,
+    # the landscape's SLQ at the tolerance two independent runs meet (docs/study.md); the default is cheaper
+    "landscape.lanczos_steps": 20,
+    "landscape.slq_probes": 2,
+    "landscape.hutchinson_probes": 4,
 }
 
 
