@@ -9,6 +9,7 @@ PhiFlow and cost more than the simulation at this size).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,14 @@ def hub():
 
     with HubStandIn() as server:
         yield server
+
+
+@pytest.fixture
+def float64_default() -> Iterator[None]:
+    """Exact comparisons need float64; the default dtype is restored so other tests are unaffected."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

@@ -26,7 +26,8 @@ WALL_CLOCK_FILE = "train_seconds.json"
 
 def workspace_params(seeds: tuple[int, ...] = (0, 1), hidden: int = 4) -> StudyParams:
     return parse_params({
-        "compute": {"device": "cpu"},
+        # in-process (n_workers 1): the kill tests fork this process, where a LocalCluster cannot start
+        "compute": {"device": "cpu", "n_workers": 1},
         "smoke": TINY_SMOKE,
         "turbulence": TINY_TURBULENCE,
         "train": {"smoke": {"models": ["cnn"], "seeds": list(seeds), "window_stride": 2,

@@ -20,13 +20,7 @@ from models.steerable import SteerableNet
 from train.curvature import FlatLoss, output_filter_index, top_eigenvalues
 from train.flatness import INVARIANCE, AdaptiveHessian, invariant_measures, shared_form
 
-
-@pytest.fixture(autouse=True)
-def float64_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # exact comparisons (tests/conftest.py)
 
 
 def _mse(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -17,14 +17,7 @@ from train.curvature import (
     top_eigenvalues,
 )
 
-
-@pytest.fixture(autouse=True)
-def float64_default():
-    """Exact comparisons need float64; restore the default so other test modules are unaffected."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # exact comparisons (tests/conftest.py)
 
 
 class Quadratic(nn.Module):
