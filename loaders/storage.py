@@ -98,6 +98,18 @@ def ensure_writable(path: Path, overwrite: bool) -> None:
         )
 
 
+def writer_gone(pid: int) -> bool:
+    """Whether the process that named a temporary file after its pid has died (a live one, even another
+    user's, keeps its file)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _clear_partials(path: Path) -> None:
     """Remove ``.<name>.partial-<pid>`` copies (and ``.old-<pid>`` ones being replaced) left by killed
     writers; refuse if a live one is writing."""
@@ -106,13 +118,9 @@ def _clear_partials(path: Path) -> None:
         pid = partial.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(partial, ignore_errors=True)  # its writer is gone
+        if writer_gone(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
             continue
-        except PermissionError:
-            pass  # alive, owned by someone else
         raise StoreError(
             f"{path} is being written by another process (pid {pid}, {partial}); "
             "two stages must not write one store"

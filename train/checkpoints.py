@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from loaders.storage import to_json
+from loaders.storage import to_json, writer_gone
 
 FORMAT = "symflow-checkpoint/1"
 
@@ -154,11 +154,5 @@ def remove_dead_temporaries(folder: Path) -> None:
     """Delete ``.<name>.<pid>.tmp`` files of writers that were killed (their process is gone)."""
     for tmp in Path(folder).glob(".*.tmp"):
         pid = tmp.name.rsplit(".", 2)[-2]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and int(pid) != os.getpid() and writer_gone(int(pid)):
             tmp.unlink(missing_ok=True)
-        except PermissionError:  # alive, another user's
-            continue
