@@ -100,7 +100,7 @@ def test_direct_form_is_the_same_function_in_seed000s_parameterisation() -> None
 
 
 def test_split_form_scales_curvature_along_the_relaxed_part_by_relax_scale_squared() -> None:
-    # the reason the landscape measures the direct form: the same function, another Hessian
+    # the same function, another Hessian: why raw curvature is compared only in shared coordinates
     model, x = _perturbed(build_small("smoke", "rsteer", relax_scale=0.1)), sample("smoke", batch=1)
     model.eval()
     direct = model.direct_form().eval()
