@@ -78,8 +78,8 @@ def sr_rgcnn(hidden: int, up_layers: Any, reflections: bool, banks: int, **commo
     return SRGroupNet(group, hidden, up_layers=tuple(up_layers), relax=banks, **common)
 
 
-def _no_penalty() -> float:
-    return 0.0
+def _no_penalty() -> torch.Tensor:
+    return torch.zeros(())  # a tensor: the landscape's Hessian code asks it whether it requires grad
 
 
 def build_model(task: str, name: str, **hparams: Any) -> nn.Module:

@@ -13,9 +13,11 @@ import yaml
 
 from models.catalog import MODEL_NAMES
 from pipelines.fit import train_matrix
+from pipelines.landscape import landscape_matrix
 from pipelines.params import ParamsError, StudyParams, parse_params
 from pipelines.run_config import check_models_declared, run_identity
 from tests.conftest import TINY_SMOKE, TINY_TURBULENCE
+from tests.run_workspace import LANDSCAPE
 from tests.smoke_support import REPO
 
 SECTION = "## Adding a model"
@@ -49,11 +51,12 @@ def user_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, s
     sys.modules.pop(module, None)
 
 
-def study(models: list[str], **smoke_train: object) -> StudyParams:
+def study(models: list[str], measured: tuple[str, ...] = (), **smoke_train: object) -> StudyParams:
     train = {"models": models, "seeds": [0], "window_stride": 2, "optimiser": OPTIMISER, **smoke_train}
+    landscape = {**LANDSCAPE, "models": {"smoke": list(measured), "turbulence": []}, "checkpoints": ["best"]}
     return parse_params({
         "compute": {"device": "cpu", "n_workers": 1}, "smoke": TINY_SMOKE, "turbulence": TINY_TURBULENCE,
-        "train": {"smoke": train}, "landscape": {"models": {"smoke": [], "turbulence": []}},
+        "train": {"smoke": train}, "landscape": landscape,
     })  # fmt: skip
 
 
@@ -84,7 +87,7 @@ def test_the_readme_model_validates_and_trains_through_the_train_stage(
 ) -> None:
     path, name, models = user_model
     assert name in study(models).train.smoke.models  # the README's own list validates
-    params = study([name], hparams={name: {"hidden": 4}})
+    params = study([name], (name,), hparams={name: {"hidden": 4}})
     runs, metrics, run = tmp_path / "runs", tmp_path / "metrics", f"smoke-{name}-seed0"
 
     def stage() -> dict:  # the train stage as dvc repro runs it: the matrix of every listed run
@@ -95,6 +98,9 @@ def test_the_readme_model_validates_and_trains_through_the_train_stage(
     assert result["parameters"] == (2 * 4 * 9 + 4) + (4 * 2 * 9 + 2)
     assert result["test_rmse"] > 0 and (runs / "smoke" / name / "seed0" / "best.pt").is_file()
     assert stage() == {run: "skipped"}
+    # ... and the landscape stage measures it (no regularizer: none is added)
+    measured = landscape_matrix(params, {"smoke": smoke_store}, runs, metrics)[f"{run}-best"]
+    assert measured["norm_layers"] == 0 and measured["parameterisation"] == "as trained"
     # the run is keyed by the module's code: an edit of it retrains from scratch
     section = params.train.smoke
     identity = run_identity("smoke", name, 0, section, {"hidden": 4}, smoke_store, "cpu")
