@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from models.catalog import resolve_model  # no torch: validation stays fast
+from models.catalog import MODEL_NAMES, resolve_model  # no torch: validation stays fast
 from models.spec import ModelSpec
 from pipelines.params.base import (
     MAX_EPOCHS,
@@ -148,9 +148,10 @@ def _check_hparam(key: str, value: Any, default: Any) -> None:
 
 
 class TrainParams(Strict):
-    smoke: TaskTrainParams = TaskTrainParams(models=["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"])
+    # by default every built-in model of the task
+    smoke: TaskTrainParams = TaskTrainParams(models=list(MODEL_NAMES["smoke"]))
     turbulence: TaskTrainParams = TaskTrainParams(
-        models=["cnn", "gcnn", "rgcnn"], optimiser=OptimiserParams(batch_size=4)
+        models=list(MODEL_NAMES["sr"]), optimiser=OptimiserParams(batch_size=4)
     )
 
     @model_validator(mode="after")
