@@ -1,15 +1,17 @@
-"""Model registry: ``build_model(task, name, **hparams)`` so no caller hard-codes a model class."""
+"""Building models by name: ``build_model(task, name, **hparams)`` so no caller hard-codes a model class.
+
+A name is a built-in model (models/catalog.py) or a user model's import path ``package.module:NAME``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from models import groups as G
-from models.catalog import MODEL_NAMES, default_hparams
+from models.catalog import MODEL_NAMES, default_hparams, resolve_model
 from models.equivariance import equivariance_error
 from models.expansion import expanded_once, refresh_cached_filters
 
@@ -24,87 +26,76 @@ __all__ = [
 ]
 
 
-def _smoke_group(name: str, hp: dict[str, Any]) -> nn.Module:
+# The built-in models' builders (models/catalog.py names them): every hparam of the spec, as keywords.
+
+
+def smoke_cnn(hidden: int, **common: Any) -> nn.Module:
     from models.nets import SmokeGroupNet
 
-    common = dict(
-        layers=hp["layers"],
-        kernel_size=hp["kernel_size"],
-        in_frames=hp["in_frames"],
-        batch_norm=hp["batch_norm"],
-    )
-    if name == "cnn":
-        return SmokeGroupNet(G.trivial(2), hp["hidden"], equivariant_group=False, **common)
-    if name == "gcnn":
-        return SmokeGroupNet(G.c4(), hp["hidden"], **common)
-    return SmokeGroupNet(G.c4(), hp["hidden"], relax=hp["banks"], alpha=hp["alpha"], **common)
+    return SmokeGroupNet(G.trivial(2), hidden, equivariant_group=False, **common)
 
 
-def _smoke_steerable(name: str, hp: dict[str, Any]) -> nn.Module:
+def smoke_gcnn(hidden: int, **common: Any) -> nn.Module:
+    from models.nets import SmokeGroupNet
+
+    return SmokeGroupNet(G.c4(), hidden, **common)
+
+
+def smoke_rgcnn(hidden: int, banks: int, **common: Any) -> nn.Module:
+    from models.nets import SmokeGroupNet
+
+    return SmokeGroupNet(G.c4(), hidden, relax=banks, **common)
+
+
+def smoke_e2cnn(**hp: Any) -> nn.Module:
     from models.steerable import SteerableNet
 
-    return SteerableNet(
-        hp["hidden"],
-        hp["layers"],
-        hp["kernel_size"],
-        hp["in_frames"],
-        relaxed=name == "rsteer",
-        batch_norm=hp["batch_norm"],
-        alpha=hp.get("alpha", 0.0),
-        relax_scale=hp.get("relax_scale"),
-    )
+    return SteerableNet(**hp)
 
 
-def _smoke_gm(name: str, hp: dict[str, Any]) -> nn.Module:
-    from models.gmcnn import GMCNN
+def smoke_rsteer(**hp: Any) -> nn.Module:
+    from models.steerable import SteerableNet
 
-    return GMCNN(
-        hp["hidden"],
-        hp["layers"],
-        hp["in_frames"],
-        hp["error"],
-        hp["alpha"],
-        variant=hp["variant"],
-        radius=hp["radius"],
-        grid=hp["grid"],
-    )
+    return SteerableNet(relaxed=True, **hp)
 
 
-def _sr(name: str, hp: dict[str, Any]) -> nn.Module:
+def sr_cnn(hidden: int, up_layers: Any, **common: Any) -> nn.Module:
     from models.nets import SRGroupNet
 
-    common = dict(
-        enc_layers=hp["enc_layers"],
-        up_layers=tuple(hp["up_layers"]),
-        scalar_channels=hp["scalar_channels"],
-        batch_norm=hp["batch_norm"],
-        padding=hp["padding"],
-        zero_head=hp["zero_head"],
-    )
-    if name == "cnn":
-        return SRGroupNet(G.trivial(3), hp["hidden"], equivariant_group=False, **common)
-    group = G.octahedral(reflections=hp["reflections"])
-    if name == "gcnn":
-        return SRGroupNet(group, hp["hidden"], **common)
-    return SRGroupNet(group, hp["hidden"], relax=hp["banks"], alpha=hp["alpha"], **common)
+    return SRGroupNet(G.trivial(3), hidden, equivariant_group=False, up_layers=tuple(up_layers), **common)
 
 
-_BUILDERS: dict[tuple[str, str], Callable[[str, dict[str, Any]], nn.Module]] = {
-    **{("smoke", n): _smoke_group for n in ("cnn", "gcnn", "rgcnn")},
-    **{("smoke", n): _smoke_steerable for n in ("e2cnn", "rsteer")},
-    ("smoke", "gmcnn"): _smoke_gm,
-    **{("sr", n): _sr for n in ("cnn", "gcnn", "rgcnn")},
-}
+def sr_gcnn(hidden: int, up_layers: Any, reflections: bool, **common: Any) -> nn.Module:
+    from models.nets import SRGroupNet
+
+    return SRGroupNet(G.octahedral(reflections=reflections), hidden, up_layers=tuple(up_layers), **common)
+
+
+def sr_rgcnn(hidden: int, up_layers: Any, reflections: bool, banks: int, **common: Any) -> nn.Module:
+    from models.nets import SRGroupNet
+
+    group = G.octahedral(reflections=reflections)
+    return SRGroupNet(group, hidden, up_layers=tuple(up_layers), relax=banks, **common)
+
+
+def _no_penalty() -> torch.Tensor:
+    return torch.zeros(())  # a tensor: the landscape's Hessian code asks it whether it requires grad
 
 
 def build_model(task: str, name: str, **hparams: Any) -> nn.Module:
     """Build a model from its defaults overridden by ``hparams``; unknown keys raise ValueError."""
-    hp = default_hparams(task, name)
+    spec = resolve_model(task, name)
+    hp = dict(spec.defaults)
     unknown = sorted(set(hparams) - set(hp))
     if unknown:
         raise ValueError(f"unknown hparams {unknown} for {task}/{name}; allowed: {sorted(hp)}")
     hp.update(hparams)
-    return _BUILDERS[(task, name)](name, hp)
+    model = spec.builder()(**hp)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {name!r}: build returned a {type(model).__name__}, not a torch.nn.Module")
+    if not hasattr(model, "regularizer"):  # the training loss adds it: a model without one has no penalty
+        model.regularizer = _no_penalty
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -32,7 +32,15 @@ from models.registry import count_parameters
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
 from pipelines.matrix import Job, prune, run_matrix
 from pipelines.params import StudyParams, TaskTrainParams, load_params
-from pipelines.run_config import hparams_of, optimiser_config, run_identity, run_key, split_spec, task_of
+from pipelines.run_config import (
+    check_models_declared,
+    hparams_of,
+    optimiser_config,
+    run_identity,
+    run_key,
+    split_spec,
+    task_of,
+)
 from train.data import build, load_splits, output_scale
 from train.device import device_info, prepare, task_on, to_device
 from train.loop import load_checkpoint, train, write_curves
@@ -124,6 +132,7 @@ def training_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metr
 def train_matrix(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> dict:
     """The train stage: every listed run, unchanged ones skipped; stale per-run files of runs no longer
     listed are removed from metrics/train and metrics/curves."""
+    check_models_declared({d: getattr(params.train, d).models for d in stores}, "train.{dataset}.models")
     jobs = training_jobs(params, stores, runs, metrics_dir)
     results = run_matrix(jobs, params.compute, Path(metrics_dir) / "train" / ".matrix.json")
     keep = [p for j in jobs for p in j.outputs]

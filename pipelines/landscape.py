@@ -41,6 +41,7 @@ from pipelines.matrix import Job, prune, run_matrix, stamp_of
 from pipelines.params import LandscapeParams, StudyParams, load_params
 from pipelines.run_config import (
     LANDSCAPE_CODE,
+    check_models_declared,
     code_digest,
     hparams_of,
     run_identity,
@@ -249,6 +250,7 @@ def landscape_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, met
 
 def landscape_matrix(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> dict:
     """The landscape stage: every listed measurement, unchanged ones skipped, stale files removed."""
+    check_models_declared(params.landscape.models, "landscape.models.{dataset}")
     jobs = landscape_jobs(params, stores, runs, metrics_dir)
     results = run_matrix(jobs, params.compute, Path(metrics_dir) / "landscape" / ".matrix.json")
     prune(

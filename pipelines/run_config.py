@@ -5,7 +5,8 @@ The identity is recorded in every checkpoint (train/checkpoints.py) and is the t
 (pipelines/matrix.py): a change to anything in it, the code included, retrains the run from scratch; the
 landscape stage verifies a checkpoint against it before measuring. dvc.yaml lists each params key it reads
 (``run_params``) in the train and landscape stages, and each code path (``TRAIN_CODE``) as a dependency;
-tests/test_staleness.py checks both.
+tests/test_staleness.py checks both. A user model's own module (``package.module:NAME``) is digested too,
+and must be a declared dependency of both stages under ``dvc repro`` (:func:`check_models_declared`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from typing import Any
 
 from loaders.scratch import params_key
 from loaders.storage import store_digest
+from models.catalog import resolve_model
+from models.spec import code_modules
 from pipelines.params import TaskTrainParams
+from pipelines.user_code import check_declared, installed, module_file
 from train.data import SplitSpec, model_hparams
 from train.loop import OptimiserConfig
-from train.tasks import SmokeTask, SuperResolutionTask, task_for
+from train.tasks import TASKS, SmokeTask, SuperResolutionTask, task_for
 
 
 def split_spec(section: TaskTrainParams) -> SplitSpec:
@@ -44,7 +48,10 @@ def task_of(dataset: str, section: TaskTrainParams, train_set: Any) -> SmokeTask
 
 ROOT = Path(__file__).resolve().parent.parent
 # the code a trained run executes: what defines the model, the data, the loop and its configuration
-TRAIN_CODE = ("models", "loaders", "train", "pipelines/params", "pipelines/run_config.py", "pipelines/fit.py")
+TRAIN_CODE = (
+    "models", "loaders", "train", "pipelines/params", "pipelines/run_config.py", "pipelines/user_code.py",
+    "pipelines/fit.py",
+)  # fmt: skip
 LANDSCAPE_CODE = (*TRAIN_CODE[:-1], "pipelines/landscape.py")
 # the fields of train.<dataset> that shape the task a run trains on, per dataset (the others are unused)
 LAYOUT = {
@@ -59,15 +66,37 @@ def run_params(dataset: str) -> tuple[str, ...]:
     return (*(f"train.{dataset}.{f}" for f in fields), "compute.device")
 
 
-def code_digest(paths: Iterable[str]) -> str:
-    """sha256 over the repository's Python sources under ``paths`` (relative to the repository)."""
+def code_digest(paths: Iterable[str], modules: dict[str, Path] | None = None) -> str:
+    """sha256 over the repository's Python sources under ``paths`` (relative to the repository) and the
+    ``modules`` outside it (source file by module name: a moved folder keeps its digest)."""
     digest = hashlib.sha256()
     for rel in sorted(set(paths)):
         path = ROOT / rel
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for f in files:
             digest.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    for name, f in sorted((modules or {}).items()):
+        digest.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def model_code(dataset: str, model_name: str) -> dict[str, Path]:
+    """The source files of a user model's own modules by module name; none for a built-in model."""
+    if ":" not in model_name:
+        return {}
+    spec = resolve_model(TASKS[dataset].model_task, model_name)
+    files = {name: module_file(name) for name in code_modules(model_name, spec)}
+    return {name: path for name, path in files.items() if not installed(path)}
+
+
+def check_models_declared(models: dict[str, list[str]], key_pattern: str) -> None:
+    """Under ``dvc repro``, refuse to run unless each user model's module files are dependencies of the
+    running stage in dvc.yaml. ``models``: names by dataset, listed under the params key ``key_pattern``
+    (``train.{dataset}.models``)."""
+    for dataset, names in models.items():
+        for name in names:
+            what = f"{key_pattern.format(dataset=dataset)} lists {name!r}"
+            check_declared(what, model_code(dataset, name).values(), "docs/models.md")
 
 
 def run_identity(
@@ -87,7 +116,7 @@ def run_identity(
         "seed": seed,
         "layout": section.model_dump(mode="json", include=set(LAYOUT[dataset])),
         "device": device,
-        "code": code_digest(TRAIN_CODE),
+        "code": code_digest(TRAIN_CODE, model_code(dataset, model_name)),
     }
 
 

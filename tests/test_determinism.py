@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.catalog import MODEL_NAMES
 from pipelines.fit import run_training
 from pipelines.params import StudyParams, parse_params
 from tests.bitwise import outputs, same
@@ -22,9 +23,7 @@ from tests.conftest import TINY_SMOKE, TINY_TURBULENCE
 
 # smoke: two steps in one epoch; super-resolution (3 training samples, one batch an epoch): two epochs
 OPTIMISER = {"lr": 1e-3, "batch_size": 2, "max_epochs": 1, "early_epoch": 1, "max_train_batches": 2}
-RUNS = [("smoke", m) for m in ("cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn")] + [
-    ("turbulence", m) for m in ("cnn", "gcnn", "rgcnn")
-]
+RUNS = [("smoke", m) for m in MODEL_NAMES["smoke"]] + [("turbulence", m) for m in MODEL_NAMES["sr"]]
 
 
 def _params() -> StudyParams:

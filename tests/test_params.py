@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from models.catalog import MODEL_NAMES
 from pipelines.params import ParamsError, SmokeParams, load_params, parse_params
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,7 +222,7 @@ def test_model_hparams_and_seeds_are_bounded(raw: dict, needle: str) -> None:
 
 
 def test_model_hparams_must_fit_the_smoke_data() -> None:
-    models = ["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"]
+    models = list(MODEL_NAMES["smoke"])
 
     def train(hparams: dict) -> dict:
         return {"smoke": {"models": models, "hparams": hparams}}

@@ -1,7 +1,8 @@
 """Bounds on model hyper-parameters (``train.<dataset>.hparams.<model>.<key>``), checked with the params
 so a size that cannot build (``hidden: -4``, ``kernel_size: 0``) fails before the data stages run.
 
-Keys are checked by name, whatever model takes them; a model's defaults come from models/catalog.py.
+Shared bounds by key name hold for every model that takes the key; a model's spec (models/spec.py: its
+defaults, and optional ``ranges``, ``choices`` and ``check``) adds its own and overrides shared ones.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from models.spec import Bounds, ModelSpec
 from pipelines.params.base import BadKey, short_repr
 
 MAX_WIDTH = 4096  # channels per layer (hidden); far above any model in the study
@@ -16,7 +18,7 @@ MAX_DEPTH = 256  # layers of one kind
 
 # key -> (lowest, highest) for ints and floats (None: unbounded on that side); a float key may be null
 # where its default is (rsteer's relax_scale)
-_RANGES: dict[str, tuple[float | None, float | None]] = {
+_RANGES: dict[str, Bounds] = {
     "hidden": (1, MAX_WIDTH),
     "layers": (1, MAX_DEPTH),
     "enc_layers": (0, MAX_DEPTH),
@@ -29,15 +31,10 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "relax_scale": (0, None),  # exclusive: a step size, so > 0
 }
 _EXCLUSIVE_LOW = {"relax_scale"}
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "padding": ("circular", "zeros"),
-    "variant": ("seed003", "circular"),
-}
-_MIN_LAYERS_2 = {"cnn", "gcnn", "rgcnn", "e2cnn", "rsteer"}  # lift + project are two layers already
 
 
-def _range_error(key: str, value: Any) -> str | None:
-    low, high = _RANGES[key]
+def _range_error(key: str, value: Any, bounds: Bounds) -> str | None:
+    low, high = bounds
     if value is None:  # only where the default is null: other types were checked against the default
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -51,15 +48,17 @@ def _range_error(key: str, value: Any) -> str | None:
     return None
 
 
-def check_hparams(prefix: str, task: str, model: str, hparams: dict[str, Any]) -> None:
+def check_hparams(prefix: str, spec: ModelSpec, hparams: dict[str, Any]) -> None:
     """Raise :class:`BadKey` naming ``prefix.<key>`` for the first hparam out of bounds; ``hparams`` is
     the model's defaults with the params file's overrides applied (types already checked)."""
+    ranges, choices = {**_RANGES, **spec.ranges}, dict(spec.choices)
     for key, value in hparams.items():
         problem = None
-        if key in _RANGES:
-            problem = _range_error(key, value)
-        elif key in _CHOICES and value not in _CHOICES[key]:
-            problem = f"must be one of {list(_CHOICES[key])}, got {short_repr(value)}"
+        if key in choices:
+            if value not in choices[key]:
+                problem = f"must be one of {list(choices[key])}, got {short_repr(value)}"
+        elif key in ranges:
+            problem = _range_error(key, value, ranges[key])
         elif key == "up_layers" and not all(0 <= k <= MAX_DEPTH for k in value):
             problem = f"each entry must be in [0, {MAX_DEPTH}], got {short_repr(value)}"
         if problem:
@@ -67,7 +66,6 @@ def check_hparams(prefix: str, task: str, model: str, hparams: dict[str, Any]) -
     kernel = hparams.get("kernel_size")
     if kernel is not None and kernel % 2 == 0:  # an equivariant 'same' convolution needs a centre
         raise BadKey(f"{prefix}.kernel_size", f"must be odd, got {kernel}")
-    layers = hparams.get("layers")
-    needs_two = task == "smoke" and (model in _MIN_LAYERS_2 or hparams.get("variant") == "circular")
-    if layers is not None and needs_two and layers < 2:
-        raise BadKey(f"{prefix}.layers", f"{model} needs at least 2 (lift and projection), got {layers}")
+    found = spec.check(dict(hparams)) if spec.check else None
+    if found:
+        raise BadKey(f"{prefix}.{found[0]}", found[1])

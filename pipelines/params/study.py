@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from models.catalog import MODEL_NAMES, resolve_model  # no torch: validation stays fast
+from models.spec import ModelSpec
 from pipelines.params.base import (
     MAX_EPOCHS,
     BadKey,
@@ -68,12 +70,15 @@ class OptimiserParams(Strict):
 class TaskTrainParams(Strict):
     """Which models and seeds to train on one dataset, with model size overrides."""
 
-    models: list[str]
+    models: list[str] = Field(
+        description="models trained, each a built-in name (docs/models.md) or the import path"
+        " `package.module:NAME` of a models.spec.ModelSpec in a module of your own"
+    )
     seeds: list[Seed] = [0, 1]
     hparams: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="per-model overrides of models/catalog.py's defaults, each bounded (hidden 1-4096, odd"
-        " kernel_size, ...: pipelines/params/hparams.py)",
+        description="per-model overrides of each model's defaults (its spec: models/catalog.py), each"
+        " bounded (hidden 1-4096, odd kernel_size, ...: pipelines/params/hparams.py and the spec)",
     )
     optimiser: OptimiserParams = OptimiserParams()
     normalise: Literal["standard", "scale"] | None = "scale"
@@ -143,36 +148,39 @@ def _check_hparam(key: str, value: Any, default: Any) -> None:
 
 
 class TrainParams(Strict):
-    smoke: TaskTrainParams = TaskTrainParams(models=["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer", "gmcnn"])
+    # by default every built-in model of the task
+    smoke: TaskTrainParams = TaskTrainParams(models=list(MODEL_NAMES["smoke"]))
     turbulence: TaskTrainParams = TaskTrainParams(
-        models=["cnn", "gcnn", "rgcnn"], optimiser=OptimiserParams(batch_size=4)
+        models=list(MODEL_NAMES["sr"]), optimiser=OptimiserParams(batch_size=4)
     )
 
     @model_validator(mode="after")
     def _known_models(self) -> TrainParams:
-        from models.catalog import MODEL_NAMES, default_hparams  # no torch: validation stays fast
-
         for dataset, task in (("smoke", "smoke"), ("turbulence", "sr")):
             section: TaskTrainParams = getattr(self, dataset)
-            unknown = [m for m in section.models if m not in MODEL_NAMES[task]]
-            if unknown:
-                raise ValueError(
-                    f"{dataset}.models: unknown {unknown}; choose from {list(MODEL_NAMES[task])}"
-                )
-            for model in section.optimiser_overrides:  # like hparams: a known model, listed or not, so
-                if model not in MODEL_NAMES[task]:  # `-S train.smoke.models=[cnn]` keeps the file valid
-                    raise ValueError(f"{dataset}.optimiser_overrides.{model}: unknown model")
+            for model in section.models:
+                _model_spec(f"{dataset}.models", task, model)
+            # overrides and hparams: of a known model, listed or not, so `-S train.smoke.models=[cnn]`
+            # keeps the file valid
+            for model in section.optimiser_overrides:
+                _model_spec(f"{dataset}.optimiser_overrides.{model}", task, model)
             for model, overrides in section.hparams.items():
-                if model not in MODEL_NAMES[task]:
-                    raise ValueError(f"{dataset}.hparams.{model}: unknown model")
-                defaults = default_hparams(task, model)
-                extra = set(overrides) - set(defaults)
+                spec = _model_spec(f"{dataset}.hparams.{model}", task, model)
+                extra = set(overrides) - set(spec.defaults)
                 if extra:
                     raise ValueError(f"{dataset}.hparams.{model}: unknown keys {sorted(extra)}")
                 for key, value in overrides.items():
-                    _check_hparam(f"{dataset}.hparams.{model}.{key}", value, defaults[key])
-                check_hparams(f"{dataset}.hparams.{model}", task, model, {**defaults, **overrides})
+                    _check_hparam(f"{dataset}.hparams.{model}.{key}", value, spec.defaults[key])
+                check_hparams(f"{dataset}.hparams.{model}", spec, {**spec.defaults, **overrides})
         return self
+
+
+def _model_spec(key: str, task: str, model: str) -> ModelSpec:
+    """The spec of a model named under ``key``: a built-in name or a user model's import path."""
+    try:
+        return resolve_model(task, model)
+    except ValueError as err:
+        raise BadKey(key, str(err)) from None
 
 
 # Landscape budget: each count is capped, and the whole stage's estimate must fit check_budget's limits.
@@ -257,12 +265,11 @@ class StudyParams(Strict):
 
     @model_validator(mode="after")
     def _hparams_fit_the_smoke_data(self) -> StudyParams:
-        from models.catalog import default_hparams
-
         for model in self.train.smoke.models:
-            hp = {**default_hparams("smoke", model), **self.train.smoke.hparams.get(model, {})}
+            hp = {**resolve_model("smoke", model).defaults, **self.train.smoke.hparams.get(model, {})}
             key = f"train.smoke.hparams.{model}"
-            if hp["in_frames"] != self.smoke.input_frames:  # the store's windows decide the input
+            # the store's windows decide the input (a model without in_frames takes what it gets)
+            if "in_frames" in hp and hp["in_frames"] != self.smoke.input_frames:
                 raise BadKey(f"{key}.in_frames", f"{hp['in_frames']} differs from smoke.input_frames="
                              f"{self.smoke.input_frames}, the frames each training input holds")  # fmt: skip
             if hp.get("error") and hp.get("variant") == "seed003" and hp["grid"] != self.smoke.resolution:
