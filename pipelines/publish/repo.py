@@ -177,7 +177,7 @@ def build_repo(
     # always verified: a chunk swapped for another valid one passes its crc32c, only the sha256 manifest
     # catches it, and a published repo must never carry unverified data
     ds = open_store(store, verify=True)
-    metrics = read_metrics(metrics_dir, kind.name)
+    metrics = read_metrics(metrics_dir, kind.name, read_provenance(ds))
     key = build_key(kind, store, repo_id, params, metrics)
     key_file = _key_file(out_dir)
     if (

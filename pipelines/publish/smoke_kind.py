@@ -33,7 +33,7 @@ from pipelines.publish.card import (
     table,
     versions_table,
 )
-from pipelines.publish.facts import INSTALL, PHIFLOW_BIB, citation, cost_text, scores_text
+from pipelines.publish.facts import INSTALL, PHIFLOW_BIB, citation, cost_text, scores_text, seconds
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
 
@@ -279,6 +279,7 @@ class SmokeKind(DatasetKind):
             (f"`{c.name}`", c.description, " / ".join(str(c.rows[s]) for s in c.rows)) for c in configs
         ]
         phiflow = versions.get("phiflow", "(version not recorded)")
+        build = ctx.metrics.get("build", {})  # the smoke stage's record of this store's build
         return SmokeCard(
             pretty_name=self.pretty_name,
             simulator=f"{ds.attrs.get('simulator', 'PhiFlow')} {phiflow}",
@@ -300,6 +301,8 @@ class SmokeKind(DatasetKind):
                 f"PhiFlow simulations of {p.get('steps', '?')} steps on a {p.get('resolution', '?')}^2 grid "
                 f"in float64 for {ds.sizes['level']} symmetry levels x {ds.sizes['direction']} directions",
                 self.name,
+                build,
+                _cost_rows(build, p.get("steps"), f"{ds.attrs.get('simulator', 'PhiFlow')} {phiflow}"),
             ),
             split_table=table(
                 (
@@ -359,6 +362,23 @@ def symmetry_statement(params: dict[str, Any], orbit: dict[str, float]) -> str:
         "Whether the scenario's turned setups simulate to the turned flow is checked when the store is built "
         "with `solver_symmetry_check: true` (the stage refuses more than round-off), not recorded here."
     )
+
+
+def _cost_rows(build: dict[str, Any], steps: int | None, simulator: str) -> list[tuple[str, str, str]]:
+    """The smoke stage's time: its simulations (the recorded rate over those it ran) and the whole stage."""
+    rows = []
+    sims, reused = build.get("simulations"), build.get("reused_simulations", 0)
+    rate = build.get("sim_steps_per_second")
+    if sims and steps:
+        ran = sims - reused
+        kept = f"; {reused} more reused from an earlier run, not timed" if reused else ""
+        time = seconds(ran * steps / rate) if rate and ran else "-"
+        rows.append((f"simulation ({ran} runs x {steps} steps, {simulator}{kept})", time,
+                     f"{rate:.3g} sim-steps/s" if rate and ran else "-"))  # fmt: skip
+    if "wall_seconds" in build:
+        whole = "whole stage (simulate, assemble, check, write the store)"
+        rows.append((whole, seconds(build["wall_seconds"]), "-"))
+    return rows
 
 
 def _num(x: float | None) -> str:

@@ -32,7 +32,7 @@ from pipelines.publish.card import (
     table,
     versions_table,
 )
-from pipelines.publish.facts import INSTALL, JHTDB_BIB, citation, cost_text, scores_text
+from pipelines.publish.facts import INSTALL, JHTDB_BIB, citation, cost_text, scores_text, seconds
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
 
@@ -251,6 +251,8 @@ class TurbulenceKind(DatasetKind):
                 f"{ds.sizes.get('time', '?')} stored time steps of the source at {n_hi}^3, block-averaged to "
                 f"{n_lo}^3",
                 self.name,
+                ctx.metrics.get("build", {}),
+                _cost_rows(ctx.metrics.get("build", {}), jhtdb, ctx.versions),
             ),
             config_table=table(("config", "contents", "rows train / validation / test"), config_rows),
             arrays_table=arrays_table(ds, [lo, hi]),
@@ -269,6 +271,28 @@ class TurbulenceKind(DatasetKind):
             extra=extra[:2000],
             license=ctx.license,
         )
+
+
+def _cost_rows(build: dict[str, Any], jhtdb: bool, versions: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The turbulence stage's time: producing the source field (solver or download), downsampling and
+    writing the store, and the whole stage."""
+    rows = []
+    solver = build.get("solver", {})
+    if "source_seconds" in build:
+        numpy = versions.get("numpy", "?")
+        what = "JHTDB cutout download" if jhtdb else f"pseudo-spectral solver (numpy {numpy})"
+        rate = "-"
+        if solver.get("seconds_per_step"):
+            steps = solver.get("solver_steps", "?")
+            rate = f"{1 / solver['seconds_per_step']:.3g} solver steps/s ({steps} steps)"
+        if solver.get("resumed"):
+            what += "; resumed, so part of the solve is not in this time"
+        rows.append((f"source field ({what})", seconds(build["source_seconds"]), rate))
+    if "downsample_write_seconds" in build:
+        rows.append(("block-average and write the store", seconds(build["downsample_write_seconds"]), "-"))
+    if "wall_seconds" in build:
+        rows.append(("whole stage (with its checks and figures)", seconds(build["wall_seconds"]), "-"))
+    return rows
 
 
 def _is_jhtdb(ds: xr.Dataset, params: dict[str, Any] | None = None) -> bool:
