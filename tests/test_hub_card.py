@@ -63,3 +63,49 @@ def test_a_record_of_another_build_is_not_quoted(smoke_store: Path) -> None:
     level = next(iter(other["orbit_distance"]))
     other["orbit_distance"][level] += 1e-9  # another store's numbers: its timings are not this store's
     assert build_record(other, provenance) == {} and build_record(None, provenance) == {}
+
+
+WINDOWS_HEADING = "### Input / target windows with `datasets` alone\n"
+
+
+def _windows_snippet(card: str) -> str:
+    """The card's own ``datasets`` snippet for input / target windows, as a Hub reader copies it."""
+    return card.split(WINDOWS_HEADING, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "split"),
+    [("smoke", None, "train"), ("smoke", "E3", "test"), ("turbulence", None, "train")],
+)
+def test_the_cards_datasets_snippet_gives_the_torch_loaders_windows(
+    published: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, config: str | None,
+    split: str,
+) -> None:  # fmt: skip
+    import datasets
+    import numpy as np
+
+    from loaders import smoke_plume, turbulence_sr
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # a local folder: nothing to fetch
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    folder = published / REPOS[name].split("/")[1]
+    card = _card(published, name)
+    snippet = _windows_snippet(card).replace(f'"{REPOS[name]}"', repr(str(folder)))
+    first = card.split("config_name: ", 1)[1].split("\n", 1)[0]  # the card's first (default) config
+    if config:  # the same lines for another config and split
+        snippet = snippet.replace(f'"{first}", split="train"', f'"{config}", split="{split}"')
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, f"{name} card snippet", "exec"), namespace)  # noqa: S102 - the card's own text
+    pairs, x, y = namespace["pairs"], namespace["x"], namespace["y"]
+    if name == "smoke":
+        loader = smoke_plume(folder, level=config or first, split=split)
+    else:
+        loader = turbulence_sr(folder, split=split)
+    assert len(pairs) == len(loader) > 0
+    assert np.array_equal(x, loader[0][0].numpy()) and np.array_equal(y, loader[0][1].numpy())
+    columns = ("input", "target") if name == "smoke" else ("lrs", "hr")
+    for i in range(len(loader)):  # window for window, bitwise
+        want = loader[i]
+        for column, tensor in zip(columns, want, strict=True):
+            got = pairs[i][column]
+            assert got.dtype == np.float32 and np.array_equal(got, tensor.numpy()), (i, column)

@@ -1,8 +1,9 @@
 """Smoke plumes (2D, C4 symmetry levels) as a Hub dataset repo.
 
 Parquet layout: one config per symmetry level (``E0``, ``E5``, ...) plus ``mini``; one row per frame of one
-direction, ordered by (direction, time). Windows of input / output frames are assembled by the loader (or
-by the user), which keeps the files free of the overlapping copies a row-per-window layout would store.
+direction, ordered by (direction, time). Windows of input / output frames are assembled by the loader (or by
+the card's one ``datasets`` ``map``), which keeps the files free of the overlapping copies a row-per-window
+layout would store (input + output times every frame).
 """
 
 from __future__ import annotations
