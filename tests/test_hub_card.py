@@ -109,3 +109,45 @@ def test_the_cards_datasets_snippet_gives_the_torch_loaders_windows(
         for column, tensor in zip(columns, want, strict=True):
             got = pairs[i][column]
             assert got.dtype == np.float32 and np.array_equal(got, tensor.numpy()), (i, column)
+
+
+@pytest.mark.parametrize("name", ["smoke", "turbulence"])
+def test_previews_are_reproducible_shown_and_published_like_every_file(
+    published: Path, smoke_store: Path, turbulence_store: Path, tmp_path: Path, name: str
+) -> None:
+    import re
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from loaders.storage import file_manifest
+    from pipelines.publish.registry import get_kind
+    from pipelines.publish.repo import read_checksums, verify_folder
+
+    folder = published / REPOS[name].split("/")[1]
+    store = {"smoke": smoke_store, "turbulence": turbulence_store}[name]
+    ds = open_store(store, dask=False)
+    get_kind(name).write_previews(ds, tmp_path)  # drawn again: the same bytes as the published build's
+    again = file_manifest(tmp_path, skip=())
+    pictures = sorted(p for p in again if p.endswith(".png"))
+    if name == "smoke":  # one per series: every level and direction the store holds
+        assert len(pictures) == int(np.prod([ds.sizes[d] for d in ds.velocity.dims[:-4]]))
+    else:  # one per sample (row) of every split
+        assert len(pictures) == sum(len(c) for c in json.loads(ds.attrs["splits"]).values())
+    published_files = file_manifest(folder, skip=())
+    assert {p: published_files.get(p) for p in again} == again
+
+    # like every other file: in the checksums and the receipt, verified, and the card's pictures exist
+    receipt = json.loads((published.parent / "receipt.json").read_text())["repos"][name]["files"]
+    assert set(again) <= set(read_checksums(folder)) and set(again) <= set(receipt)
+    assert verify_folder(folder) == []
+    shown = re.findall(r"!\[[^]]*\]\((figures/preview/[^)]+)\)", _card(published, name))
+    assert shown and set(shown) <= set(pictures)
+
+    # the viewer's rows: datasets' Image feature holding the same PNG bytes
+    files = sorted(p for p in again if p.startswith("data/preview/"))
+    rows = [r for f in files for r in pq.read_table(folder / f).to_pylist()]
+    assert b'"_type": "Image"' in pq.read_schema(folder / files[0]).metadata[b"huggingface"]
+    assert sorted((r["image"]["path"], r["image"]["bytes"]) for r in rows) == sorted(
+        (p, (folder / p).read_bytes()) for p in pictures
+    )

@@ -190,6 +190,24 @@ def cost_text(work: str, dataset: str, build: dict[str, Any], rows: list[tuple[s
     )
 
 
+def sim_cost_rows(build: dict[str, Any], steps: int | None, simulator: str) -> list[tuple[str, str, str]]:
+    """A simulating stage's time: its simulations (the recorded rate over those it ran, not those reused
+    from its scratch) and the whole stage."""
+    rows = []
+    sims, reused = build.get("simulations"), build.get("reused_simulations", 0)
+    rate = build.get("sim_steps_per_second")
+    if sims and steps:
+        ran = sims - reused
+        kept = f"; {reused} more reused from an earlier run, not timed" if reused else ""
+        time = seconds(ran * steps / rate) if rate and ran else "-"
+        rows.append((f"simulation ({ran} runs x {steps} steps, {simulator}{kept})", time,
+                     f"{rate:.3g} sim-steps/s" if rate and ran else "-"))  # fmt: skip
+    if "wall_seconds" in build:
+        whole = "whole stage (simulate, assemble, check, write the store)"
+        rows.append((whole, seconds(build["wall_seconds"]), "-"))
+    return rows
+
+
 def scores_text(metrics: dict[str, Any], dataset: str) -> str:
     """Markdown tables of the trivial baselines and the study's models on the test split, or where to find
     them when this build had none."""

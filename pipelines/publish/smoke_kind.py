@@ -23,6 +23,7 @@ from loaders.smoke import STORE_NAME, compute_stats, config_name
 from loaders.storage import open_group, open_store, read_provenance
 from loaders.windows import HUB_SPLIT_NAMES, WindowIndex, split_ranges
 from pipelines.params import PublishParams
+from pipelines.publish import preview
 from pipelines.publish.card import (
     ConfigSpec,
     arrays_table,
@@ -34,11 +35,15 @@ from pipelines.publish.card import (
     table,
     versions_table,
 )
-from pipelines.publish.facts import INSTALL, PHIFLOW_BIB, citation, cost_text, scores_text, seconds
+from pipelines.publish.facts import INSTALL, PHIFLOW_BIB, citation, cost_text, scores_text, sim_cost_rows
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
 
 BUILTIN = "buoyant_plume"  # the study's scenario: its repo name and published values are the study's
+PREVIEW_TEXT = (
+    "Smoke density (top row) and vorticity (bottom row) of each series at three frames of the train split, "
+    "on colour scales shared by all pictures."
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class SmokeCard:
     input_frames: int
     output_frames: int
     figure_name: str
+    preview: str  # the preview pictures the card shows, and where the rest are
     config_table: str
     arrays_table: str
     timing: str
@@ -239,6 +245,31 @@ class SmokeKind(DatasetKind):
         fig.suptitle(f"smoke density and velocity at frame {int(ds.frame.values[t])}", fontsize=10)
         save_figure(fig, path)
 
+    def write_previews(self, ds: xr.Dataset, out: Path) -> ConfigSpec:
+        """One picture per series (each combination of the store's non-field dimensions: level and
+        direction): smoke density and vorticity at the first, middle and last frame of the train split,
+        on colour scales shared by every picture, so series compare at a glance."""
+        a, b = split_ranges(ds.attrs["splits"])["train"]
+        picks = sorted({a, (a + b - 1) // 2, b - 1})
+        series = [d for d in ds.velocity.dims if d not in ("time", "component", "y", "x")]
+        vel = ds.velocity.isel(time=picks).transpose(*series, "time", "component", "y", "x").values
+        smoke = ds.smoke.isel(time=picks).transpose(*series, "time", "y", "x").values
+        curl = preview.vorticity(vel[..., 0, :, :], vel[..., 1, :, :], float(ds.attrs.get("grid_spacing", 1)))
+        dense, swirl = float(smoke.max()) or 1.0, preview.symmetric_limit(curl)
+        frames = ", ".join(str(int(ds.frame.values[t])) for t in picks)
+        shown = (f"smoke density (top row, cividis, 0 to {dense:.3g}) and vorticity (bottom row, blue "
+                 f"-{swirl:.3g} to red {swirl:.3g} per time unit) at frames {frames}")  # fmt: skip
+        rows = []
+        for idx in np.ndindex(*vel.shape[: len(series)]):
+            keys = {d: int(ds[d].values[i]) for d, i in zip(series, idx, strict=True)}
+            panels = [[preview.Panel(f, "cividis", 0.0, dense) for f in smoke[idx]],
+                      [preview.Panel(f, "RdBu_r", -swirl, swirl) for f in curl[idx]]]  # fmt: skip
+            png = preview.grid_png(panels)
+            caption = ", ".join(f"{d} {v}" for d, v in keys.items()) + f": {shown}"
+            rows.append(preview.Preview("-".join(f"{d}{v}" for d, v in keys.items()), keys, caption, png))
+        about = f"one picture per series ({' x '.join(series)}): smoke density and vorticity, train frames"
+        return preview.write_preview_config(out, {"train": rows}, f"{about} {frames}")
+
     def card_body(self, ctx: CardContext) -> str:
         return render("smoke.md.j2", self.card_context(ctx))
 
@@ -289,6 +320,7 @@ class SmokeKind(DatasetKind):
             input_frames=windows["input_frames"],
             output_frames=windows["output_frames"],
             figure_name=self.figure_name,
+            preview=preview.card_text(configs, "level", PREVIEW_TEXT),
             config_table=table(("config", "contents", "rows train / validation / test"), config_rows),
             arrays_table=arrays_table(ds, ["velocity", "smoke", "buoyancy", "frame", "split"]),
             timing=(
@@ -303,7 +335,7 @@ class SmokeKind(DatasetKind):
                 f"in float64 for {ds.sizes['level']} symmetry levels x {ds.sizes['direction']} directions",
                 self.name,
                 build,
-                _cost_rows(build, p.get("steps"), f"{ds.attrs.get('simulator', 'PhiFlow')} {phiflow}"),
+                sim_cost_rows(build, p.get("steps"), f"{ds.attrs.get('simulator', 'PhiFlow')} {phiflow}"),
             ),
             split_table=table(
                 (
@@ -363,23 +395,6 @@ def symmetry_statement(params: dict[str, Any], orbit: dict[str, float]) -> str:
         "Whether the scenario's turned setups simulate to the turned flow is checked when the store is built "
         "with `solver_symmetry_check: true` (the stage refuses more than round-off), not recorded here."
     )
-
-
-def _cost_rows(build: dict[str, Any], steps: int | None, simulator: str) -> list[tuple[str, str, str]]:
-    """The smoke stage's time: its simulations (the recorded rate over those it ran) and the whole stage."""
-    rows = []
-    sims, reused = build.get("simulations"), build.get("reused_simulations", 0)
-    rate = build.get("sim_steps_per_second")
-    if sims and steps:
-        ran = sims - reused
-        kept = f"; {reused} more reused from an earlier run, not timed" if reused else ""
-        time = seconds(ran * steps / rate) if rate and ran else "-"
-        rows.append((f"simulation ({ran} runs x {steps} steps, {simulator}{kept})", time,
-                     f"{rate:.3g} sim-steps/s" if rate and ran else "-"))  # fmt: skip
-    if "wall_seconds" in build:
-        whole = "whole stage (simulate, assemble, check, write the store)"
-        rows.append((whole, seconds(build["wall_seconds"]), "-"))
-    return rows
 
 
 def _num(x: float | None) -> str:
