@@ -246,9 +246,8 @@ class SmokeKind(DatasetKind):
         save_figure(fig, path)
 
     def write_previews(self, ds: xr.Dataset, out: Path) -> ConfigSpec:
-        """One picture per series (each combination of the store's non-field dimensions: level and
-        direction): smoke density and vorticity at the first, middle and last frame of the train split,
-        on colour scales shared by every picture, so series compare at a glance."""
+        """One picture per series (level and direction, or whatever non-field dimensions the store has): smoke
+        density and vorticity at three train frames, on colour scales shared by all, so series compare."""
         a, b = split_ranges(ds.attrs["splits"])["train"]
         picks = sorted({a, (a + b - 1) // 2, b - 1})
         series = [d for d in ds.velocity.dims if d not in ("time", "component", "y", "x")]

@@ -140,10 +140,8 @@ def run_batches(
 
 
 def reused_simulations(p: SmokeParams, scratch_root: Path) -> int:
-    """Simulations already in the scratch before a run (resumed, or kept from a build of the same physics):
-    their time is not in this run's, so the recorded rate counts the others only."""
-    scratch = ResumableBatches(scratch_root, scratch_key(p))
-    batches = batches_of(plan_jobs(p), p.batch_size)
+    """Simulations already in the scratch (resumed, or kept from the same physics): not timed by this run."""
+    scratch, batches = ResumableBatches(scratch_root, scratch_key(p)), batches_of(plan_jobs(p), p.batch_size)
     return sum(len(b) for i, b in enumerate(batches) if scratch.done(f"batch{i:04d}"))
 
 
