@@ -127,7 +127,11 @@ def card_text(configs: list[ConfigSpec], group: str, what: str) -> str:
     shown: dict[Any, Preview] = {}
     for split, p in config.selection["images"]:
         shown.setdefault(split if group == "split" else p.keys[group], p)
-    lines = [f"![{p.caption}]({p.path})\n\n{p.caption[0].upper()}{p.caption[1:]}." for p in shown.values()]
+    # the picture's keys as its alt text, the whole caption (what is drawn, the colour scales) below it
+    lines = [
+        f"![{p.caption.split(':')[0]}]({p.path})\n\n{p.caption[:1].upper()}{p.caption[1:]}."
+        for p in shown.values()
+    ]
     n = len(config.selection["images"])
     return (
         f"{what} Below: the first of each {group}; all {n} are in `{FOLDER}/` and, as images, in the "
