@@ -4,6 +4,7 @@ metadata block every store carries, and the run facts that go to a stage's metri
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import socket
 import subprocess
@@ -53,10 +54,35 @@ def provenance(params: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"params": params, "versions": library_versions(), **extra}
 
 
+def cpu_model() -> str:
+    """The processor's marketing name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware() -> dict[str, Any]:
+    """The machine a run used: CPU model, logical cores (all, and those this process may run on), OS."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+    }
+
+
 def run_info() -> dict[str, Any]:
-    """Facts about this run that are not content: for the stage's metrics JSON, never for the store."""
+    """Facts about this run that are not content: for the stage's metrics JSON, never for the store
+    (a dataset card quotes them as the build's cost and hardware)."""
     return {
         "git_revision": git_revision(),
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
+        "hardware": hardware(),
     }

@@ -97,7 +97,7 @@ def test_smoke_card_physics_symmetry_scores_and_citations(smoke_store: Path, tmp
     card = (tmp_path / "hub" / "smoke-plume" / "README.md").read_text()
     meta = _front_matter(card)
     infos = {i["config_name"]: i for i in meta["dataset_info"]}
-    assert set(infos) == {"E0", "E3", "mini"}
+    assert set(infos) == {"E0", "E3", "mini", "preview"}
     assert [(s["name"], s["num_examples"]) for s in infos["mini"]["splits"]] == [
         ("train", 8), ("validation", 8), ("test", 8)
     ]  # fmt: skip
@@ -107,7 +107,7 @@ def test_smoke_card_physics_symmetry_scores_and_citations(smoke_store: Path, tmp
         "smoke: boundary extrapolation",
         "Grid spacing 1.0, time step 1.0",
         "| (level=2, direction=4, time=12, component=2, y=16, x=16) | float32 | length unit / time unit |",
-        "Generation cost: PhiFlow simulations of 12 steps on a 16^2 grid in float64 for 2 symmetry levels",
+        "Computed: PhiFlow simulations of 12 steps on a 16^2 grid in float64 for 2 symmetry levels",
         "| `persistence` | 0.25 | 0.01 | 12 |",
         "| `cnn` | rmse | 0.25 | 0.125 | 0.375 | 2 |",  # mean, min, max over the two seeds
         "@misc{canez2024equivariance",
@@ -121,13 +121,14 @@ def test_smoke_card_physics_symmetry_scores_and_citations(smoke_store: Path, tmp
     recomputed = stage["published_definition_level_error"]["E3"]
     assert f"| E_3 | {orbit:.6g} | {recomputed:.6g} | 0.435 |" in card
     assert "orbit distance to the nearest exactly C4-symmetric set" in card
-    assert "Wall-clock timings" in card and "s wall-clock" not in card  # no per-build time in the card
+    assert f"{stage['sim_steps_per_second']:.3g} sim-steps/s" in card  # this build's, from its record
 
     # without metrics the card says where the numbers will be instead of inventing them
     publish(_params(datasets=["smoke"]), {"smoke": smoke_store}, tmp_path / "bare", None, None)
     bare = (tmp_path / "bare" / "smoke-plume" / "README.md").read_text()
     assert "`metrics/baselines/smoke.json`" in bare and "`metrics/train/smoke-<model>-seed<n>.json`" in bare
-    assert "Generation cost: PhiFlow simulations of 12 steps" in bare  # the work, from the store itself
+    assert "Computed: PhiFlow simulations of 12 steps" in bare  # the work, from the store itself
+    assert "No timings are stated" in bare and "sim-steps/s" not in bare
     assert _front_matter(bare)["dataset_info"] == meta["dataset_info"]
 
 

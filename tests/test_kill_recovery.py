@@ -21,7 +21,7 @@ from tests.smoke_support import REPO
 
 RUN_FACTS = {
     "seconds", "seconds_per_step", "source_seconds", "resumed", "downsample_write_seconds", "wall_seconds",
-    "sim_steps_per_second", "run",
+    "sim_steps_per_second", "reused_simulations", "run",
 }  # fmt: skip
 
 
@@ -86,6 +86,8 @@ def test_smoke_stage_survives_kills_and_resumes_byte_identically(smoke_store: Pa
     assert not store.exists()
     _killed_at("scratch-clear", "build_smoke_store", tmp_path)  # resumed; killed clearing the stale scratch
     _assert_same_build(store, smoke_store, "smoke")
+    resumed = json.loads(metrics.read_text())  # every simulation came from the scratch: no rate to claim
+    assert resumed["reused_simulations"] == resumed["simulations"] and "sim_steps_per_second" not in resumed
     _as_dvc_repro_would(store, metrics)
     build_smoke_store(tmp_path)
     _assert_same_build(store, smoke_store, "smoke")

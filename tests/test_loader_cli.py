@@ -137,11 +137,11 @@ def test_list_and_download_are_bitwise_and_resume(published, tmp_path: Path):
     listing = _cli(env, "list", "--source", SMOKE_REPO, "--source", str(folder.parent))
     assert listing.returncode == 0, listing.stderr[-2000:]
     lines = listing.stdout.splitlines()
-    assert lines[0].startswith(f"{SMOKE_REPO} @ ") and lines[5].startswith(f"{folder} @ local")
-    assert [ln.split(":")[0].strip() for ln in lines[1:5]] == [
-        "config E0 (default)", "config E3", "config mini", "zarr zarr/smoke.zarr"
+    assert lines[0].startswith(f"{SMOKE_REPO} @ ") and lines[6].startswith(f"{folder} @ local")
+    assert [ln.split(":")[0].strip() for ln in lines[1:6]] == [
+        "config E0 (default)", "config E3", "config mini", "config preview", "zarr zarr/smoke.zarr"
     ]  # fmt: skip
-    assert lines[1:5] == lines[6:10]  # the Hub copy and the local folder describe the same files
+    assert lines[1:6] == lines[7:12]  # the Hub copy and the local folder describe the same files
 
     out = tmp_path / "out"
     got = _cli(env, "download", SMOKE_REPO, "--config", "E3", "--out", str(out))
@@ -188,7 +188,8 @@ def test_list_and_download_are_bitwise_and_resume(published, tmp_path: Path):
     assert all(np.array_equal(a[0].numpy(), b[0].numpy()) for a, b in zip(local, fetched, strict=True))
     assert file_manifest(zarr_out / "zarr") == file_manifest(folder / "zarr")
     wrong = _cli(env, "download", SMOKE_REPO, "--config", "E9", "--out", str(out))
-    assert wrong.returncode == 1 and "has no config 'E9'; it has ['E0', 'E3', 'mini']" in wrong.stderr
+    assert wrong.returncode == 1
+    assert "has no config 'E9'; it has ['E0', 'E3', 'mini', 'preview']" in wrong.stderr
 
 
 def test_help_loads_no_heavy_module_and_its_configs_exist_in_the_default_build(tmp_path: Path):

@@ -82,7 +82,7 @@ def test_local_repo_layout_card_and_idempotency(smoke_store: Path, turbulence_st
     meta = yaml.safe_load(card.split("---\n")[1])
     assert meta["license"] and "physics" in meta["tags"] and meta["task_categories"]
     configs = {c["config_name"]: c for c in meta["configs"]}
-    assert set(configs) == {"E0", "E3", "mini"} and configs["E0"].get("default") is True
+    assert set(configs) == {"E0", "E3", "mini", "preview"} and configs["E0"].get("default") is True
     assert [f["split"] for f in configs["E3"]["data_files"]] == ["train", "validation", "test"]
     for config in configs.values():
         for entry in config["data_files"]:

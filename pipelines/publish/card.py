@@ -43,6 +43,7 @@ class ConfigSpec:
     default: bool = False
     files: dict[str, list[str]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    features: datasets.Features | None = None  # None: the kind's features, shared by its data configs
 
 
 def arrow_bytes(root: Path, files: Sequence[str]) -> int:
@@ -66,7 +67,7 @@ def dataset_infos(configs: Sequence[ConfigSpec], features: datasets.Features, ro
             splits.add(datasets.SplitInfo(split, arrow_bytes(root, files), c.rows[split]))
             download += sum((Path(root) / rel).stat().st_size for rel in files)
         infos[c.name] = datasets.DatasetInfo(
-            features=features,
+            features=c.features or features,
             splits=splits,
             download_size=download,
             dataset_size=sum(s.num_bytes for s in splits.values()),
@@ -163,11 +164,12 @@ def params_block(params: dict[str, Any]) -> str:
 
 
 def files_table(sizes: dict[str, int], limit: int = 40) -> str:
-    """The repo's files grouped by top folder (zarr stores collapsed to one line)."""
+    """The repo's files grouped by top folder (each zarr store, and the preview pictures, on one line)."""
     groups: dict[str, list[int]] = {}
     for path, size in sizes.items():
         parts = path.split("/")
-        key = "/".join(parts[:2]) + "/" if parts[0] == "zarr" and len(parts) > 2 else path
+        folded = parts[0] == "zarr" or parts[:2] == ["figures", "preview"]
+        key = "/".join(parts[:2]) + "/" if folded and len(parts) > 2 else path
         groups.setdefault(key, []).append(size)
     rows = [(f"`{k}`", len(v), f"{sum(v) / 1e6:.2f} MB") for k, v in sorted(groups.items())[:limit]]
     return table(("path", "files", "size"), rows)

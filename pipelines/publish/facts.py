@@ -2,7 +2,7 @@
 
 The publish stage reads the stage metrics optionally (``<metrics>/<dataset>.json``,
 ``<metrics>/baselines/<dataset>.json``, ``<metrics>/train/<dataset>-<model>-seed<n>.json``); whatever is
-absent is left out of the card, which then says where the numbers will be, rather than inventing them.
+absent is left out of the card, which then says so, rather than inventing numbers.
 Only the fields a card prints are kept (:func:`read_metrics`), and they enter the repo's build key, so a
 card is rebuilt exactly when what it shows changed.
 """
@@ -83,16 +83,19 @@ def _load(path: Path) -> Any:
         return None  # optional input: an unreadable file is absent, not a failed publish
 
 
-def read_metrics(metrics_dir: Path | None, dataset: str) -> dict[str, Any]:
-    """The card's share of the study's metrics: trivial-baseline and trained-model test scores.
-
-    Build timings are not quoted: they change on every run while the data do not, and a card must change
-    only with what it describes (dvc.yaml declares exactly these inputs: metrics/baselines, metrics/train).
+def read_metrics(
+    metrics_dir: Path | None, dataset: str, provenance: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The card's share of the study's metrics: the data stage's build record (:func:`build_record`, given
+    the store's ``provenance``), trivial-baseline and trained-model test scores.
     """
     if metrics_dir is None:
         return {}
     root = Path(metrics_dir)
     out: dict[str, Any] = {}
+    build = build_record(_load(root / f"{dataset}.json"), provenance or {})
+    if build:
+        out["build"] = build
     base = _load(root / "baselines" / f"{dataset}.json")
     if base and base.get("splits", {}).get("test"):
         metric = base["metric"]
@@ -120,12 +123,89 @@ def read_metrics(metrics_dir: Path | None, dataset: str) -> dict[str, Any]:
     return out
 
 
-def cost_text(work: str, dataset: str) -> str:
-    """What generating the data takes, stated by its size: timings vary per build and live in metrics."""
-    return (
-        f"Generation cost: {work}. Wall-clock timings and rates of each build are in the stage's metrics "
-        f"(`metrics/{dataset}.json`); the project's docs/performance.md gives measured rates on a 2-core CPU."
+# what a card quotes of a data stage's record: its timings and rates, and when and where it ran
+BUILD_KEYS = ("wall_seconds", "sim_steps_per_second", "simulations", "reused_simulations", "source_seconds",
+              "downsample_write_seconds")  # fmt: skip
+SOLVER_KEYS = ("seconds", "seconds_per_step", "solver_steps", "resumed")
+RUN_KEYS = ("created_utc", "git_revision", "hardware")  # not the host name: a card is public
+
+
+def _agrees(stored: Any, recorded: Any) -> bool:
+    """Whether every value the store recorded appears unchanged in the stage record (which has more keys)."""
+    if isinstance(stored, dict):
+        return isinstance(recorded, dict) and all(
+            k in recorded and _agrees(v, recorded[k]) for k, v in stored.items()
+        )
+    return stored == recorded
+
+
+def build_record(record: dict[str, Any] | None, provenance: dict[str, Any]) -> dict[str, Any]:
+    """Timings, rates, date, commit and hardware of the data stage's run that built this store, or ``{}``.
+
+    A stage writes its record (``metrics/<dataset>.json``) beside the store and copies the content-derived
+    numbers of it into the store's provenance (``provenance["metrics"]``); a record is taken as this store's
+    only when all of those numbers match it, so the timings of another build are never quoted.
+    """
+    stored = provenance.get("metrics")
+    if not record or not stored or not _agrees(stored, record):
+        return {}
+    out = {k: record[k] for k in BUILD_KEYS if isinstance(record.get(k), (int, float))}
+    solver = record.get("solver")
+    if isinstance(solver, dict):
+        out["solver"] = {k: solver[k] for k in SOLVER_KEYS if k in solver}
+    run = record.get("run") or {}
+    out["run"] = {k: run[k] for k in RUN_KEYS if k in run}
+    return out
+
+
+def seconds(x: float) -> str:
+    return f"{x:.3g} s" if x < 100 else f"{x:.0f} s ({x / 60:.1f} min)"
+
+
+def cost_text(work: str, dataset: str, build: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
+    """The card's "Generation cost" section: what was computed, and this build's time per part of the data
+    stage (``rows``: part, seconds, rate) on the hardware its record names, or that it has none."""
+    if not build:
+        return (
+            f"Computed: {work}. No timings are stated: the publish stage had no record of the "
+            f"`{dataset}` stage's run that built this store (its `metrics/{dataset}.json`, whose numbers "
+            "must match the store's).\n"
+        )
+    run = build.get("run", {})
+    hw = run.get("hardware") or {}
+    machine = (
+        f"{hw.get('cpu', 'unknown CPU')}, {hw.get('usable_cores', '?')} usable of "
+        f"{hw.get('logical_cores', '?')} logical cores, {hw.get('platform', 'unknown OS')}"
+        if hw
+        else "not recorded (built before the stage recorded its hardware)"
     )
+    date = str(run.get("created_utc", "not recorded"))[:10]
+    commit = str(run.get("git_revision", "not recorded"))
+    commit = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "") if len(commit) >= 40 else commit
+    return (
+        f"Computed: {work}. This build, as the `{dataset}` stage recorded it:\n\n"
+        + table(("part of the stage", "wall time", "rate"), rows)
+        + f"\nHardware: {machine}. Built {date} from commit `{commit}` of this project; library "
+        "versions under Provenance below.\n"
+    )
+
+
+def sim_cost_rows(build: dict[str, Any], steps: int | None, simulator: str) -> list[tuple[str, str, str]]:
+    """A simulating stage's time: its simulations (the recorded rate over those it ran, not those reused
+    from its scratch) and the whole stage."""
+    rows = []
+    sims, reused = build.get("simulations"), build.get("reused_simulations", 0)
+    rate = build.get("sim_steps_per_second")
+    if sims and steps:
+        ran = sims - reused
+        kept = f"; {reused} more reused from an earlier run, not timed" if reused else ""
+        time = seconds(ran * steps / rate) if rate and ran else "-"
+        rows.append((f"simulation ({ran} runs x {steps} steps, {simulator}{kept})", time,
+                     f"{rate:.3g} sim-steps/s" if rate and ran else "-"))  # fmt: skip
+    if "wall_seconds" in build:
+        whole = "whole stage (simulate, assemble, check, write the store)"
+        rows.append((whole, seconds(build["wall_seconds"]), "-"))
+    return rows
 
 
 def scores_text(metrics: dict[str, Any], dataset: str) -> str:

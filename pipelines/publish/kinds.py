@@ -71,7 +71,8 @@ class DatasetKind:
         raise NotImplementedError
 
     def features(self, ds: xr.Dataset) -> datasets.Features:
-        """The parquet rows' features (the same for every config): written to the card's ``dataset_info``."""
+        """The parquet rows' features (the same for every data config; the ``preview`` config has its own):
+        written to the card's ``dataset_info``."""
         raise NotImplementedError
 
     def repo_id(self, configured: str, store: Path) -> str:
@@ -96,6 +97,11 @@ class DatasetKind:
 
     def figure(self, ds: xr.Dataset, path: Path) -> None:
         raise NotImplementedError
+
+    def write_previews(self, ds: xr.Dataset, out: Path) -> ConfigSpec | None:
+        """Write a preview picture per series or sample under ``out`` (:mod:`.preview`) and return their
+        ``preview`` config; ``None``: this kind has none."""
+        return None
 
     def card_body(self, ctx: CardContext) -> str:
         raise NotImplementedError

@@ -9,7 +9,7 @@ Layout::
     README.md                 dataset card (YAML front matter: configs, data_files and dataset_info per split)
     checksums.sha256          sha256 of every other file
     stats.json                train-split statistics per config
-    figures/...               the card's figure
+    figures/...               the card's figure, and figures/preview/ (one picture per series or sample)
     data/<config>/<split>-00000-of-0000N.parquet
     zarr/<store_name>/        the store, zarr v3 sharded, consolidated metadata
 """
@@ -177,7 +177,7 @@ def build_repo(
     # always verified: a chunk swapped for another valid one passes its crc32c, only the sha256 manifest
     # catches it, and a published repo must never carry unverified data
     ds = open_store(store, verify=True)
-    metrics = read_metrics(metrics_dir, kind.name)
+    metrics = read_metrics(metrics_dir, kind.name, read_provenance(ds))
     key = build_key(kind, store, repo_id, params, metrics)
     key_file = _key_file(out_dir)
     if (
@@ -216,6 +216,9 @@ def build_repo(
         )
         bar.set_postfix_str("figure")
         kind.figure(ds, staging / kind.figure_name)
+        preview = kind.write_previews(ds, staging)  # PNG files and the viewer's image rows
+        if preview is not None:
+            configs.append(preview)
         bar.update()
         bar.set_postfix_str("card and checksums")
         sizes = {

@@ -1,8 +1,9 @@
 """Smoke plumes (2D, C4 symmetry levels) as a Hub dataset repo.
 
 Parquet layout: one config per symmetry level (``E0``, ``E5``, ...) plus ``mini``; one row per frame of one
-direction, ordered by (direction, time). Windows of input / output frames are assembled by the loader (or
-by the user), which keeps the files free of the overlapping copies a row-per-window layout would store.
+direction, ordered by (direction, time). Windows of input / output frames are assembled by the loader (or by
+the card's one ``datasets`` ``map``), which keeps the files free of the overlapping copies a row-per-window
+layout would store (input + output times every frame).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from loaders.smoke import STORE_NAME, compute_stats, config_name
 from loaders.storage import open_group, open_store, read_provenance
 from loaders.windows import HUB_SPLIT_NAMES, WindowIndex, split_ranges
 from pipelines.params import PublishParams
+from pipelines.publish import preview
 from pipelines.publish.card import (
     ConfigSpec,
     arrays_table,
@@ -33,11 +35,15 @@ from pipelines.publish.card import (
     table,
     versions_table,
 )
-from pipelines.publish.facts import INSTALL, PHIFLOW_BIB, citation, cost_text, scores_text
+from pipelines.publish.facts import INSTALL, PHIFLOW_BIB, citation, cost_text, scores_text, sim_cost_rows
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
 
 BUILTIN = "buoyant_plume"  # the study's scenario: its repo name and published values are the study's
+PREVIEW_TEXT = (
+    "Smoke density (top row) and vorticity (bottom row) of each series at three frames of the train split, "
+    "on colour scales shared by all pictures."
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class SmokeCard:
     input_frames: int
     output_frames: int
     figure_name: str
+    preview: str  # the preview pictures the card shows, and where the rest are
     config_table: str
     arrays_table: str
     timing: str
@@ -238,6 +245,30 @@ class SmokeKind(DatasetKind):
         fig.suptitle(f"smoke density and velocity at frame {int(ds.frame.values[t])}", fontsize=10)
         save_figure(fig, path)
 
+    def write_previews(self, ds: xr.Dataset, out: Path) -> ConfigSpec:
+        """One picture per series (level and direction, or whatever non-field dimensions the store has): smoke
+        density and vorticity at three train frames, on colour scales shared by all, so series compare."""
+        a, b = split_ranges(ds.attrs["splits"])["train"]
+        picks = sorted({a, (a + b - 1) // 2, b - 1})
+        series = [d for d in ds.velocity.dims if d not in ("time", "component", "y", "x")]
+        vel = ds.velocity.isel(time=picks).transpose(*series, "time", "component", "y", "x").values
+        smoke = ds.smoke.isel(time=picks).transpose(*series, "time", "y", "x").values
+        curl = preview.vorticity(vel[..., 0, :, :], vel[..., 1, :, :], float(ds.attrs.get("grid_spacing", 1)))
+        dense, swirl = float(smoke.max()) or 1.0, preview.symmetric_limit(curl)
+        frames = ", ".join(str(int(ds.frame.values[t])) for t in picks)
+        shown = (f"smoke density (top row, cividis, 0 to {dense:.3g}) and vorticity (bottom row, blue "
+                 f"-{swirl:.3g} to red {swirl:.3g} per time unit) at frames {frames}")  # fmt: skip
+        rows = []
+        for idx in np.ndindex(*vel.shape[: len(series)]):
+            keys = {d: int(ds[d].values[i]) for d, i in zip(series, idx, strict=True)}
+            panels = [[preview.Panel(f, "cividis", 0.0, dense) for f in smoke[idx]],
+                      [preview.Panel(f, "RdBu_r", -swirl, swirl) for f in curl[idx]]]  # fmt: skip
+            png = preview.grid_png(panels)
+            caption = ", ".join(f"{d} {v}" for d, v in keys.items()) + f": {shown}"
+            rows.append(preview.Preview("-".join(f"{d}{v}" for d, v in keys.items()), keys, caption, png))
+        about = f"one picture per series ({' x '.join(series)}): smoke density and vorticity, train frames"
+        return preview.write_preview_config(out, {"train": rows}, f"{about} {frames}")
+
     def card_body(self, ctx: CardContext) -> str:
         return render("smoke.md.j2", self.card_context(ctx))
 
@@ -279,6 +310,7 @@ class SmokeKind(DatasetKind):
             (f"`{c.name}`", c.description, " / ".join(str(c.rows[s]) for s in c.rows)) for c in configs
         ]
         phiflow = versions.get("phiflow", "(version not recorded)")
+        build = ctx.metrics.get("build", {})  # the smoke stage's record of this store's build
         return SmokeCard(
             pretty_name=self.pretty_name,
             simulator=f"{ds.attrs.get('simulator', 'PhiFlow')} {phiflow}",
@@ -287,6 +319,7 @@ class SmokeKind(DatasetKind):
             input_frames=windows["input_frames"],
             output_frames=windows["output_frames"],
             figure_name=self.figure_name,
+            preview=preview.card_text(configs, "level", PREVIEW_TEXT),
             config_table=table(("config", "contents", "rows train / validation / test"), config_rows),
             arrays_table=arrays_table(ds, ["velocity", "smoke", "buoyancy", "frame", "split"]),
             timing=(
@@ -300,6 +333,8 @@ class SmokeKind(DatasetKind):
                 f"PhiFlow simulations of {p.get('steps', '?')} steps on a {p.get('resolution', '?')}^2 grid "
                 f"in float64 for {ds.sizes['level']} symmetry levels x {ds.sizes['direction']} directions",
                 self.name,
+                build,
+                sim_cost_rows(build, p.get("steps"), f"{ds.attrs.get('simulator', 'PhiFlow')} {phiflow}"),
             ),
             split_table=table(
                 (

@@ -21,6 +21,7 @@ from loaders.storage import open_group
 from loaders.turbulence import DEFAULT_PAIR, STORE_NAME, compute_stats, pair_config, sample_centres, window_of
 from loaders.windows import HUB_SPLIT_NAMES
 from pipelines.params import PublishParams
+from pipelines.publish import preview
 from pipelines.publish.card import (
     ConfigSpec,
     arrays_table,
@@ -32,7 +33,7 @@ from pipelines.publish.card import (
     table,
     versions_table,
 )
-from pipelines.publish.facts import INSTALL, JHTDB_BIB, citation, cost_text, scores_text
+from pipelines.publish.facts import INSTALL, JHTDB_BIB, citation, cost_text, scores_text, seconds
 from pipelines.publish.kinds import CardContext, DatasetKind, save_figure
 from pipelines.publish.parquet import write_split
 
@@ -50,6 +51,7 @@ class TurbulenceCard:
     n_lo: int
     n_hi: int
     figure_name: str
+    preview: str  # the preview pictures the card shows, and where the rest are
     viscosity: str
     spacing: str
     frame_dt: str
@@ -202,6 +204,28 @@ class TurbulenceKind(DatasetKind):
         fig.suptitle(f"u_x on the mid z-plane, time index {t}", fontsize=10)
         save_figure(fig, path)
 
+    def write_previews(self, ds: xr.Dataset, out: Path) -> ConfigSpec:
+        """One picture per sample (row), in the Hub's split names: u_x on the mid z-plane of the sample's
+        low-resolution window and of its high-resolution target, on one colour scale for all samples."""
+        lo, hi = DEFAULT_PAIR
+        half = window_of(ds) // 2
+        centres = {HUB_SPLIT_NAMES[s]: c for s, c in sample_centres(ds.attrs["splits"]).items()}
+        every = sorted({t for c in centres.values() for t in c})
+        mid_lo, mid_hi = ds[lo].shape[2] // 2, ds[hi].shape[2] // 2  # (time, component, z, y, x)
+        limit = preview.symmetric_limit(ds[hi][every, 0, mid_hi].values)
+        shown = (f"u_x on the mid z-plane of the {lo} window (t-{half}..t+{half}, left) and the {hi} target "
+                 f"(t, right), blue -{limit:.3g} to red {limit:.3g}")  # fmt: skip
+        rows: dict[str, list[preview.Preview]] = {}
+        for split, cs in centres.items():
+            for t in cs:
+                fields = [*ds[lo][t - half : t + half + 1, 0, mid_lo].values, ds[hi][t, 0, mid_hi].values]
+                png = preview.grid_png([[preview.Panel(f, "RdBu_r", -limit, limit) for f in fields]])
+                caption = f"{split} sample, time index {t}: {shown}"
+                row = preview.Preview(f"{split}-t{t:05d}", {"time_index": t}, caption, png)
+                rows.setdefault(split, []).append(row)
+        about = f"one picture per sample: u_x on the mid z-plane of its {lo} window and {hi} target"
+        return preview.write_preview_config(out, rows, about)
+
     def card_body(self, ctx: CardContext) -> str:
         return render("turbulence.md.j2", self.card_context(ctx))
 
@@ -244,6 +268,12 @@ class TurbulenceKind(DatasetKind):
             n_lo=n_lo,
             n_hi=n_hi,
             figure_name=self.figure_name,
+            preview=preview.card_text(
+                configs,
+                "split",
+                "Each sample's input window and target: u_x on the mid z-plane, on one "
+                "colour scale for all samples.",
+            ),
             viscosity=fmt(float(ds.attrs["viscosity"])) if "viscosity" in ds.attrs else "(not recorded)",
             spacing=spacing,
             frame_dt=frame_dt,
@@ -251,6 +281,8 @@ class TurbulenceKind(DatasetKind):
                 f"{ds.sizes.get('time', '?')} stored time steps of the source at {n_hi}^3, block-averaged to "
                 f"{n_lo}^3",
                 self.name,
+                ctx.metrics.get("build", {}),
+                _cost_rows(ctx.metrics.get("build", {}), jhtdb, ctx.versions),
             ),
             config_table=table(("config", "contents", "rows train / validation / test"), config_rows),
             arrays_table=arrays_table(ds, [lo, hi]),
@@ -269,6 +301,28 @@ class TurbulenceKind(DatasetKind):
             extra=extra[:2000],
             license=ctx.license,
         )
+
+
+def _cost_rows(build: dict[str, Any], jhtdb: bool, versions: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The turbulence stage's time: producing the source field (solver or download), downsampling and
+    writing the store, and the whole stage."""
+    rows = []
+    solver = build.get("solver", {})
+    if "source_seconds" in build:
+        numpy = versions.get("numpy", "?")
+        what = "JHTDB cutout download" if jhtdb else f"pseudo-spectral solver (numpy {numpy})"
+        rate = "-"
+        if solver.get("seconds_per_step"):
+            steps = solver.get("solver_steps", "?")
+            rate = f"{1 / solver['seconds_per_step']:.3g} solver steps/s ({steps} steps)"
+        if solver.get("resumed"):
+            what += "; resumed, so part of the solve is not in this time"
+        rows.append((f"source field ({what})", seconds(build["source_seconds"]), rate))
+    if "downsample_write_seconds" in build:
+        rows.append(("block-average and write the store", seconds(build["downsample_write_seconds"]), "-"))
+    if "wall_seconds" in build:
+        rows.append(("whole stage (with its checks and figures)", seconds(build["wall_seconds"]), "-"))
+    return rows
 
 
 def _is_jhtdb(ds: xr.Dataset, params: dict[str, Any] | None = None) -> bool:

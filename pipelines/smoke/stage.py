@@ -139,6 +139,12 @@ def run_batches(
             yield futures[future], future.result()
 
 
+def reused_simulations(p: SmokeParams, scratch_root: Path) -> int:
+    """Simulations already in the scratch (resumed, or kept from the same physics): not timed by this run."""
+    scratch, batches = ResumableBatches(scratch_root, scratch_key(p)), batches_of(plan_jobs(p), p.batch_size)
+    return sum(len(b) for i, b in enumerate(batches) if scratch.done(f"batch{i:04d}"))
+
+
 def simulate_all(p: SmokeParams, compute: ComputeParams, scratch_root: Path) -> dict[str, xr.Dataset]:
     """Run every planned simulation (resuming finished batches); returns one dataset per job label."""
     jobs = plan_jobs(p)
@@ -316,6 +322,7 @@ def build_smoke_dataset(
     # a bad name or option fails before work, and so does a scenario module DVC would not see edited
     scenario_cls = resolve_scenario(params.scenario, params.scenario_options)
     check_dvc_dependencies(params.scenario, scenario_cls)
+    reused = reused_simulations(params, scratch_root)
     start = time.perf_counter()
     sims = simulate_all(params, compute, scratch_root)
     sim_seconds = time.perf_counter() - start
@@ -350,7 +357,10 @@ def build_smoke_dataset(
         result["solver_only_c4_max_abs"] = float(np.max(np.abs(undo_directions(sep) - sep[0][None])))
     # the code digests the scratch is keyed by (kept out of the store: a comment edit keeps its bytes)
     result["simulation_code"] = simulation_code(scenario_cls)
-    result["sim_steps_per_second"] = len(plan_jobs(params)) * params.steps / max(sim_seconds, 1e-9)
+    result["reused_simulations"] = reused
+    simulated = len(plan_jobs(params)) - reused
+    if simulated:  # a run that simulated nothing has no rate
+        result["sim_steps_per_second"] = simulated * params.steps / max(sim_seconds, 1e-9)
     chunks = {"level": 1, "direction": 1, "time": min(10, params.n_frames)}
     encoding = {
         "velocity": {"chunks": tuple(chunks.get(d, ds.sizes[d]) for d in ds.velocity.dims)},
