@@ -17,10 +17,11 @@ from typing import Any
 
 from loaders.scratch import params_key
 from loaders.storage import store_digest
+from pipelines.datasets import dataset_spec
 from pipelines.params import TaskTrainParams
 from train.data import SplitSpec, model_hparams
+from train.kinds import task_for
 from train.loop import OptimiserConfig
-from train.tasks import SmokeTask, SuperResolutionTask, task_for
 
 
 def split_spec(section: TaskTrainParams) -> SplitSpec:
@@ -37,25 +38,29 @@ def hparams_of(dataset: str, model_name: str, section: TaskTrainParams) -> dict[
     return model_hparams(dataset, model_name, section.hparams.get(model_name, {}))
 
 
-def task_of(dataset: str, section: TaskTrainParams, train_set: Any) -> SmokeTask | SuperResolutionTask:
+def task_of(dataset: str, section: TaskTrainParams, train_set: Any) -> Any:
     """The task a run trains (and its landscape is measured) with: rollout length and residual form."""
     return task_for(dataset, section.train_rollout, section.residual, train_set, section.upsampler)
 
 
 ROOT = Path(__file__).resolve().parent.parent
 # the code a trained run executes: what defines the model, the data, the loop and its configuration
-TRAIN_CODE = ("models", "loaders", "train", "pipelines/params", "pipelines/run_config.py", "pipelines/fit.py")
+TRAIN_CODE = (
+    "models", "loaders", "train", "pipelines/params", "pipelines/datasets.py", "pipelines/run_config.py",
+    "pipelines/fit.py",
+)  # fmt: skip
 LANDSCAPE_CODE = (*TRAIN_CODE[:-1], "pipelines/landscape.py")
-# the fields of train.<dataset> that shape the task a run trains on, per dataset (the others are unused)
-LAYOUT = {
-    "smoke": ("level", "normalise", "train_rollout", "window_stride", "residual"),
-    "turbulence": ("normalise", "residual", "upsampler"),
-}
+
+
+def layout_fields(dataset: str) -> tuple[str, ...]:
+    """The fields of train.<dataset> that shape the task a run trains on (its spec's ``run_fields``; the
+    others are unused)."""
+    return dataset_spec(dataset).run_fields
 
 
 def run_params(dataset: str) -> tuple[str, ...]:
     """The params keys a run of ``dataset`` reads (its model's entries of hparams and overrides)."""
-    fields = ("hparams", "optimiser", "optimiser_overrides", *LAYOUT[dataset])
+    fields = ("hparams", "optimiser", "optimiser_overrides", *layout_fields(dataset))
     return (*(f"train.{dataset}.{f}" for f in fields), "compute.device")
 
 
@@ -85,7 +90,7 @@ def run_identity(
         "hp": hparams,
         "optimiser": section.optimiser_for(model_name).model_dump(mode="json"),
         "seed": seed,
-        "layout": section.model_dump(mode="json", include=set(LAYOUT[dataset])),
+        "layout": section.model_dump(mode="json", include=set(layout_fields(dataset))),
         "device": device,
         "code": code_digest(TRAIN_CODE),
     }
