@@ -118,10 +118,7 @@ def resolve_dataset(name: str, ref: str | None = None) -> DatasetSpec:
     train parts in their layers so that lookups by name find them in this process."""
     if ref is None:
         if name not in _RESOLVED:
-            raise ValueError(
-                f"dataset {name!r} is not built in ({sorted(BUILTIN)}); name its spec in params.yaml: "
-                f"dataset_specs.{name}: package.module:NAME (docs/extending.md)"
-            )
+            raise ValueError(_not_builtin(name))
         return _RESOLVED[name]
     if name in BUILTIN:
         raise ValueError(f"dataset_specs.{name}: {name!r} is a built-in dataset; choose another name")
@@ -148,5 +145,13 @@ def listed_spec(name: str, params: Any) -> DatasetSpec:
 def dataset_spec(name: str, params: Any = None) -> DatasetSpec:
     """The spec of ``name``, resolved through ``params.dataset_specs`` when params are given (a dask
     worker, which has not validated the params itself, resolves it here)."""
-    ref = None if params is None else params.dataset_specs.get(name)
-    return resolve_dataset(name, ref)
+    if params is None:
+        return resolve_dataset(name)
+    if name not in BUILTIN and name not in params.dataset_specs:  # not one resolved for other params
+        raise ValueError(_not_builtin(name))
+    return resolve_dataset(name, params.dataset_specs.get(name))
+
+
+def _not_builtin(name: str) -> str:
+    return (f"dataset {name!r} is not built in ({sorted(BUILTIN)}); name its spec in params.yaml: "
+            f"dataset_specs.{name}: package.module:NAME (docs/extending.md)")  # fmt: skip

@@ -58,7 +58,13 @@ def check_datasets(study: Any) -> None:
 
     if not study.datasets or len(set(study.datasets)) != len(study.datasets):
         raise BadKey("datasets", f"must be a non-empty list without repeats, got {study.datasets}")
+    taken = sorted(set(study.dataset_specs) & set(BUILTIN))
+    if taken:
+        raise BadKey(f"dataset_specs.{taken[0]}", f"{taken[0]!r} is a built-in dataset; choose another name")
     sections = study.train.sections()
+    stray = sorted(set(sections) - set(BUILTIN) - set(study.datasets))
+    if stray:
+        raise BadKey(f"train.{stray[0]}", f"no dataset {stray[0]!r} in datasets {study.datasets}")
     for name in study.datasets:
         try:
             spec = dataset_spec(name, study)
@@ -68,9 +74,6 @@ def check_datasets(study: Any) -> None:
             raise BadKey(f"train.{name}", f"missing: dataset {name!r} is listed in datasets")
         if name not in BUILTIN:  # the built-ins' sections are checked by TrainParams itself
             check_section(f"train.{name}", spec.train.model_task, sections[name])
-    stray = sorted(set(sections) - set(BUILTIN) - set(study.datasets))
-    if stray:
-        raise BadKey(f"train.{stray[0]}", f"no dataset {stray[0]!r} in datasets {study.datasets}")
     unlisted = sorted(set(study.landscape.models) - set(study.datasets))
     if unlisted and any(study.landscape.models[d] for d in unlisted):
         raise BadKey(f"landscape.models.{unlisted[0]}", f"not one of datasets {study.datasets}")
