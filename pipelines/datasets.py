@@ -15,6 +15,8 @@ is named by ``dataset_specs.<name>: package.module:NAME``, a :class:`DatasetSpec
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +112,7 @@ TURBULENCE = DatasetSpec(
 )
 BUILTIN: dict[str, DatasetSpec] = {spec.name: spec for spec in (SMOKE, TURBULENCE)}
 _RESOLVED: dict[str, DatasetSpec] = dict(BUILTIN)  # the registry of specs: built-ins and those resolved
+_MODULES: dict[str, str] = {}  # the module each resolved spec of your own came from
 
 
 def resolve_dataset(name: str, ref: str | None = None) -> DatasetSpec:
@@ -132,6 +135,7 @@ def resolve_dataset(name: str, ref: str | None = None) -> DatasetSpec:
         raise ValueError(f"dataset {name!r} is already resolved to another spec in this process")
     register_store(spec.store)
     register(spec.train)
+    _MODULES[name] = ref.partition(":")[0]
     return spec
 
 
@@ -155,3 +159,19 @@ def dataset_spec(name: str, params: Any = None) -> DatasetSpec:
 def _not_builtin(name: str) -> str:
     return (f"dataset {name!r} is not built in ({sorted(BUILTIN)}); name its spec in params.yaml: "
             f"dataset_specs.{name}: package.module:NAME (docs/extending.md)")  # fmt: skip
+
+
+def code_of(spec: DatasetSpec) -> str | None:
+    """sha256 of the source files that define a dataset of your own (its spec's and its train kind's
+    modules), part of its runs' identity; None for a built-in, whose code the identity covers already."""
+    if spec.name in BUILTIN:
+        return None
+    parts = (spec.train.splits, spec.train.task, spec.train.baselines)
+    names = {p.partition(":")[0] if isinstance(p, str) else getattr(p, "__module__", None) for p in parts}
+    names.add(_MODULES.get(spec.name))
+    digest = hashlib.sha256()
+    for name in sorted(n for n in names if n):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            digest.update(name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()

@@ -17,7 +17,7 @@ from typing import Any
 
 from loaders.scratch import params_key
 from loaders.storage import store_digest
-from pipelines.datasets import dataset_spec
+from pipelines.datasets import code_of, dataset_spec
 from pipelines.params import TaskTrainParams
 from train.data import SplitSpec, model_hparams
 from train.kinds import task_for
@@ -81,9 +81,12 @@ def run_identity(
 ) -> dict[str, Any]:  # fmt: skip
     """What a run's checkpoints and metrics depend on, and nothing else (``run_params`` names the params):
     the data's content, this model and its hparams, its optimiser (overrides applied), the seed, the task
-    layout, the device and the code. Another model's hparams or another seed in the list are not in it,
-    so those runs are left alone; a rebuilt store with other content or an edited model is."""
+    layout, the device and the code (a dataset of your own: its module's too). Another model's hparams or
+    another seed in the list are not in it, so those runs are left alone; a rebuilt store with other
+    content or an edited model is."""
+    own_code = code_of(dataset_spec(dataset))  # a dataset of your own: its module's source
     return {
+        **({"dataset_code": own_code} if own_code else {}),
         "data": store_digest(data),
         "dataset": dataset,
         "model": model_name,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import baselines, fit, report
+from pipelines import baselines, fit, report, run_config
 from pipelines.params import ParamsError, parse_params
 from pipelines.publish import stage as publish
 from tests.diffusion_dataset import build_store
@@ -55,6 +55,14 @@ def test_a_third_dataset_runs_through_every_stage(tmp_path: Path, monkeypatch: p
     assert (repo / "zarr/diffusion.zarr/zarr.json").is_file() and (repo / "figures/diffusion.png").is_file()
     assert "Periodic 2D diffusion" in (repo / "README.md").read_text()
     assert json.loads(Path("metrics/receipt.json").read_text())["repos"]["diffusion"]["target"] == "local"
+
+
+def test_a_dataset_of_ones_own_keys_its_runs_on_its_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_config, "store_digest", lambda _: "data")
+    train = parse_params(PARAMS).train  # resolves and registers the spec
+    identity = run_config.run_identity("diffusion", "cnn", 0, train.diffusion, {}, Path("data"), "cpu")
+    assert len(identity["dataset_code"]) == 64  # an edit of tests/diffusion_dataset.py retrains its runs
+    assert "dataset_code" not in run_config.run_identity("smoke", "cnn", 0, train.smoke, {}, Path("data"))
 
 
 @pytest.mark.parametrize(
