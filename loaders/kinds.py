@@ -8,7 +8,9 @@ dataset's spec (pipelines/datasets.py). No imports beyond the standard library: 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,10 +18,18 @@ class StoreKind:
     name: str  # the dataset's name
     store_name: str  # the zarr store's folder name: data/<store_name>, zarr/<store_name> in a repo
     loader: str  # the function that reads it, named in messages ("loaders.smoke_plume")
+    layout: str | None = None  # "package.module:NAME" of its loaders.layouts.Layout, if it has one
+
+    def load_layout(self) -> Any:
+        """Its :class:`~loaders.layouts.Layout` (imported on use: xarray is heavy), or None."""
+        if self.layout is None:
+            return None
+        module, _, name = self.layout.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
-SMOKE = StoreKind("smoke", "smoke.zarr", "loaders.smoke_plume")
-TURBULENCE = StoreKind("turbulence", "turbulence.zarr", "loaders.turbulence_sr")
+SMOKE = StoreKind("smoke", "smoke.zarr", "loaders.smoke_plume", "loaders.layouts:SMOKE")
+TURBULENCE = StoreKind("turbulence", "turbulence.zarr", "loaders.turbulence_sr", "loaders.layouts:TURBULENCE")
 
 _KINDS: dict[str, StoreKind] = {kind.name: kind for kind in (SMOKE, TURBULENCE)}
 

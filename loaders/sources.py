@@ -27,7 +27,7 @@ import xarray as xr
 
 from loaders.digest import CHECKSUMS
 from loaders.kinds import store_kinds
-from loaders.layouts import LAYOUTS, Layout, LayoutError
+from loaders.layouts import Layout, LayoutError
 from loaders.storage import StoreError, check_complete
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -65,17 +65,13 @@ def check_kind(ds: xr.Dataset, layout: Layout, where: str) -> None:
     """Refuse a store of another dataset kind up front, naming what was expected and what to call instead."""
     if any(name in ds.data_vars for name in layout.variables):
         return  # this kind (a drifted one is described in full by ``layouts.check``)
-    for other in LAYOUTS.values():
-        if other is not layout and all(name in ds.data_vars for name in other.variables):
+    for kind in store_kinds():
+        other = kind.load_layout()
+        if other is not None and other is not layout and all(n in ds.data_vars for n in other.variables):
             raise LayoutError(
-                f"{where} holds a {other.name} dataset (variables {sorted(other.variables)}), not a "
-                f"{layout.name} dataset (variables {sorted(layout.variables)}); use "
-                f"{_loader_of(other.name)} for it"
+                f"{where} holds a {kind.name} dataset (variables {sorted(other.variables)}), not a "
+                f"{layout.name} dataset (variables {sorted(layout.variables)}); use {kind.loader} for it"
             )
-
-
-def _loader_of(dataset: str) -> str:
-    return next((k.loader for k in store_kinds() if k.name == dataset), f"the {dataset} loader")
 
 
 def check_folder(folder: Path, store_name: str) -> None:

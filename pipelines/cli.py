@@ -105,14 +105,12 @@ def dataset_stage_parser(description: str, out: str, metrics: str) -> argparse.A
     return parser
 
 
-def run_stage_parser(
-    description: str, datasets: list[str] | None = None, matrix: bool = False
-) -> argparse.ArgumentParser:
+def run_stage_parser(description: str, matrix: bool = False) -> argparse.ArgumentParser:
     """Arguments of the stages that work on one trained run (dataset, model, seed); with ``matrix`` the
-    three may be left out, and the stage runs every run params.yaml lists (pipelines/matrix.py).
-    ``datasets``: the choices of ``--dataset`` (None: any name, checked against params.yaml's datasets)."""
+    three may be left out, and the stage runs every run params.yaml lists (pipelines/matrix.py). The
+    dataset is checked against params.yaml's ``datasets`` once the params are read."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--dataset", choices=datasets, required=not matrix)
+    parser.add_argument("--dataset", required=not matrix, help="one of params.yaml's datasets")
     parser.add_argument("--model", required=not matrix)
     parser.add_argument("--seed", type=int, required=not matrix)
     parser.add_argument("--params", default="params.yaml")
