@@ -16,7 +16,7 @@ import torch
 
 from models.registry import build_model, count_parameters, default_hparams
 from train.curvature import FlatLoss, lanczos, power_iteration
-from train.tasks import task_for
+from train.kinds import task_for
 
 
 def main() -> None:

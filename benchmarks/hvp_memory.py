@@ -24,7 +24,7 @@ import torch
 
 from models.registry import build_model, count_parameters, default_hparams
 from train.curvature import FlatLoss
-from train.tasks import task_for
+from train.kinds import task_for
 
 
 def setup(args: argparse.Namespace) -> tuple[FlatLoss, torch.Tensor]:

@@ -26,13 +26,12 @@ from urllib.parse import quote
 import xarray as xr
 
 from loaders.digest import CHECKSUMS
-from loaders.layouts import LAYOUTS, Layout, LayoutError
+from loaders.kinds import store_kinds
+from loaders.layouts import Layout, LayoutError
 from loaders.storage import StoreError, check_complete
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 STATS = "stats.json"
-STORE_NAMES = {"smoke": "smoke.zarr", "turbulence": "turbulence.zarr"}
-LOADERS = {"smoke": "smoke_plume", "turbulence": "turbulence_sr"}
 
 
 @dataclass(frozen=True)
@@ -66,12 +65,12 @@ def check_kind(ds: xr.Dataset, layout: Layout, where: str) -> None:
     """Refuse a store of another dataset kind up front, naming what was expected and what to call instead."""
     if any(name in ds.data_vars for name in layout.variables):
         return  # this kind (a drifted one is described in full by ``layouts.check``)
-    for other in LAYOUTS.values():
-        if other is not layout and all(name in ds.data_vars for name in other.variables):
+    for kind in store_kinds():
+        other = kind.load_layout()
+        if other is not None and other is not layout and all(n in ds.data_vars for n in other.variables):
             raise LayoutError(
-                f"{where} holds a {other.name} dataset (variables {sorted(other.variables)}), not a "
-                f"{layout.name} dataset (variables {sorted(layout.variables)}); use "
-                f"loaders.{LOADERS[other.name]} for it"
+                f"{where} holds a {kind.name} dataset (variables {sorted(other.variables)}), not a "
+                f"{layout.name} dataset (variables {sorted(layout.variables)}); use {kind.loader} for it"
             )
 
 
@@ -114,11 +113,12 @@ def resolve_source(
             check_folder(path, store_name)
             stats = json.loads((path / STATS).read_text()) if (path / STATS).is_file() else None
             return Source("folder", str(store), f"local repo folder {path}", stats)
-        for kind, other in STORE_NAMES.items():
+        for kind in store_kinds():
+            other = kind.store_name
             if other != store_name and (path / "zarr" / other / "zarr.json").is_file():
                 raise LayoutError(
-                    f"{path} is a {kind} repo folder (it holds zarr/{other}), not one holding "
-                    f"zarr/{store_name}; use loaders.{LOADERS[kind]} for it"
+                    f"{path} is a {kind.name} repo folder (it holds zarr/{other}), not one holding "
+                    f"zarr/{store_name}; use {kind.loader} for it"
                 )
         raise StoreError(f"{path} is neither a zarr store nor a repo folder holding zarr/{store_name}")
     if looks_local(source):
@@ -140,10 +140,10 @@ def resolve_source(
     stats_path = files.fetch(STATS)
     stats = json.loads(stats_path.read_text()) if stats_path is not None else None
     if f"zarr/{store_name}/zarr.json" not in files.checksums:
-        kinds = [k for k, name in STORE_NAMES.items() if f"zarr/{name}/zarr.json" in files.checksums]
+        kinds = [k for k in store_kinds() if f"zarr/{k.store_name}/zarr.json" in files.checksums]
         raise (LayoutError if kinds else StoreError)(
             f"Hub repo {repo_id}@{sha[:12]} has no zarr/{store_name}"
-            + (f"; it is a {kinds[0]} dataset: use loaders.{LOADERS[kinds[0]]} for it" if kinds else "")
+            + (f"; it is a {kinds[0].name} dataset: use {kinds[0].loader} for it" if kinds else "")
         )
     return Source(
         "hub",

@@ -12,16 +12,29 @@ from models import groups as G
 Action = Literal["vector", "scalar"]
 
 
+def _frames_of_vectors(x: torch.Tensor, matrix) -> torch.Tensor:
+    """2D frames flattened to channels ``[B, F*2, H, W]``: each frame's (u, v) turns with the grid."""
+    b, c, h, w = x.shape
+    return G.rotate_vector(x.reshape(b, c // 2, 2, h, w), matrix, component_axis=2).reshape(x.shape)
+
+
+def _window_of_vectors(x: torch.Tensor, matrix) -> torch.Tensor:
+    """3D frames ``[B, F, 3, z, y, x]``: each frame's components turn with the grid."""
+    return G.rotate_vector(x, matrix, component_axis=2)
+
+
+# per model task (models/catalog.py): how the group acts on a model input, and the task's group
+INPUT_ACTIONS = {"smoke": _frames_of_vectors, "sr": _window_of_vectors}
+GROUPS = {"smoke": G.c4, "sr": G.octahedral}
+
+
 def act_input(x: torch.Tensor, task: str, matrix, action: Action = "vector") -> torch.Tensor:
     """Apply one group element to a model input (smoke ``[B, F*2, H, W]``, SR ``[B, F, 3, z, y, x]``)."""
     if action == "scalar":
         return G.rotate_scalar(x, matrix)
-    if task == "smoke":
-        b, c, h, w = x.shape
-        return G.rotate_vector(x.reshape(b, c // 2, 2, h, w), matrix, component_axis=2).reshape(x.shape)
-    if task == "sr":
-        return G.rotate_vector(x, matrix, component_axis=2)
-    raise ValueError(f"unknown task {task!r}; allowed: 'smoke', 'sr'")
+    if task not in INPUT_ACTIONS:
+        raise ValueError(f"unknown task {task!r}; allowed: {sorted(INPUT_ACTIONS)}")
+    return INPUT_ACTIONS[task](x, matrix)
 
 
 def act_output(y: torch.Tensor, matrix, action: Action = "vector") -> torch.Tensor:
@@ -32,7 +45,9 @@ def act_output(y: torch.Tensor, matrix, action: Action = "vector") -> torch.Tens
 
 
 def default_group(task: str) -> G.RotationGroup:
-    return G.c4() if task == "smoke" else G.octahedral()
+    if task not in GROUPS:
+        raise ValueError(f"unknown task {task!r}; allowed: {sorted(GROUPS)}")
+    return GROUPS[task]()
 
 
 @torch.no_grad()

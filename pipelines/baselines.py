@@ -2,8 +2,9 @@
 
     python -m pipelines.baselines --params params.yaml --dataset smoke
 
-Smoke: persistence (repeat the last input frame over the rollout) and zero; turbulence: trilinear and
-spectral upsampling of the middle low-res frame (:mod:`train.baselines`). Scored by the task's own metric
+Each dataset's kind names its predictors (train/kinds.py): smoke: persistence (repeat the last input frame
+over the rollout) and zero; turbulence: trilinear and spectral upsampling of the middle low-res frame and
+a learned linear reference (:mod:`train.baselines`). Scored by the task's own metric
 code on the valid and test splits the fit stage uses (same windows, normalisation and units), with each
 sample's error, the standard error and the count. Writes ``metrics/baselines/<dataset>.json``.
 """
@@ -16,25 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from loaders.storage import write_json_atomic
-from pipelines.cli import STORE_PATHS, run_stage
+from pipelines.cli import run_stage
+from pipelines.datasets import listed_spec
 from pipelines.params import StudyParams, TaskTrainParams, load_params
 from pipelines.run_config import split_spec
-from train.baselines import smoke_baselines, sr_baselines, sr_factor
 from train.data import load_splits, output_scale
 from train.device import prepare
+from train.kinds import task_for
 from train.runs import baseline_metrics
-from train.tasks import TASKS, score, task_for
+from train.tasks import score
 
 
 def run_baselines(dataset: str, params: StudyParams, data: Path, metrics_dir: Path) -> dict[str, Any]:
+    spec = listed_spec(dataset, params)
     section: TaskTrainParams = getattr(params.train, dataset)
     device = prepare(params.compute.device)
     splits = load_splits(dataset, data, split_spec(section))
     task = task_for(dataset)  # plain form: the baseline module is the whole prediction
-    if dataset == "smoke":
-        modules = smoke_baselines()
-    else:
-        modules = sr_baselines(splits["train"], sr_factor(splits["train"]))
+    modules = spec.train.make_baselines(splits)
     batch = section.optimiser.batch_size
     modules = {name: module.to(device) for name, module in modules.items()}
     out: dict[str, Any] = {"dataset": dataset, "metric": task.metric_name, "splits": {}}
@@ -56,7 +56,7 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(TASKS), required=True)
+    parser.add_argument("--dataset", required=True, help="one of params.yaml's datasets")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, help="the dataset store (default: the dataset stage's output)")
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> dict:
         params = load_params(args.params)
-        return run_baselines(args.dataset, params, args.data or STORE_PATHS[args.dataset], args.metrics_dir)
+        data = args.data or listed_spec(args.dataset, params).store_path
+        return run_baselines(args.dataset, params, data, args.metrics_dir)
 
     return run_stage("baselines", body, _summary)
 

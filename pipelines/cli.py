@@ -15,9 +15,6 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 from loaders.storage import to_json
 
-# Where each dataset stage writes its store, and so where the run stages read it by default.
-STORE_PATHS = {"smoke": Path("data/smoke.zarr"), "turbulence": Path("data/turbulence.zarr")}
-
 # Failures a user can act on: bad params, a missing or corrupt input, a failing server or solver.
 # Anything else is a bug and keeps its traceback.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
@@ -108,11 +105,12 @@ def dataset_stage_parser(description: str, out: str, metrics: str) -> argparse.A
     return parser
 
 
-def run_stage_parser(description: str, datasets: list[str], matrix: bool = False) -> argparse.ArgumentParser:
+def run_stage_parser(description: str, matrix: bool = False) -> argparse.ArgumentParser:
     """Arguments of the stages that work on one trained run (dataset, model, seed); with ``matrix`` the
-    three may be left out, and the stage runs every run params.yaml lists (pipelines/matrix.py)."""
+    three may be left out, and the stage runs every run params.yaml lists (pipelines/matrix.py). The
+    dataset is checked against params.yaml's ``datasets`` once the params are read."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--dataset", choices=datasets, required=not matrix)
+    parser.add_argument("--dataset", required=not matrix, help="one of params.yaml's datasets")
     parser.add_argument("--model", required=not matrix)
     parser.add_argument("--seed", type=int, required=not matrix)
     parser.add_argument("--params", default="params.yaml")

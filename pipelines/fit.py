@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 from loaders.storage import write_json_atomic
 from models.equivariance import equivariance_error
 from models.registry import count_parameters
-from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
+from pipelines.cli import run_stage, run_stage_parser
+from pipelines.datasets import dataset_spec, listed_spec
 from pipelines.matrix import Job, prune, run_matrix
 from pipelines.params import StudyParams, TaskTrainParams, load_params
 from pipelines.run_config import (
@@ -44,18 +45,18 @@ from pipelines.run_config import (
 from train.data import build, load_splits, output_scale
 from train.device import device_info, prepare, task_on, to_device
 from train.loop import load_checkpoint, train, write_curves
-from train.runs import RunId
-from train.tasks import TASKS, score
+from train.runs import RunId, metric_key
+from train.tasks import score
 
 
 def run_training(
     dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path
 ) -> dict[str, Any]:
+    spec = dataset_spec(dataset, params)  # a dask worker resolves a dataset of its own here
     section: TaskTrainParams = getattr(params.train, dataset)
     if model_name not in section.models:
         raise ValueError(f"train.{dataset}.models does not list {model_name!r}: {section.models}")
-    if dataset == "turbulence":
-        params.turbulence.check_trainable()
+    spec.check_trainable(params)
     device = prepare(params.compute.device)  # a GPU that is not there fails here, before any work
     run = RunId(dataset, model_name, seed)
     splits = load_splits(dataset, data, split_spec(section))
@@ -80,14 +81,15 @@ def run_training(
         # a residual model's exactly equivariant trivial part dilutes the network's own symmetry breaking
         equi_net = equivariance_error(model, probe, task.model_task)
     name = task.metric_name
+    key = metric_key(name)
     metrics = {
-        f"test_{name}": test[name],
-        f"test_{name}_se": test["se"],  # standard error of the per-sample mean over the test samples
-        f"test_{name}_sample_mean": test["sample_mean"],
+        key: test[name],
+        f"{key}_se": test["se"],  # standard error of the per-sample mean over the test samples
+        f"{key}_sample_mean": test["sample_mean"],
         "test_samples": test["n"],
-        f"test_{name}_per_sample": test["per_sample"],  # same order for every run: paired comparisons
+        f"{key}_per_sample": test["per_sample"],  # same order for every run: paired comparisons
         "residual": section.residual,
-        f"best_valid_{task.metric_name}": result["best_valid"] * scale,
+        metric_key(name, "best_valid"): result["best_valid"] * scale,
         "best_epoch": result["best_epoch"],
         "epochs_run": len(result["history"]["epoch"]),
         "stopped_early": result["stopped_early"],
@@ -141,7 +143,7 @@ def train_matrix(params: StudyParams, stores: dict[str, Path], runs: Path, metri
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS), matrix=True)
+    parser = run_stage_parser(__doc__.splitlines()[0], matrix=True)
     args = parser.parse_args(argv)
     single = (args.dataset, args.model, args.seed)
     if any(v is not None for v in single) and None in single:
@@ -150,13 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> dict:
         params = load_params(args.params)
         if args.dataset is None:
-            stores = {d: STORE_PATHS[d] for d in ("smoke", "turbulence")}
+            stores = {d: dataset_spec(d, params).store_path for d in params.datasets}
             if args.data:
                 raise ValueError("--data names one dataset's store: use it with --dataset/--model/--seed")
             results = train_matrix(params, stores, args.runs, args.metrics_dir)
             return {k: ("skipped" if v == "skipped" else "trained") for k, v in results.items()
                     if k != "placement"}  # fmt: skip
-        data = args.data or STORE_PATHS[args.dataset]
+        data = args.data or listed_spec(args.dataset, params).store_path
         return run_training(args.dataset, args.model, args.seed, params, data, args.runs, args.metrics_dir)
 
     return run_stage("train", body)

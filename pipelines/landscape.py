@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from loaders.storage import write_json_atomic
-from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
+from pipelines.cli import run_stage, run_stage_parser
+from pipelines.datasets import dataset_spec, listed_spec
 from pipelines.matrix import Job, prune, run_matrix, stamp_of
 from pipelines.params import LandscapeParams, StudyParams, load_params
 from pipelines.run_config import (
@@ -61,7 +62,7 @@ from train.data import build, load_splits
 from train.device import device_info, prepare, task_on
 from train.flatness import INVARIANCE, batch_loss_stderr, invariant_measures, shared_form
 from train.runs import RunId
-from train.tasks import TASKS, SuperResolutionTask
+from train.tasks import SuperResolutionTask
 
 
 def subset_size(n_train: int, p: LandscapeParams) -> int:
@@ -170,6 +171,7 @@ def run_landscape(
     dataset: str, model_name: str, seed: int, checkpoint: str, params: StudyParams, data: Path, runs: Path,
     metrics_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
+    dataset_spec(dataset, params)  # a dask worker resolves a dataset of its own here
     section = getattr(params.train, dataset)
     run = RunId(dataset, model_name, seed)
     path = run.checkpoint(runs, checkpoint)
@@ -260,7 +262,7 @@ def landscape_matrix(params: StudyParams, stores: dict[str, Path], runs: Path, m
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = run_stage_parser(__doc__.splitlines()[0], sorted(TASKS), matrix=True)
+    parser = run_stage_parser(__doc__.splitlines()[0], matrix=True)
     parser.add_argument("--checkpoint", choices=["early", "best"])
     args = parser.parse_args(argv)
     single = (args.dataset, args.model, args.seed, args.checkpoint)
@@ -274,10 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset is None:
             if args.data:
                 raise ValueError("--data names one dataset's store: use it with --dataset/--model/--seed")
-            results = landscape_matrix(params, dict(STORE_PATHS), args.runs, args.metrics_dir)
+            stores = {d: dataset_spec(d, params).store_path for d in params.datasets}
+            results = landscape_matrix(params, stores, args.runs, args.metrics_dir)
             return {k: ("skipped" if v == "skipped" else "measured") for k, v in results.items()
                     if k != "placement"}  # fmt: skip
-        data = args.data or STORE_PATHS[args.dataset]
+        data = args.data or listed_spec(args.dataset, params).store_path
         return run_landscape(
             args.dataset, args.model, args.seed, args.checkpoint, params, data, args.runs, args.metrics_dir
         )

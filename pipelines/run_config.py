@@ -20,11 +20,12 @@ from loaders.scratch import params_key
 from loaders.storage import store_digest
 from models.catalog import resolve_model
 from models.spec import code_modules
+from pipelines.datasets import code_of, dataset_spec
 from pipelines.params import TaskTrainParams
 from pipelines.user_code import check_declared, installed, module_file
 from train.data import SplitSpec, model_hparams
+from train.kinds import task_for, train_kind
 from train.loop import OptimiserConfig
-from train.tasks import TASKS, SmokeTask, SuperResolutionTask, task_for
 
 
 def split_spec(section: TaskTrainParams) -> SplitSpec:
@@ -41,7 +42,7 @@ def hparams_of(dataset: str, model_name: str, section: TaskTrainParams) -> dict[
     return model_hparams(dataset, model_name, section.hparams.get(model_name, {}))
 
 
-def task_of(dataset: str, section: TaskTrainParams, train_set: Any) -> SmokeTask | SuperResolutionTask:
+def task_of(dataset: str, section: TaskTrainParams, train_set: Any) -> Any:
     """The task a run trains (and its landscape is measured) with: rollout length and residual form."""
     return task_for(dataset, section.train_rollout, section.residual, train_set, section.upsampler)
 
@@ -49,20 +50,22 @@ def task_of(dataset: str, section: TaskTrainParams, train_set: Any) -> SmokeTask
 ROOT = Path(__file__).resolve().parent.parent
 # the code a trained run executes: what defines the model, the data, the loop and its configuration
 TRAIN_CODE = (
-    "models", "loaders", "train", "pipelines/params", "pipelines/run_config.py", "pipelines/user_code.py",
+    "models", "loaders", "train", "pipelines/params", "pipelines/datasets.py", "pipelines/run_config.py",
+    "pipelines/user_code.py",
     "pipelines/fit.py",
 )  # fmt: skip
 LANDSCAPE_CODE = (*TRAIN_CODE[:-1], "pipelines/landscape.py")
-# the fields of train.<dataset> that shape the task a run trains on, per dataset (the others are unused)
-LAYOUT = {
-    "smoke": ("level", "normalise", "train_rollout", "window_stride", "residual"),
-    "turbulence": ("normalise", "residual", "upsampler"),
-}
+
+
+def layout_fields(dataset: str) -> tuple[str, ...]:
+    """The fields of train.<dataset> that shape the task a run trains on (its spec's ``run_fields``; the
+    others are unused)."""
+    return dataset_spec(dataset).run_fields
 
 
 def run_params(dataset: str) -> tuple[str, ...]:
     """The params keys a run of ``dataset`` reads (its model's entries of hparams and overrides)."""
-    fields = ("hparams", "optimiser", "optimiser_overrides", *LAYOUT[dataset])
+    fields = ("hparams", "optimiser", "optimiser_overrides", *layout_fields(dataset))
     return (*(f"train.{dataset}.{f}" for f in fields), "compute.device")
 
 
@@ -84,7 +87,7 @@ def model_code(dataset: str, model_name: str) -> dict[str, Path]:
     """The source files of a user model's own modules by module name; none for a built-in model."""
     if ":" not in model_name:
         return {}
-    spec = resolve_model(TASKS[dataset].model_task, model_name)
+    spec = resolve_model(train_kind(dataset).model_task, model_name)
     files = {name: module_file(name) for name in code_modules(model_name, spec)}
     return {name: path for name, path in files.items() if not installed(path)}
 
@@ -105,16 +108,19 @@ def run_identity(
 ) -> dict[str, Any]:  # fmt: skip
     """What a run's checkpoints and metrics depend on, and nothing else (``run_params`` names the params):
     the data's content, this model and its hparams, its optimiser (overrides applied), the seed, the task
-    layout, the device and the code. Another model's hparams or another seed in the list are not in it,
-    so those runs are left alone; a rebuilt store with other content or an edited model is."""
+    layout, the device and the code (a dataset of your own: its module's too). Another model's hparams or
+    another seed in the list are not in it, so those runs are left alone; a rebuilt store with other
+    content or an edited model is."""
+    own_code = code_of(dataset_spec(dataset))  # a dataset of your own: its module's source
     return {
+        **({"dataset_code": own_code} if own_code else {}),
         "data": store_digest(data),
         "dataset": dataset,
         "model": model_name,
         "hp": hparams,
         "optimiser": section.optimiser_for(model_name).model_dump(mode="json"),
         "seed": seed,
-        "layout": section.model_dump(mode="json", include=set(LAYOUT[dataset])),
+        "layout": section.model_dump(mode="json", include=set(layout_fields(dataset))),
         "device": device,
         "code": code_digest(TRAIN_CODE, model_code(dataset, model_name)),
     }

@@ -20,9 +20,9 @@ from pipelines.params import ParamsError, parse_params
 from tests.conftest import TINY_SMOKE
 from train import device as D
 from train.curvature import FlatLoss
+from train.kinds import task_for
 from train.loop import load_checkpoint, save_checkpoint
 from train.runs import RunId
-from train.tasks import task_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 GPU_DOC = README.parent / "docs" / "gpu.md"

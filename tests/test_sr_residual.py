@@ -16,7 +16,7 @@ from torch.utils.data import TensorDataset  # noqa: E402
 from models.registry import build_model  # noqa: E402
 from tests.test_models import _one_thread  # noqa: E402, F401 (autouse fixture)
 from train.baselines import spectral_upsample, trilinear_upsample  # noqa: E402
-from train.tasks import task_for  # noqa: E402
+from train.kinds import task_for  # noqa: E402
 
 TINY = {"cnn": {"hidden": 2}, "gcnn": {"hidden": 1}, "rgcnn": {"hidden": 1}}
 

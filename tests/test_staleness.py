@@ -150,11 +150,15 @@ def test_report_without_run_metrics_is_an_error(tmp_path: Path, capsys: pytest.C
 
 
 def _dvc_param_keys() -> set[str]:
-    """Every params key a stage declares, with list-valued matrix items (``${item.x}``) expanded."""
+    """Every params key a stage declares, with list-valued matrix items (``${item.x}``) expanded (a matrix
+    list may come from params.yaml, as ``${datasets}``)."""
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # DVC's vars: `${datasets}` is a list there
     keys = set()
     for stage in spec["stages"].values():
-        items = {k: v for k, v in stage.get("matrix", {}).items() if isinstance(v, list)}
+        matrix = {k: params[v[2:-1]] if isinstance(v, str) and v.startswith("${") else v
+                  for k, v in stage.get("matrix", {}).items()}  # fmt: skip
+        items = {k: v for k, v in matrix.items() if isinstance(v, list)}
         for key in (k for k in stage.get("params", []) if isinstance(k, str)):
             expanded = [key]
             for name, values in items.items():

@@ -25,9 +25,10 @@ from train.baselines import UPSAMPLERS, Persistence, UpsampleMiddle, Zero, upsam
 from train.curvature import FlatLoss, random_directions
 from train.data import build, load_splits
 from train.flatness import shared_form
+from train.kinds import task_for
 from train.loop import load_checkpoint, train
 from train.runs import RunId, baseline_metrics
-from train.tasks import TASKS, score, task_for
+from train.tasks import score
 
 TINY = {
     "smoke": {"cnn": {"hidden": 4}, "gcnn": {"hidden": 2}, "rgcnn": {"hidden": 2}, "e2cnn": {"hidden": 2},
@@ -56,7 +57,7 @@ def test_a_weight_perturbation_changes_the_loss_of_every_model(task: str, name: 
     model = tiny_model(task, name)
     model.eval()  # the state a trained checkpoint is evaluated in
     dataset = "smoke" if task == "smoke" else "turbulence"
-    flat = FlatLoss(model, [tiny_batch(task)], TASKS[dataset].loss)
+    flat = FlatLoss(model, [tiny_batch(task)], task_for(dataset).loss)
     (d,) = random_directions(flat, 1, seed=0)
     base = flat.value(flat.w0)
     assert abs(flat.value(flat.w0 + 0.5 * d) - base) > 1e-6 * max(1.0, abs(base))
@@ -83,7 +84,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
         return tiny_model("smoke", "cnn")
 
     reference = fresh()
-    train(reference, TASKS["smoke"], train_set, valid_set, settings, tmp_path / "ref", seed=5, config_key="k")
+    smoke = task_for("smoke")
+    train(reference, smoke, train_set, valid_set, settings, tmp_path / "ref", seed=5, config_key="k")
 
     def stop_after_two(epoch: int, _: dict) -> None:
         if epoch == 2:
@@ -91,16 +93,16 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
 
     model = fresh()
     with pytest.raises(_Stop):
-        train(model, TASKS["smoke"], train_set, valid_set, settings, tmp_path / "run", 5, "k", stop_after_two)
+        train(model, smoke, train_set, valid_set, settings, tmp_path / "run", 5, "k", stop_after_two)
     assert (tmp_path / "run" / "early.pt").is_file()
     resumed = fresh()  # a new process would start from fresh weights and load last.pt
-    result = train(resumed, TASKS["smoke"], train_set, valid_set, settings, tmp_path / "run", 5, "k")
+    result = train(resumed, task_for("smoke"), train_set, valid_set, settings, tmp_path / "run", 5, "k")
     assert result["history"]["epoch"] == [1, 2, 3, 4]
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     # a changed configuration starts over instead of mixing runs
     other = fresh()
-    again = train(other, TASKS["smoke"], train_set, valid_set, settings, tmp_path / "run", 5, "changed")
+    again = train(other, task_for("smoke"), train_set, valid_set, settings, tmp_path / "run", 5, "changed")
     assert again["history"]["epoch"] == [1, 2, 3, 4]
 
 
@@ -235,7 +237,7 @@ def _smoke_toy(n: int = 5) -> TensorDataset:
 def test_persistence_baseline_scores_the_hand_computed_rmse() -> None:
     data = _smoke_toy()
     x, y = data.tensors
-    got = score(Persistence(), TASKS["smoke"], data, batch_size=2, scale=2.0)
+    got = score(Persistence(), task_for("smoke"), data, batch_size=2, scale=2.0)
     # RMSE per rollout step over every value of the split, averaged over the 3 steps; then x2 units
     diff = (y - x[:, -1:]).double()
     per_step = [float(torch.sqrt((diff[:, k] ** 2).mean())) for k in range(3)]
@@ -244,7 +246,7 @@ def test_persistence_baseline_scores_the_hand_computed_rmse() -> None:
                   for i in range(5)]  # fmt: skip
     assert got["per_sample"] == pytest.approx(per_sample, rel=1e-6)
     assert got["n"] == 5 and got["se"] == pytest.approx(np.std(per_sample, ddof=1) / np.sqrt(5), rel=1e-6)
-    zero = score(Zero(), TASKS["smoke"], data, batch_size=5)
+    zero = score(Zero(), task_for("smoke"), data, batch_size=5)
     assert zero["rmse"] == pytest.approx(float(torch.sqrt((y**2).mean(dim=(0, 2, 3, 4))).mean()), rel=1e-6)
 
 
@@ -257,7 +259,7 @@ class _ZeroNet(torch.nn.Module):
 
 def test_a_model_that_predicts_the_trivial_answer_scores_exactly_the_baseline() -> None:
     data = _smoke_toy()
-    base = score(Persistence(), TASKS["smoke"], data, batch_size=2)
+    base = score(Persistence(), task_for("smoke"), data, batch_size=2)
     residual = task_for("smoke", residual=True, train_set=data)
     assert residual.step_scale > 0
     assert score(_ZeroNet(), residual, data, batch_size=2) == base  # zero correction = persistence
@@ -266,7 +268,7 @@ def test_a_model_that_predicts_the_trivial_answer_scores_exactly_the_baseline() 
         torch.randn(3, 3, 3, 4, 4, 4, generator=gen), torch.randn(3, 3, 16, 16, 16, generator=gen)
     )
     for kind in UPSAMPLERS:
-        trivial = score(UpsampleMiddle(4, kind), TASKS["turbulence"], sr, batch_size=2)
+        trivial = score(UpsampleMiddle(4, kind), task_for("turbulence"), sr, batch_size=2)
         task = task_for("turbulence", residual=True, train_set=sr, upsampler=kind)
         assert score(_ZeroNet(), task, sr, batch_size=2) == trivial
 

@@ -154,6 +154,16 @@ def sr_baselines(dataset: object, factor: int) -> dict[str, nn.Module]:
     return modules
 
 
+def smoke_predictors(splits: dict[str, object]) -> dict[str, nn.Module]:
+    """The smoke kind's trivial predictors (train/kinds.py)."""
+    return smoke_baselines()
+
+
+def sr_predictors(splits: dict[str, object]) -> dict[str, nn.Module]:
+    """The turbulence kind's trivial predictors, fitted on the training split (train/kinds.py)."""
+    return sr_baselines(splits["train"], sr_factor(splits["train"]))
+
+
 def sr_factor(dataset: object) -> int:
     """hr / lr grid ratio of a super-resolution dataset, from one sample."""
     x, y = dataset[0]  # type: ignore[index]

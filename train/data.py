@@ -6,7 +6,6 @@ a run without importing each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +15,28 @@ from torch.utils.data import Dataset
 from loaders.smoke import smoke_plume
 from loaders.turbulence import turbulence_sr
 from models.registry import build_model, default_hparams
+from train.kinds import SPLITS, SplitSpec, train_kind
 from train.loop import seed_everything
-from train.tasks import TASKS
 
-
-@dataclass(frozen=True)
-class SplitSpec:
-    """How a dataset's store is cut into train / valid / test for training."""
-
-    normalise: str | None = "scale"
-    level: int = 0  # smoke only: the symmetry level trained on
-    window_stride: int = 1  # smoke only: spacing of training windows
+__all__ = ["SplitSpec", "build", "load_splits", "model_hparams", "output_scale"]
 
 
 def load_splits(dataset: str, data: Path, spec: SplitSpec) -> dict[str, Dataset]:
-    """train / valid / test datasets, normalised with the train-split statistics."""
-    if dataset == "smoke":
-        return {
-            split: smoke_plume(data, level=spec.level, split=split, normalise=spec.normalise,
-                               stride=spec.window_stride if split == "train" else 1)
-            for split in ("train", "valid", "test")
-        }  # fmt: skip
-    if dataset == "turbulence":
-        return {
-            split: turbulence_sr(data, split=split, normalise=spec.normalise)
-            for split in ("train", "valid", "test")
-        }
-    raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(TASKS)}")
+    """train / valid / test datasets, normalised with the train-split statistics (the dataset's kind,
+    train/kinds.py, reads its store)."""
+    return train_kind(dataset).load_splits(data, spec)
+
+
+def smoke_splits(data: Path, spec: SplitSpec) -> dict[str, Dataset]:
+    return {
+        split: smoke_plume(data, level=spec.level, split=split, normalise=spec.normalise,
+                           stride=spec.window_stride if split == "train" else 1)
+        for split in SPLITS
+    }  # fmt: skip
+
+
+def turbulence_splits(data: Path, spec: SplitSpec) -> dict[str, Dataset]:
+    return {split: turbulence_sr(data, split=split, normalise=spec.normalise) for split in SPLITS}
 
 
 def output_scale(dataset: Dataset) -> float:
@@ -61,10 +55,10 @@ def output_scale(dataset: Dataset) -> float:
 
 def model_hparams(dataset: str, model_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The model's default size for this dataset's task, with ``overrides`` applied."""
-    return {**default_hparams(TASKS[dataset].model_task, model_name), **overrides}
+    return {**default_hparams(train_kind(dataset).model_task, model_name), **overrides}
 
 
 def build(dataset: str, model_name: str, seed: int, hparams: dict[str, Any]) -> torch.nn.Module:
     """The model with its initial weights, which depend on the seed only."""
     seed_everything(seed)
-    return build_model(TASKS[dataset].model_task, model_name, **hparams)
+    return build_model(train_kind(dataset).model_task, model_name, **hparams)

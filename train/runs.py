@@ -46,3 +46,9 @@ class RunId:
 def baseline_metrics(metrics_dir: Path, dataset: str) -> Path:
     """Scores of the trivial predictors (persistence, upsampling) on a dataset's valid and test splits."""
     return Path(metrics_dir) / "baselines" / f"{dataset}.json"
+
+
+def metric_key(metric: str, prefix: str = "test") -> str:
+    """A metric's key in the run and summary files (``test_rmse``, ``best_valid_mae``; ``metric`` from the
+    dataset's kind, train/kinds.py): spelt here only, so a grep for the helper finds every use."""
+    return f"{prefix}_{metric}"

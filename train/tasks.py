@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from train.baselines import UpsampleMiddle, lr_to_hr_units, sr_factor
+from train.kinds import MAE, RMSE
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -51,7 +52,7 @@ def rollout(
 class SmokeTask:
     name: str = "smoke"
     model_task: str = "smoke"
-    metric_name: str = "rmse"
+    metric_name: str = RMSE
     train_rollout: int | None = None  # steps in the training loss; None: all target frames
     residual: bool = False  # the network predicts the change from the last input frame
     step_scale: float = 1.0  # residual: rms of a one-step change (training split), the network's unit
@@ -90,7 +91,7 @@ class SmokeTask:
 class SuperResolutionTask:
     name: str = "turbulence"
     model_task: str = "sr"
-    metric_name: str = "mae"
+    metric_name: str = MAE
     reference: UpsampleMiddle | None = None  # residual: the network corrects this upsampling
     step_scale: float = 1.0  # residual: rms of (target - upsampling) on the training split
 
@@ -152,31 +153,28 @@ class _Residual(nn.Module):
         return self.base(x) + self.scale * self.net(x)
 
 
-TASKS = {"smoke": SmokeTask(), "turbulence": SuperResolutionTask()}
+def smoke_task(
+    train_rollout: int | None = None, residual: bool = False, train_set: object = None, **_: Any
+) -> SmokeTask:
+    """The smoke task with its training rollout length; residual: scaled by the one-step change."""
+    if not residual:
+        return SmokeTask(train_rollout=train_rollout)
+    scale = residual_rms(train_set, lambda x: x[:, -1], lambda y: y[:, 0])
+    return SmokeTask(train_rollout=train_rollout, residual=True, step_scale=scale)
 
 
-def task_for(
-    dataset: str, train_rollout: int | None = None, residual: bool = False, train_set: object = None,
-    upsampler: str = "trilinear",
-) -> SmokeTask | SuperResolutionTask:  # fmt: skip
-    """The task object a run trains with: the smoke task carries its training rollout length; a residual
-    super-resolution task needs the training split (its grid ratio and lr -> hr unit conversion)."""
-    if residual and train_set is None:
-        raise ValueError("a residual task needs train_set (size of the residual; SR: grid ratio and units)")
-    if dataset == "smoke":
-        if not residual:
-            return SmokeTask(train_rollout=train_rollout)
-        scale = residual_rms(train_set, lambda x: x[:, -1], lambda y: y[:, 0])
-        return SmokeTask(train_rollout=train_rollout, residual=True, step_scale=scale)
-    if dataset == "turbulence" and residual:
-        gain, offset = lr_to_hr_units(train_set)
-        reference = UpsampleMiddle(sr_factor(train_set), upsampler, gain, offset)
-        with torch.no_grad():
-            scale = residual_rms(train_set, reference, lambda y: y)
-        return SuperResolutionTask(reference=reference, step_scale=scale)
-    if dataset not in TASKS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(TASKS)}")
-    return TASKS[dataset]
+def sr_task(
+    residual: bool = False, train_set: object = None, upsampler: str = "trilinear", **_: Any
+) -> SuperResolutionTask:
+    """The super-resolution task; residual: correcting ``upsampler`` (grid ratio and lr -> hr units from
+    the training split)."""
+    if not residual:
+        return SuperResolutionTask()
+    gain, offset = lr_to_hr_units(train_set)
+    reference = UpsampleMiddle(sr_factor(train_set), upsampler, gain, offset)
+    with torch.no_grad():
+        scale = residual_rms(train_set, reference, lambda y: y)
+    return SuperResolutionTask(reference=reference, step_scale=scale)
 
 
 def score(

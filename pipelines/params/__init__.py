@@ -32,6 +32,7 @@ from pipelines.params.base import (
     _gib,
     check_budget,
 )
+from pipelines.params.datasets import _check_hparam
 from pipelines.params.publish import HubRepoId, NonNegativeFloat, PublishParams, check_repo_id
 from pipelines.params.reference import _BOUND_SYMBOLS, _constraints, _type_label, params_reference
 from pipelines.params.smoke import PressureSolverParams, SmokeParams, SplitFractions
@@ -41,7 +42,6 @@ from pipelines.params.study import (
     StudyParams,
     TaskTrainParams,
     TrainParams,
-    _check_hparam,
     _format_errors,
     _merge,
     load_params,

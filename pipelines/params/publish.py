@@ -68,8 +68,10 @@ class PublishParams(Strict):
     endpoint in ``HF_ENDPOINT`` with the token in ``HF_TOKEN``."""
 
     target: Literal["local", "hub"] = "local"
-    datasets: list[Literal["smoke", "turbulence"]] = ["smoke", "turbulence"]
-    repos: dict[Literal["smoke", "turbulence"], HubRepoId] = {
+    datasets: list[str] = Field(
+        ["smoke", "turbulence"], description="the datasets to publish (each built in or in dataset_specs)"
+    )
+    repos: dict[str, HubRepoId] = {
         "smoke": "symflow/smoke-plume-c4",
         "turbulence": "symflow/isotropic-turbulence-sr",
     }

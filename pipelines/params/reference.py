@@ -103,7 +103,12 @@ def params_reference() -> str:
             walk(sub, sub_prefix, sub_default)
 
     root = StudyParams.model_construct()  # defaults only: no validation needed to read them
-    for name, info in StudyParams.model_fields.items():
+    sections = {n: i for n, i in StudyParams.model_fields.items() if isinstance(i.annotation, type)
+                and issubclass(i.annotation, BaseModel)}  # fmt: skip
+    top = [f"| `{n}` | {_type_label(i.annotation)} | `{getattr(root, n)}` | {i.description or ''} |"
+           for n, i in StudyParams.model_fields.items() if n not in sections]  # fmt: skip
+    lines.extend(["## top level", "", "| key | type | default | meaning |", "|---|---|---|---|", *top, ""])
+    for name, info in sections.items():
         walk(info.annotation, name, getattr(root, name, None))  # type: ignore[arg-type]
     return "\n".join(lines)
 

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -16,7 +16,6 @@ from pydantic import (
 )
 
 from models.catalog import MODEL_NAMES, resolve_model  # no torch: validation stays fast
-from models.spec import ModelSpec
 from pipelines.params.base import (
     MAX_EPOCHS,
     BadKey,
@@ -31,7 +30,7 @@ from pipelines.params.base import (
     one_line,
     short_repr,
 )
-from pipelines.params.hparams import check_hparams
+from pipelines.params.datasets import check_datasets, check_section
 from pipelines.params.publish import PublishParams
 from pipelines.params.smoke import SmokeParams
 from pipelines.params.turbulence import (
@@ -130,57 +129,47 @@ class TaskTrainParams(Strict):
         return OptimiserParams(**{**self.optimiser.model_dump(), **changes})
 
 
-def _check_hparam(key: str, value: Any, default: Any) -> None:
-    """An override has its default's type: bool stays bool, int stays int (not bool), floats are finite."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif isinstance(default, (tuple, list)):
-        ok = isinstance(value, (tuple, list)) and len(value) == len(default)
-        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    else:
-        ok = True
-    if not ok:
-        raise BadKey(key, f"expected a value like the default {default!r}, got {short_repr(value)}")
-
-
 class TrainParams(Strict):
+    """One section per dataset: ``smoke`` and ``turbulence`` built in, ``<name>`` for a dataset of your own
+    (listed in ``datasets``, its spec in ``dataset_specs``)."""
+
+    model_config = ConfigDict(extra="allow")  # merged with Strict's
     # by default every built-in model of the task
     smoke: TaskTrainParams = TaskTrainParams(models=list(MODEL_NAMES["smoke"]))
     turbulence: TaskTrainParams = TaskTrainParams(
         models=list(MODEL_NAMES["sr"]), optimiser=OptimiserParams(batch_size=4)
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_of_other_datasets(cls, raw: Any) -> Any:
+        """Another dataset's section is a TaskTrainParams like the built-ins' (its name is checked against
+        ``datasets`` by StudyParams)."""
+        if not isinstance(raw, dict):
+            return raw
+        out = dict(raw)
+        for name, value in raw.items():
+            if name not in cls.model_fields:
+                try:
+                    out[name] = TaskTrainParams.model_validate(value)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    key = ".".join(str(p) for p in (name, *first["loc"]))
+                    raise BadKey(key, first["msg"].removeprefix("Value error, ")) from None
+        return out
+
+    def sections(self) -> dict[str, TaskTrainParams]:
+        """Every dataset's section by dataset name."""
+        return {"smoke": self.smoke, "turbulence": self.turbulence, **(self.model_extra or {})}
+
     @model_validator(mode="after")
     def _known_models(self) -> TrainParams:
-        for dataset, task in (("smoke", "smoke"), ("turbulence", "sr")):
-            section: TaskTrainParams = getattr(self, dataset)
-            for model in section.models:
-                _model_spec(f"{dataset}.models", task, model)
-            # overrides and hparams: of a known model, listed or not, so `-S train.smoke.models=[cnn]`
-            # keeps the file valid
-            for model in section.optimiser_overrides:
-                _model_spec(f"{dataset}.optimiser_overrides.{model}", task, model)
-            for model, overrides in section.hparams.items():
-                spec = _model_spec(f"{dataset}.hparams.{model}", task, model)
-                extra = set(overrides) - set(spec.defaults)
-                if extra:
-                    raise ValueError(f"{dataset}.hparams.{model}: unknown keys {sorted(extra)}")
-                for key, value in overrides.items():
-                    _check_hparam(f"{dataset}.hparams.{model}.{key}", value, spec.defaults[key])
-                check_hparams(f"{dataset}.hparams.{model}", spec, {**spec.defaults, **overrides})
+        from pipelines.datasets import BUILTIN  # no torch: validation stays fast
+
+        for dataset, spec in BUILTIN.items():
+            check_section(dataset, spec.train.model_task, getattr(self, dataset))
         return self
 
-
-def _model_spec(key: str, task: str, model: str) -> ModelSpec:
-    """The spec of a model named under ``key``: a built-in name or a user model's import path."""
-    try:
-        return resolve_model(task, model)
-    except ValueError as err:
-        raise BadKey(key, str(err)) from None
 
 
 # Landscape budget: each count is capped, and the whole stage's estimate must fit check_budget's limits.
@@ -197,7 +186,7 @@ class LandscapeParams(Strict):
     training, loss landscapes", and train/curvature.py). Each count is capped and the stage's estimated time
     and memory (every model, seed and checkpoint) are checked against the limits, like the data stages'."""
 
-    models: dict[Literal["smoke", "turbulence"], list[str]] = Field(
+    models: dict[str, list[str]] = Field(
         default_factory=lambda: {"smoke": ["e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]},
         description="models measured per dataset (each must also be trained)",
     )
@@ -243,6 +232,16 @@ class LandscapeParams(Strict):
 class StudyParams(Strict):
     """Root of params.yaml. Sections not yet used by any stage are optional."""
 
+    datasets: list[str] = Field(
+        ["smoke", "turbulence"],
+        description="the dataset kinds the study trains, scores and reports on: built-in (smoke, turbulence)"
+        " or named in dataset_specs",
+    )
+    dataset_specs: dict[str, str] = Field(
+        default_factory=dict,
+        description="<name>: package.module:NAME, the DatasetSpec of a dataset of your own"
+        " (docs/extending.md)",
+    )
     compute: ComputeParams = ComputeParams()
     smoke: SmokeParams = SmokeParams()
     publish: PublishParams = PublishParams()
@@ -251,9 +250,17 @@ class StudyParams(Strict):
     landscape: LandscapeParams = LandscapeParams()
 
     @model_validator(mode="after")
+    def _datasets_resolve(self) -> StudyParams:
+        check_datasets(self)
+        return self
+
+    @model_validator(mode="after")
     def _landscape_models_are_trained(self) -> StudyParams:
         for dataset, models in self.landscape.models.items():
-            untrained = sorted(set(models) - set(getattr(self.train, dataset).models))
+            section = self.train.sections().get(dataset)
+            if section is None:
+                raise ValueError(f"landscape.models.{dataset}: no train.{dataset} section")
+            untrained = sorted(set(models) - set(section.models))
             if untrained:
                 raise ValueError(f"landscape.models.{dataset}: {untrained} are not in train.{dataset}.models")
         if self.train.smoke.level not in self.smoke.levels:
@@ -279,12 +286,16 @@ class StudyParams(Strict):
 
     def _check_landscape_budget(self) -> None:
         land = self.landscape
-        cells = {"smoke": self.smoke.resolution**2, "turbulence": self.turbulence.hr_resolution**3}
+        from pipelines.datasets import dataset_spec
+
         seconds = 0.0
         for dataset, models in land.models.items():
+            if not models:
+                continue
+            cells = dataset_spec(dataset, self).grid_cells(self)
             runs = len(models) * len(getattr(self.train, dataset).seeds) * len(land.checkpoints)
             passes = runs * land.passes_per_checkpoint() * land.subset_samples()
-            seconds += passes * cells[dataset] / LANDSCAPE_CELL_PASSES_PER_S
+            seconds += passes * cells / LANDSCAPE_CELL_PASSES_PER_S
         kept_vectors = land.directions + land.lanczos_steps + 8  # directions, Lanczos basis, work vectors
         check_budget("landscape", kept_vectors * NOMINAL_WEIGHTS * 4, 0, seconds)
 

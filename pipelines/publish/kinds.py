@@ -1,8 +1,8 @@
 """The dataset kinds the publish stage knows, and what each must provide.
 
-A kind turns one completed zarr store into the files of a Hub dataset repo. Adding a dataset means adding a
-:class:`DatasetKind` subclass and listing it in :data:`pipelines.publish.registry.KINDS` (and a loader in
-``loaders/``); the repo building, checksums, upload and receipt are shared (:mod:`.repo`, :mod:`.upload`).
+A kind turns one completed zarr store into the files of a Hub dataset repo. A dataset's spec names its kind
+(pipelines/datasets.py, ``publish: "package.module:Class"``; docs/extending.md); the repo building,
+checksums, upload and receipt are shared (:mod:`.repo`, :mod:`.upload`).
 """
 
 from __future__ import annotations

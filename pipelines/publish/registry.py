@@ -1,15 +1,17 @@
-"""The dataset kinds the publish stage knows, by dataset name."""
+"""The publish kind of a dataset, named by its spec (pipelines/datasets.py, ``publish``)."""
 
 from __future__ import annotations
 
+from pipelines.datasets import dataset_spec, load_ref
 from pipelines.publish.kinds import DatasetKind
-from pipelines.publish.smoke_kind import SmokeKind
-from pipelines.publish.turbulence_kind import TurbulenceKind
-
-KINDS: dict[str, type[DatasetKind]] = {"smoke": SmokeKind, "turbulence": TurbulenceKind}
 
 
 def get_kind(name: str) -> DatasetKind:
-    if name not in KINDS:
-        raise ValueError(f"unknown dataset kind {name!r}; known: {sorted(KINDS)}")
-    return KINDS[name]()
+    """The publish kind of dataset ``name`` (a built-in, or one resolved when params.yaml was loaded)."""
+    spec = dataset_spec(name)
+    if spec.publish is None:
+        raise ValueError(f"dataset {name!r} has no publish kind (its spec's `publish` is None)")
+    kind = load_ref(spec.publish, f"the publish kind of dataset {name!r}")
+    if not (isinstance(kind, type) and issubclass(kind, DatasetKind)):
+        raise ValueError(f"{spec.publish!r}, publish kind of dataset {name!r}, is no DatasetKind subclass")
+    return kind()

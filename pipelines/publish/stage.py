@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path("data/hub"), help="folder holding one repo per dataset"
     )
+    parser.add_argument("--store", action="append", default=[], metavar="NAME=PATH",
+                        help="another dataset's store (a dataset of your own)")  # fmt: skip
     parser.add_argument("--receipt", type=Path, default=Path("metrics/publish_receipt.json"))
     parser.add_argument("--target", choices=("local", "hub"), default=None, help="override publish.target")
     parser.add_argument(
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"publish": {"target": args.target}} if args.target else None
         params = load_params(args.params, overrides).publish
         stores = {"smoke": args.smoke, "turbulence": args.turbulence}
+        stores.update({name: Path(path) for name, _, path in (s.partition("=") for s in args.store)})
         return publish(params, stores, args.out, args.receipt, args.metrics_dir)
 
     def summary(result: dict[str, Any]) -> dict[str, Any]:  # the receipt has every hash; the console counts

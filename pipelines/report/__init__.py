@@ -27,15 +27,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from loaders.storage import open_store
-from pipelines.cli import STORE_PATHS, run_stage
+from pipelines.cli import run_stage
+from pipelines.datasets import dataset_spec
 from pipelines.params import StudyParams, load_params
 from pipelines.report.curvature import invariance_notes
-from pipelines.report.figures import UNITS, plot_bars, plot_curves, plot_spectra
 from pipelines.report.figures import mean_std as _mean_std
+from pipelines.report.figures import plot_bars, plot_curves, plot_spectra
 from pipelines.report.summary import plot_rows, summary_metrics, test_samples, write_summaries
 from pipelines.report.verdicts import (
-    COMPARISONS,
-    METRIC,
     Claim,
     adjust,
     baseline_note,
@@ -44,7 +43,7 @@ from pipelines.report.verdicts import (
     render_claims,
     verdict,
 )
-from train.runs import RunId, baseline_metrics
+from train.runs import RunId, baseline_metrics, metric_key
 
 FAMILY_NOTE = (
     "Every tested claim of this report (both datasets) is one family: each verdict is worded by its "
@@ -81,7 +80,7 @@ _read_json = _read
 def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
     """``results[dataset][model][seed]`` holds that run's train metrics, curves and landscape results."""
     out: dict[str, dict[str, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
-    for dataset in ("smoke", "turbulence"):
+    for dataset in params.datasets:
         section = getattr(params.train, dataset)
         for model in section.models:
             for seed in section.seeds:
@@ -121,11 +120,11 @@ def report_findings(per_dataset: dict[str, tuple[dict, list[str], dict]]) -> dic
     claims: dict[str, list[Claim]] = {d: [] for d in per_dataset}
     tail: dict[str, list[str]] = {d: [] for d in per_dataset}  # descriptive, untested lines
     for dataset, (runs, checkpoints, baselines) in per_dataset.items():
-        relaxed, full, _ = COMPARISONS[dataset]
+        relaxed, full, _ = dataset_spec(dataset).comparisons
         if relaxed not in runs or full not in runs:
             head[dataset].append(f"- {dataset}: {relaxed} or {full} was not trained; no comparison made.")
             continue
-        metric = METRIC[dataset]
+        metric = dataset_spec(dataset).metric
         test_base = best_baseline(baselines, "test", metric)
         if test_base is None:
             head[dataset].append(
@@ -194,19 +193,20 @@ def render(
         md = sections[dataset] = []
         short, source = sources.get(dataset, ("unknown source", "unknown source"))
         caption = _caption(dataset, short, params)
-        metric = METRIC[dataset]
+        metric = dataset_spec(dataset).metric
         md += [f"## {dataset} — data: {short}", ""]  # a heading stays one short line
         md += [source, ""] if source != short else []
         plot_curves(dataset, runs, out / f"{dataset}_curves.png", caption, metric)
         md += [f"![curves]({dataset}_curves.png)", ""]
         tests = {
-            "test": {m: [s["train"][f"test_{metric}"] for s in seeds.values()] for m, seeds in runs.items()}
+            "test": {m: [s["train"][metric_key(metric)] for s in seeds.values()] for m, seeds in runs.items()}
         }
         baselines = read_baselines(metrics_dir, dataset)
         refs = {name: s[metric] for name, s in baselines.get("test", {}).items()}
         samples = {m: test_samples(seeds) for m, seeds in runs.items()}
         samples.update({f"baseline:{name}": s["n"] for name, s in baselines.get("test", {}).items()})
-        plot_bars(tests, f"test {metric.upper()} ({UNITS[dataset]})", out / f"{dataset}_test.png", caption,
+        units = dataset_spec(dataset).units
+        plot_bars(tests, f"test {metric.upper()} ({units})", out / f"{dataset}_test.png", caption,
                   refs, samples)  # fmt: skip
         md += [f"![test error]({dataset}_test.png)", ""]
         sharp = {
@@ -235,15 +235,15 @@ def render(
             md.append(f"| baseline: {name} | 0 | — | {s[metric]:.4g} | {se_cell} | {s['n']} x 1 |"
                       + " — | — | — |" * len(ckpts))  # fmt: skip
             table[f"baseline:{name}"] = {
-                f"test_{metric}": s[metric], "test_se": s["se"], "test_samples": s["n"]
+                metric_key(metric): s[metric], "test_se": s["se"], "test_samples": s["n"]
             }
         for model, seeds in sorted(runs.items()):
             first = next(iter(seeds.values()))["train"]
-            t_mean, t_std = _mean_std([s["train"][f"test_{metric}"] for s in seeds.values()])
+            t_mean, t_std = _mean_std([s["train"][metric_key(metric)] for s in seeds.values()])
             e_mean, _ = _mean_std([s["train"]["equivariance_error"] for s in seeds.values()])
             net = [s["train"]["equivariance_error_network"] for s in seeds.values()
                    if "equivariance_error_network" in s["train"]]  # fmt: skip
-            se_key = f"test_{metric}_se"
+            se_key = metric_key(metric) + "_se"
             se = [s["train"][se_key] for s in seeds.values() if se_key in s["train"]]
             n_test = test_samples(seeds)
             net_cell = f"{_mean_std(net)[0]:.2e}" if net else "—"
@@ -254,7 +254,7 @@ def render(
                 "parameters": first["parameters"],
                 "equivariance_error": e_mean,
                 **({"equivariance_error_network": _mean_std(net)[0]} if net else {}),
-                f"test_{metric}": t_mean,
+                metric_key(metric): t_mean,
                 "test_samples": n_test,
                 "seeds": len(seeds),
             }
@@ -288,26 +288,18 @@ def render(
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if summary_dir is not None and plots_dir is not None:
-        write_summaries(summary_dir, plots_dir, dvc_files)
+        write_summaries(summary_dir, plots_dir, dvc_files, params.datasets)
     return summary
-
-
-SHORT_SOURCE = {"synthetic": "synthetic Navier-Stokes, NOT JHTDB", "jhtdb": "JHTDB isotropic1024coarse"}
 
 
 def dataset_sources(paths: dict[str, Path]) -> dict[str, tuple[str, str]]:
     """(short label for figure captions, full description) of how each dataset was made, from its
-    store's attributes: JHTDB or synthetic, stated plainly."""
+    store's attributes (its spec's ``describe``): JHTDB or synthetic, stated plainly."""
     out = {}
     for name, path in paths.items():
         if not Path(path).exists():
             continue
-        attrs = open_store(path).attrs
-        if name == "smoke":
-            out[name] = ("PhiFlow simulation", f"PhiFlow smoke plumes ({attrs.get('title', 'smoke plume')})")
-        else:
-            kind = str(attrs.get("source", "unknown"))
-            out[name] = (SHORT_SOURCE.get(kind, kind), str(attrs.get("source_description") or kind))
+        out[name] = dataset_spec(name).describe(open_store(path).attrs)
     return out
 
 
@@ -320,13 +312,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="write <dataset>.json summaries for `dvc metrics show` here")  # fmt: skip
     parser.add_argument("--plots-dir", type=Path, default=None,
                         help="write the plot data of dvc.yaml's top-level plots here")  # fmt: skip
-    parser.add_argument("--smoke", type=Path, default=STORE_PATHS["smoke"])
-    parser.add_argument("--turbulence", type=Path, default=STORE_PATHS["turbulence"])
+    parser.add_argument("--store", action="append", default=[], metavar="NAME=PATH",
+                        help="a dataset's store (default: data/<its store name>)")  # fmt: skip
     args = parser.parse_args(argv)
 
     def body() -> dict:
         params = load_params(args.params)
-        sources = dataset_sources({"smoke": args.smoke, "turbulence": args.turbulence})
+        given = dict(item.partition("=")[::2] for item in args.store)
+        paths = {d: Path(given.get(d) or dataset_spec(d, params).store_path) for d in params.datasets}
+        sources = dataset_sources(paths)
         return render(params, args.metrics_dir, args.out, sources, args.summary_dir, args.plots_dir)
 
     return run_stage("report", body)

@@ -14,10 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from pipelines.datasets import dataset_spec
+
 # Gaussian smoothing of the SLQ nodes: one width for every model of a panel, a fraction of the shared span
 SMOOTHING = 0.01
 DENSITY_FLOOR = 1e-6  # densities below this fraction of the panel's peak are not drawn (log axis)
-UNITS = {"smoke": "smoke density / velocity units", "turbulence": "velocity units"}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -61,7 +62,7 @@ def curve_bands(runs: dict, key: str) -> dict[str, dict]:
 def plot_curves(dataset: str, runs: dict, path: Path, caption: str, metric: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     labels = [("train_loss", "train loss (normalised units, log)"),
-              ("valid_metric", f"valid {metric.upper()} ({UNITS[dataset]}, log)")]  # fmt: skip
+              ("valid_metric", f"valid {metric.upper()} ({dataset_spec(dataset).units}, log)")]  # fmt: skip
     for ax, (key, ylabel) in zip(axes, labels, strict=True):
         for model, band in curve_bands(runs, key).items():
             (line,) = ax.plot(band["epochs"], band["mean"], marker="o", ms=3,

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from pipelines.report.figures import DENSITY_FLOOR, curve_bands, mean_std, seeds_label, smoothed_spectra
+from train.runs import metric_key
 
-DATASETS = ("smoke", "turbulence")
 PLOTS = ("curves", "test", "sharpness", "spectra")
 
 
@@ -44,9 +44,9 @@ def summary_metrics(runs: dict, metric: str, checkpoints: list[str], best_base: 
         seeds = next(iter(runs.values()))
         out["seeds"], out["test_samples"] = len(seeds), test_samples(seeds)
     for model, seeds in sorted(runs.items()):
-        tests = [s["train"][f"test_{metric}"] for s in seeds.values()]
+        tests = [s["train"][metric_key(metric)] for s in seeds.values()]
         mean, sd = mean_std(tests)
-        row: dict[str, Any] = {f"test_{metric}": _r(mean)}
+        row: dict[str, Any] = {metric_key(metric): _r(mean)}
         if len(tests) > 1:  # one seed has no spread: no SE rather than a misleading 0
             row["test_se"] = _r(sd / np.sqrt(len(tests)))
         if len(tests) != out.get("seeds"):
@@ -65,16 +65,16 @@ def plot_rows(runs: dict, metric: str, checkpoints: list[str], baselines: dict) 
     for model, band in curve_bands(runs, "valid_metric").items():
         series = seeds_label(model, band["seeds"])
         for e, m, lo, hi in zip(band["epochs"], band["mean"], band["lo"], band["hi"], strict=True):
-            rows["curves"].append({"series": series, "epoch": e, f"valid_{metric}": _r(m), "lo": _r(lo),
-                                   "hi": _r(hi)})  # fmt: skip
+            rows["curves"].append({"series": series, "epoch": e, metric_key(metric, "valid"): _r(m),
+                                   "lo": _r(lo), "hi": _r(hi)})  # fmt: skip
     for name, s in sorted(baselines.get("test", {}).items()):
         v = _r(s[metric])
-        rows["test"].append({"series": f"baseline: {name} (n = {s['n']} test samples)", f"test_{metric}": v,
+        rows["test"].append({"series": f"baseline: {name} (n = {s['n']} test samples)", metric_key(metric): v,
                              "lo": v, "hi": v})  # fmt: skip
     for model, seeds in sorted(runs.items()):
-        m, sd = mean_std([s["train"][f"test_{metric}"] for s in seeds.values()])
+        m, sd = mean_std([s["train"][metric_key(metric)] for s in seeds.values()])
         rows["test"].append({"series": seeds_label(model, len(seeds), test_samples(seeds)),
-                             f"test_{metric}": _r(m), "lo": _r(m - sd), "hi": _r(m + sd)})  # fmt: skip
+                             metric_key(metric): _r(m), "lo": _r(m - sd), "hi": _r(m + sd)})  # fmt: skip
         for c in checkpoints:
             sh = [s["landscape"][c]["sharpness"] for s in seeds.values() if (s.get("landscape") or {}).get(c)]
             if sh:
@@ -92,11 +92,14 @@ def plot_rows(runs: dict, metric: str, checkpoints: list[str], baselines: dict) 
     return rows
 
 
-def write_summaries(summary_dir: Path, plots_dir: Path, per_dataset: dict[str, tuple[dict, dict]]) -> None:
-    """Write every dataset's files, ``{}`` / ``[]`` for a dataset without runs (DVC expects each output)."""
+def write_summaries(
+    summary_dir: Path, plots_dir: Path, per_dataset: dict[str, tuple[dict, dict]], datasets: list[str]
+) -> None:
+    """Write the files of every dataset of ``datasets``, ``{}`` / ``[]`` for one without runs (DVC expects
+    each output)."""
     summary_dir.mkdir(parents=True, exist_ok=True)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    for dataset in DATASETS:
+    for dataset in datasets:
         summary, rows = per_dataset.get(dataset, ({}, {}))
         (summary_dir / f"{dataset}.json").write_text(json.dumps(summary, indent=2) + "\n")
         for name in PLOTS:

@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.datasets import dataset_spec
 from pipelines.report.curvature import RAW, landscape_checks, negative_curvature
 from pipelines.report.figures import mean_std
 from pipelines.report.stats import ALPHA, Comparison, compare, holm
+from train.runs import metric_key
 
-# Which models the study compares, relaxed first: (relaxed, fully equivariant, baseline or None).
-COMPARISONS = {"smoke": ("rsteer", "e2cnn", None), "turbulence": ("rgcnn", "gcnn", "cnn")}
-METRIC = {"smoke": "rmse", "turbulence": "mae"}
+# Which models the study compares (relaxed, fully equivariant, baseline or None) and by which metric: each
+# dataset's spec (pipelines/datasets.py, ``comparisons`` and ``metric``).
 MIN_SEEDS = 3  # fewer seeds per model: no verdict
 
 
@@ -117,16 +118,18 @@ def dataset_claims(dataset: str, runs: dict, checkpoints: list[str], test_base: 
                    valid_base: tuple | None) -> list[Claim]:  # fmt: skip
     """The claims of one dataset: test and validation error, then per checkpoint sharpness and the top
     Hessian eigenvalue (those gated on the test baseline: flatness of a model that learnt nothing is moot)."""
-    relaxed, *rest = COMPARISONS[dataset]
-    metric = METRIC[dataset]
+    spec = dataset_spec(dataset)
+    relaxed, *rest = spec.comparisons
+    metric = spec.metric
     others = [m for m in rest if m is not None and m in runs]
 
     def test_fn(s: dict) -> Any:
-        return s["train"][f"test_{metric}"]
+        return s["train"][metric_key(metric)]
 
     checks: list[tuple[str, Callable[[dict], Any], tuple | None]] = [
         (f"lower test {metric.upper()}", test_fn, test_base),
-        (f"lower best validation {metric.upper()}", lambda s: s["train"][f"best_valid_{metric}"], valid_base),
+        (f"lower best validation {metric.upper()}", lambda s: s["train"][metric_key(metric, "best_valid")],
+         valid_base),
     ]
     checks += landscape_checks(checkpoints)  # invariant measures decide; raw ones are described
     out = []
@@ -161,8 +164,9 @@ def negative_eigenvalue_lines(
 ) -> list[str]:
     """"No (significant) negative eigenvalues": descriptive (no test, not in the family), read from the
     Hessian that can show convexity (pipelines/report/curvature.py)."""
-    relaxed, *rest = COMPARISONS[dataset]
-    metric = METRIC[dataset]
+    spec = dataset_spec(dataset)
+    relaxed, *rest = spec.comparisons
+    metric = spec.metric
     models = [relaxed, *(m for m in rest if m is not None and m in runs)]
     lines = []
     for ckpt in checkpoints:
@@ -173,7 +177,7 @@ def negative_eigenvalue_lines(
             verdict_word = f"inconclusive (n seeds < {MIN_SEEDS})"
         elif test_base is None:
             verdict_word = "inconclusive (no baseline)"
-        elif any(mean_std([s["train"][f"test_{metric}"] for s in runs[m].values()])[0] >= test_base[1]
+        elif any(mean_std([s["train"][metric_key(metric)] for s in runs[m].values()])[0] >= test_base[1]
                  for m in models):  # fmt: skip
             verdict_word = "not reproduced (a model does not beat the test baseline)"
         lines.append(f"- no (significant) negative eigenvalues at {ckpt}: **{verdict_word}** "
@@ -189,7 +193,7 @@ def baseline_note(runs: dict, metric: str, base: tuple[str, float] | None) -> st
     name, value = base
     beat, lost = [], []
     for model, seeds in sorted(runs.items()):
-        tests = [s["train"][f"test_{metric}"] for s in seeds.values()]
+        tests = [s["train"][metric_key(metric)] for s in seeds.values()]
         below = sum(t < value for t in tests)
         entry = f"{model} ({np.mean(tests):.4g}; {below}/{len(tests)} seeds below)"
         (beat if np.mean(tests) < value else lost).append(entry)
