@@ -27,23 +27,37 @@ from train.tasks import TASKS, score, task_for
 
 
 def run_baselines(dataset: str, params: StudyParams, data: Path, metrics_dir: Path) -> dict[str, Any]:
+    """Every baseline on valid and test; smoke: at each trained level (``levels``, by config name), the
+    first level's also under ``splits`` (the study's tables and cards)."""
     section: TaskTrainParams = getattr(params.train, dataset)
     device = prepare(params.compute.device)
-    splits = load_splits(dataset, data, split_spec(section))
     task = task_for(dataset)  # plain form: the baseline module is the whole prediction
+    out: dict[str, Any] = {"dataset": dataset, "metric": task.metric_name}
+    levels: list[int | None] = list(section.levels) if dataset == "smoke" else [None]
+    scored = {lv: _score_level(dataset, section, data, device, task, lv) for lv in levels}
+    out["splits"] = next(iter(scored.values()))
+    if dataset == "smoke":
+        out["levels"] = {f"E{lv}": splits for lv, splits in scored.items()}
+    write_json_atomic(baseline_metrics(metrics_dir, dataset), out)
+    return out
+
+
+def _score_level(
+    dataset: str, section: TaskTrainParams, data: Path, device: Any, task: Any, level: int | None
+) -> dict[str, Any]:
+    splits = load_splits(dataset, data, split_spec(section, level))
     if dataset == "smoke":
         modules = smoke_baselines()
     else:
         modules = sr_baselines(splits["train"], sr_factor(splits["train"]))
     batch = section.optimiser.batch_size
     modules = {name: module.to(device) for name, module in modules.items()}
-    out: dict[str, Any] = {"dataset": dataset, "metric": task.metric_name, "splits": {}}
+    out = {}
     for split in ("valid", "test"):
         scale = output_scale(splits[split])
-        out["splits"][split] = {
+        out[split] = {
             name: score(module, task, splits[split], batch, scale, device) for name, module in modules.items()
         }
-    write_json_atomic(baseline_metrics(metrics_dir, dataset), out)
     return out
 
 

@@ -1,15 +1,18 @@
 """Stage: train one model on one dataset with one seed; checkpoints, curves and test metrics.
 
-    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0   # one run
+    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0   # one run (the first listed level)
+    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0 --level 5   # one run at E_5
     python -m pipelines.fit                                          # every (dataset, model, seed) listed
 
 Without ``--dataset/--model/--seed`` (the DVC stage) it runs the whole matrix of params.yaml through
 pipelines/matrix.py: unchanged runs skipped, the rest in this process or, with
 ``compute.scheduler_address``, in parallel on the dask cluster's workers.
 
-Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (verified on every read, resumable;
-``train_seconds.json`` beside them holds the run's wall time), per-epoch curves in
-``metrics/curves/<dataset>-<model>-seed<k>.json`` (DVC plots) and final metrics in
+Smoke runs are one per (level, model, seed): ``train.smoke.levels`` (every model at the first,
+``sweep_models`` at the others); the files of a level other than E_0 carry it (``smoke-E5``,
+``runs/smoke/E5/...``, train/runs.py). Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt``
+(verified on every read, resumable; ``train_seconds.json`` beside them holds the run's wall time),
+per-epoch curves in ``metrics/curves/<dataset>-<model>-seed<k>.json`` (DVC plots) and final metrics in
 ``metrics/train/<dataset>-<model>-seed<k>.json`` (DVC metrics): the test metric of the best checkpoint on
 the real test split, in physical units, with each test sample's error, their standard error and count
 (``test_<metric>_se``, ``test_samples``), the parameter count and the equivariance error of the prediction
@@ -32,30 +35,42 @@ from models.registry import count_parameters
 from pipelines.cli import STORE_PATHS, run_stage, run_stage_parser
 from pipelines.matrix import Job, prune, run_matrix
 from pipelines.params import StudyParams, TaskTrainParams, load_params
-from pipelines.run_config import hparams_of, optimiser_config, run_identity, run_key, split_spec, task_of
+from pipelines.run_config import (
+    hparams_of,
+    optimiser_config,
+    run_id,
+    run_identity,
+    run_key,
+    run_levels,
+    split_spec,
+    task_of,
+)
 from train.data import build, load_splits, output_scale
 from train.device import device_info, prepare, task_on, to_device
 from train.loop import load_checkpoint, train, write_curves
-from train.runs import RunId
 from train.tasks import TASKS, score
 
 
 def run_training(
-    dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path
-) -> dict[str, Any]:
+    dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path,
+    level: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One run; ``level`` (smoke) defaults to the first of ``train.smoke.levels``."""
     section: TaskTrainParams = getattr(params.train, dataset)
     if model_name not in section.models:
         raise ValueError(f"train.{dataset}.models does not list {model_name!r}: {section.models}")
     if dataset == "turbulence":
         params.turbulence.check_trainable()
     device = prepare(params.compute.device)  # a GPU that is not there fails here, before any work
-    run = RunId(dataset, model_name, seed)
-    splits = load_splits(dataset, data, split_spec(section))
+    run = run_id(dataset, model_name, seed, section, level)
+    splits = load_splits(dataset, data, split_spec(section, run.level))
     task = task_on(task_of(dataset, section, splits["train"]), device)
     hparams = hparams_of(dataset, model_name, section)
     model = build(dataset, model_name, seed, hparams).to(device)  # initial weights drawn on the CPU
     run_dir = run.run_dir(runs)
-    identity = run_identity(dataset, model_name, seed, section, hparams, Path(data), params.compute.device)
+    identity = run_identity(
+        dataset, model_name, seed, section, hparams, Path(data), params.compute.device, run.level
+    )
     settings = optimiser_config(section, model_name)
     result = train(
         model, task, splits["train"], splits["valid"], settings, run_dir, seed, identity, device=device
@@ -79,6 +94,7 @@ def run_training(
         "test_samples": test["n"],
         f"test_{name}_per_sample": test["per_sample"],  # same order for every run: paired comparisons
         "residual": section.residual,
+        **({"level": run.level} if run.level is not None else {}),
         f"best_valid_{task.metric_name}": result["best_valid"] * scale,
         "best_epoch": result["best_epoch"],
         "epochs_run": len(result["history"]["epoch"]),
@@ -95,29 +111,34 @@ def run_training(
     }
     history = dict(result["history"])
     history["valid_metric"] = [v * scale for v in history["valid_metric"]]
-    write_curves(run.curves(metrics_dir), history, {"model": model_name, "seed": seed})
+    write_curves(
+        run.curves(metrics_dir),
+        history,
+        {"model": model_name, "seed": seed} | ({"level": run.level} if run.level is not None else {}),
+    )
     write_json_atomic(run.train_metrics(metrics_dir), metrics)
     return metrics
 
 
 def training_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> list[Job]:
-    """Every (dataset, model, seed) of ``train``, with absolute paths (a worker has its own directory),
-    stamped with the run's key (pipelines/run_config.py): the same identity its checkpoints record."""
+    """Every (dataset, [level,] model, seed) of ``train``, with absolute paths (a worker has its own
+    directory), stamped with the run's key (pipelines/run_config.py): the same identity its checkpoints
+    record."""
     jobs = []
     for dataset, data in stores.items():
         section: TaskTrainParams = getattr(params.train, dataset)
-        for model_name in section.models:
-            for seed in section.seeds:
-                run = RunId(dataset, model_name, seed)
-                hparams = hparams_of(dataset, model_name, section)
-                device = params.compute.device
-                stamp = run_key(dataset, model_name, seed, section, hparams, Path(data), device)
-                args = (dataset, model_name, seed, params, Path(data).resolve(), runs.resolve(),
-                        metrics_dir.resolve())  # fmt: skip
-                # every checkpoint is an output: the landscape stage reads early.pt and best.pt
-                ckpts = tuple(run.run_dir(args[5]) / name for name in ("early.pt", "best.pt", "last.pt"))
-                outputs = (run.train_metrics(args[6]), run.curves(args[6]), *ckpts)
-                jobs.append(Job(run.name, "pipelines.fit:run_training", args, stamp, outputs))
+        runs_of = [(m, lv) for m in section.models for lv in run_levels(dataset, section, m)]
+        for (model_name, level), seed in ((r, s) for r in runs_of for s in section.seeds):
+            run = run_id(dataset, model_name, seed, section, level)
+            hparams = hparams_of(dataset, model_name, section)
+            device = params.compute.device
+            stamp = run_key(dataset, model_name, seed, section, hparams, Path(data), device, level)
+            args = (dataset, model_name, seed, params, Path(data).resolve(), runs.resolve(),
+                    metrics_dir.resolve(), level)  # fmt: skip
+            # every checkpoint is an output: the landscape stage reads early.pt and best.pt
+            ckpts = tuple(run.run_dir(args[5]) / name for name in ("early.pt", "best.pt", "last.pt"))
+            outputs = (run.train_metrics(args[6]), run.curves(args[6]), *ckpts)
+            jobs.append(Job(run.name, "pipelines.fit:run_training", args, stamp, outputs))
     return jobs
 
 
@@ -148,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             return {k: ("skipped" if v == "skipped" else "trained") for k, v in results.items()
                     if k != "placement"}  # fmt: skip
         data = args.data or STORE_PATHS[args.dataset]
-        return run_training(args.dataset, args.model, args.seed, params, data, args.runs, args.metrics_dir)
+        return run_training(
+            args.dataset, args.model, args.seed, params, data, args.runs, args.metrics_dir, args.level
+        )
 
     return run_stage("train", body)
 

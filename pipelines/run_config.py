@@ -20,11 +20,31 @@ from loaders.storage import store_digest
 from pipelines.params import TaskTrainParams
 from train.data import SplitSpec, model_hparams
 from train.loop import OptimiserConfig
+from train.runs import RunId
 from train.tasks import SmokeTask, SuperResolutionTask, task_for
 
 
-def split_spec(section: TaskTrainParams) -> SplitSpec:
-    return SplitSpec(normalise=section.normalise, level=section.level, window_stride=section.window_stride)
+def split_spec(section: TaskTrainParams, level: int | None = None) -> SplitSpec:
+    """How a run's data is cut; ``level`` (smoke) defaults to the first of ``section.levels``."""
+    level = section.levels[0] if level is None else level
+    return SplitSpec(normalise=section.normalise, level=level, window_stride=section.window_stride)
+
+
+def run_levels(dataset: str, section: TaskTrainParams, model_name: str) -> list[int | None]:
+    """The levels ``model_name`` is trained at: smoke's ``levels`` it is listed for (all of them at the
+    first, ``sweep_models`` at the others); ``[None]`` for a dataset without levels."""
+    if dataset != "smoke":
+        return [None]
+    return [lv for lv in section.levels if model_name in section.models_at(lv)]
+
+
+def run_id(
+    dataset: str, model_name: str, seed: int, section: TaskTrainParams, level: int | None = None
+) -> RunId:
+    """The run's files (train/runs.py); a smoke run without ``level`` is the first level's."""
+    if dataset == "smoke":
+        return RunId(dataset, model_name, seed, section.levels[0] if level is None else level)
+    return RunId(dataset, model_name, seed)
 
 
 def optimiser_config(section: TaskTrainParams, model_name: str | None = None) -> OptimiserConfig:
@@ -48,7 +68,7 @@ TRAIN_CODE = ("models", "loaders", "train", "pipelines/params", "pipelines/run_c
 LANDSCAPE_CODE = (*TRAIN_CODE[:-1], "pipelines/landscape.py")
 # the fields of train.<dataset> that shape the task a run trains on, per dataset (the others are unused)
 LAYOUT = {
-    "smoke": ("level", "normalise", "train_rollout", "window_stride", "residual"),
+    "smoke": ("levels", "normalise", "train_rollout", "window_stride", "residual"),
     "turbulence": ("normalise", "residual", "upsampler"),
 }
 
@@ -72,12 +92,16 @@ def code_digest(paths: Iterable[str]) -> str:
 
 def run_identity(
     dataset: str, model_name: str, seed: int, section: TaskTrainParams, hparams: dict[str, Any], data: Path,
-    device: str = "auto",
+    device: str = "auto", level: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """What a run's checkpoints and metrics depend on, and nothing else (``run_params`` names the params):
     the data's content, this model and its hparams, its optimiser (overrides applied), the seed, the task
-    layout, the device and the code. Another model's hparams or another seed in the list are not in it,
-    so those runs are left alone; a rebuilt store with other content or an edited model is."""
+    layout (for smoke the run's own level, default the first: not the list, so adding a level leaves the
+    others' runs alone), the device and the code. Another model's hparams or another seed in the list are
+    not in it, so those runs are left alone; a rebuilt store with other content or an edited model is."""
+    layout = section.model_dump(mode="json", include=set(LAYOUT[dataset]) - {"levels"})
+    if dataset == "smoke":
+        layout["level"] = section.levels[0] if level is None else level
     return {
         "data": store_digest(data),
         "dataset": dataset,
@@ -85,7 +109,7 @@ def run_identity(
         "hp": hparams,
         "optimiser": section.optimiser_for(model_name).model_dump(mode="json"),
         "seed": seed,
-        "layout": section.model_dump(mode="json", include=set(LAYOUT[dataset])),
+        "layout": layout,
         "device": device,
         "code": code_digest(TRAIN_CODE),
     }
@@ -93,7 +117,7 @@ def run_identity(
 
 def run_key(
     dataset: str, model_name: str, seed: int, section: TaskTrainParams, hparams: dict[str, Any], data: Path,
-    device: str = "auto",
+    device: str = "auto", level: int | None = None,
 ) -> str:  # fmt: skip
     """The identity as a short hash: the train stage's stamp of the run."""
-    return params_key(run_identity(dataset, model_name, seed, section, hparams, data, device))
+    return params_key(run_identity(dataset, model_name, seed, section, hparams, data, device, level))
