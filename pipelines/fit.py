@@ -92,6 +92,8 @@ def run_training(
         f"test_{name}_se": test["se"],  # standard error of the per-sample mean over the test samples
         f"test_{name}_sample_mean": test["sample_mean"],
         "test_samples": test["n"],
+        # rotated copies of one simulation count once (docs/study.md, effective sample size)
+        **{f"test_distinct_{k}": v for k, v in getattr(splits["test"], "effective_size", dict)().items()},
         f"test_{name}_per_sample": test["per_sample"],  # same order for every run: paired comparisons
         "residual": section.residual,
         **({"level": run.level} if run.level is not None else {}),

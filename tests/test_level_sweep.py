@@ -60,6 +60,9 @@ def test_each_level_trains_on_its_own_data_and_resumes(swept: tuple[Path, object
         json.loads(RunId("smoke", "cnn", 0, lv).train_metrics(root / "metrics").read_text()) for lv in (0, 3)
     )
     assert e3["level"] == 3 and e0["level"] == 0 and e3["test_rmse"] != e0["test_rmse"]
+    # effective sample size: E_0's four directions are one simulation turned, E_3's four simulations
+    assert (e0["test_distinct_simulations"], e3["test_distinct_simulations"]) == (1, 4)
+    assert e0["test_distinct_windows"] * 4 == e0["test_samples"] == e3["test_distinct_windows"]
     section, path = params.train.smoke, RunId("smoke", "cnn", 0, 3).checkpoint(root / "runs", "best")
     hparams = run_config.hparams_of("smoke", "cnn", section)
     load_checkpoint(
