@@ -91,6 +91,7 @@ def test_the_report_plots_each_level_against_its_data_error(
     rows = [line for line in md if line.startswith("| E_")]
     assert len(rows) == 4 and all(" ± " in r for r in rows)  # 2 levels x valid / test
     assert summary["E3"]["data_equivariance_error"] == errors[3]
+    assert sum(line.startswith("- E_3: Strongest test baseline: ") for line in md) == 1
     assert summary["E3"]["test"]["cnn"]["seeds"] == 1
     assert [c.word for c in claims] == ["not measured"] * 3  # no pair trained; E_0's rsteer pair is not here
 

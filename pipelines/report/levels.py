@@ -21,7 +21,7 @@ import numpy as np
 from loaders.storage import open_store
 from pipelines.params import StudyParams
 from pipelines.report.figures import UNITS, finish, mean_std, seeds_label
-from pipelines.report.verdicts import Claim, claim, seed_values
+from pipelines.report.verdicts import Claim, baseline_note, claim, seed_values
 from train.runs import RunId, baseline_metrics
 
 PAIRS = (("rgcnn", "gcnn"), ("rsteer", "e2cnn"))  # relaxed, strict: Wang et al. 2022's smoke claim
@@ -201,5 +201,9 @@ def level_section(
     plot_levels(
         runs, baselines, errors, out / "smoke_levels.png", f"smoke level sweep; seeds {section.seeds}"
     )
-    md += ["![level sweep](smoke_levels.png)", ""] + level_table(runs, baselines, errors)
+    md += ["![level sweep](smoke_levels.png)", ""] + level_table(runs, baselines, errors) + [""]
+    md += [
+        f"- E_{lv}: " + baseline_note(runs[lv], "rmse", _best(baselines.get(lv, {}), "test"))
+        for lv in sorted(runs)
+    ]
     return md, level_claims(runs, baselines, section.levels[0]), level_summary(runs, baselines, errors)
