@@ -63,6 +63,10 @@ def run_training(
         params.turbulence.check_trainable()
     device = prepare(params.compute.device)  # a GPU that is not there fails here, before any work
     run = run_id(dataset, model_name, seed, section, level)
+    if run.level not in run_levels(dataset, section, model_name):
+        raise ValueError(
+            f"train.{dataset}.levels / sweep_models do not train {model_name!r} at level {level}"
+        )
     splits = load_splits(dataset, data, split_spec(section, run.level))
     task = task_on(task_of(dataset, section, splits["train"]), device)
     hparams = hparams_of(dataset, model_name, section)

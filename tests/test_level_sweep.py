@@ -118,3 +118,13 @@ def test_level_verdicts_join_the_reports_one_holm_family() -> None:
     scores = {"persistence": {"rmse": 1.0, "se": 0.0, "n": 8}}
     worded = report_findings({"smoke": (smoke, [], {"test": scores, "valid": scores})}, {LEVELS: claims})
     assert all("over 5 tests" in line for line in worded[LEVELS])
+
+
+def test_the_cards_quote_the_study_level_runs_only(tmp_path: Path) -> None:
+    from pipelines.publish.facts import read_metrics
+
+    for level, value in ((0, 0.1), (5, 0.2)):
+        path = RunId("smoke", "cnn", 0, level).train_metrics(tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"test_rmse": value, "test_rmse_se": 0.01}))
+    assert read_metrics(tmp_path, "smoke")["models"] == {"cnn|rmse": [0.1]}  # not "E5-cnn", not E_5's value

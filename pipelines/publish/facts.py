@@ -1,7 +1,8 @@
 """What a dataset card states beyond the store: build cost, baseline and model scores, citations, install.
 
 The publish stage reads the stage metrics optionally (``<metrics>/<dataset>.json``,
-``<metrics>/baselines/<dataset>.json``, ``<metrics>/train/<dataset>-<model>-seed<n>.json``); whatever is
+``<metrics>/baselines/<dataset>.json``, ``<metrics>/train/<dataset>-<model>-seed<n>.json``: the lowest trained
+smoke level's, E_0's, whose files name no level); whatever is
 absent is left out of the card, which then says where the numbers will be, rather than inventing them.
 Only the fields a card prints are kept (:func:`read_metrics`), and they enter the repo's build key, so a
 card is rebuilt exactly when what it shows changed.

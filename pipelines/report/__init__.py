@@ -12,6 +12,8 @@ figure, and the report names every model that does not beat the strongest. A cla
 when the models involved beat the strongest baseline and the difference is significant over seeds at a
 Holm-adjusted p < 0.05 over every test of the report, with at least 3 seeds per model
 (pipelines/report/verdicts.py); otherwise "not significant", "not reproduced" or "inconclusive".
+With more than one smoke level trained, a section plots and tests the level sweep
+(pipelines/report/levels.py); its claims join the same family.
 """
 
 from __future__ import annotations

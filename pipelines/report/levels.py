@@ -203,7 +203,7 @@ def level_section(
     )
     md += ["![level sweep](smoke_levels.png)", ""] + level_table(runs, baselines, errors) + [""]
     md += [
-        f"- E_{lv}: " + baseline_note(runs[lv], "rmse", _best(baselines.get(lv, {}), "test"))
+        f"- E_{lv}: " + baseline_note(runs[lv], "rmse", _best(baselines.get(lv, {}), "test")).rstrip()
         for lv in sorted(runs)
     ]
     return md, level_claims(runs, baselines, section.levels[0]), level_summary(runs, baselines, errors)
