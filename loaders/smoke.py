@@ -127,6 +127,9 @@ class SmokePlumeWindows(Dataset):
         self.source, self.level, self.directions, self.fields = source, level, directions, tuple(fields)
         self.level_index = levels.index(level)
         self.direction_index = [all_dirs.index(d) for d in directions]
+        # a direction is its simulation turned, buoyancy included: equal magnitudes are one simulation
+        magnitudes = np.linalg.norm(np.asarray(group["buoyancy"][self.level_index]), axis=-1)
+        self.simulations = len({round(float(m), 12) for m in magnitudes[self.direction_index]})
         url, cache_dir = source.zarr_url, source.cache_dir
         self.readers = {name: ChunkReader(url, name, 2, cache_chunks, cache_dir) for name in self.fields}
         # the frames the windows of a series cover (never the split's tail that no window reaches)
@@ -147,6 +150,11 @@ class SmokePlumeWindows(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def effective_size(self) -> dict[str, int]:
+        """Distinct simulations behind the windows (rotated copies of one simulation count once) and the
+        windows with rotated copies counted once (they still overlap in time)."""
+        return {"simulations": self.simulations, "windows": self.index.per_series * self.simulations}
 
     def meta(self, i: int) -> dict[str, int]:
         """Level, direction (degrees) and first time index of window ``i``."""

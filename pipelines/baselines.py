@@ -20,7 +20,7 @@ from loaders.storage import write_json_atomic
 from pipelines.cli import run_stage
 from pipelines.datasets import listed_spec
 from pipelines.params import StudyParams, TaskTrainParams, load_params
-from pipelines.run_config import split_spec
+from pipelines.run_config import has_levels, split_spec
 from train.data import load_splits, output_scale
 from train.device import prepare
 from train.kinds import task_for
@@ -29,21 +29,36 @@ from train.tasks import score
 
 
 def run_baselines(dataset: str, params: StudyParams, data: Path, metrics_dir: Path) -> dict[str, Any]:
+    """Every baseline on valid and test; smoke: at each trained level (``levels``, by config name), the
+    first level's also under ``splits`` (the study's tables and cards)."""
     spec = listed_spec(dataset, params)
     section: TaskTrainParams = getattr(params.train, dataset)
     device = prepare(params.compute.device)
-    splits = load_splits(dataset, data, split_spec(section))
     task = task_for(dataset)  # plain form: the baseline module is the whole prediction
+    out: dict[str, Any] = {"dataset": dataset, "metric": task.metric_name}
+    levels: list[int | None] = list(section.levels) if has_levels(dataset) else [None]
+    scored = {lv: _score_level(spec, dataset, section, data, device, lv) for lv in levels}
+    out["splits"] = next(iter(scored.values()))
+    if has_levels(dataset):
+        out["levels"] = {f"E{lv}": splits for lv, splits in scored.items()}
+    write_json_atomic(baseline_metrics(metrics_dir, dataset), out)
+    return out
+
+
+def _score_level(
+    spec: Any, dataset: str, section: TaskTrainParams, data: Path, device: Any, level: int | None
+) -> dict[str, Any]:
+    task = task_for(dataset)  # plain form: the baseline module is the whole prediction
+    splits = load_splits(dataset, data, split_spec(section, level))
     modules = spec.train.make_baselines(splits)
     batch = section.optimiser.batch_size
     modules = {name: module.to(device) for name, module in modules.items()}
-    out: dict[str, Any] = {"dataset": dataset, "metric": task.metric_name, "splits": {}}
+    out = {}
     for split in ("valid", "test"):
         scale = output_scale(splits[split])
-        out["splits"][split] = {
+        out[split] = {
             name: score(module, task, splits[split], batch, scale, device) for name, module in modules.items()
         }
-    write_json_atomic(baseline_metrics(metrics_dir, dataset), out)
     return out
 
 

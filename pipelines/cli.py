@@ -113,6 +113,7 @@ def run_stage_parser(description: str, matrix: bool = False) -> argparse.Argumen
     parser.add_argument("--dataset", required=not matrix, help="one of params.yaml's datasets")
     parser.add_argument("--model", required=not matrix)
     parser.add_argument("--seed", type=int, required=not matrix)
+    parser.add_argument("--level", type=int, help="smoke: the symmetry level (default: the first listed)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, help="the dataset store (default: the dataset stage's output)")
     parser.add_argument("--runs", type=Path, default=Path("runs"))

@@ -1,15 +1,18 @@
 """Stage: train one model on one dataset with one seed; checkpoints, curves and test metrics.
 
-    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0   # one run
+    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0   # one run (the first listed level)
+    python -m pipelines.fit --dataset smoke --model e2cnn --seed 0 --level 5   # one run at E_5
     python -m pipelines.fit                                          # every (dataset, model, seed) listed
 
 Without ``--dataset/--model/--seed`` (the DVC stage) it runs the whole matrix of params.yaml through
 pipelines/matrix.py: unchanged runs skipped, the rest in this process or, with
 ``compute.scheduler_address``, in parallel on the dask cluster's workers.
 
-Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt`` (verified on every read, resumable;
-``train_seconds.json`` beside them holds the run's wall time), per-epoch curves in
-``metrics/curves/<dataset>-<model>-seed<k>.json`` (DVC plots) and final metrics in
+Smoke runs are one per (level, model, seed): ``train.smoke.levels`` (every model at the first,
+``sweep_models`` at the others); the files of a level other than E_0 carry it (``smoke-E5``,
+``runs/smoke/E5/...``, train/runs.py). Outputs: ``runs/<dataset>/<model>/seed<k>/{early,best,last}.pt``
+(verified on every read, resumable; ``train_seconds.json`` beside them holds the run's wall time),
+per-epoch curves in ``metrics/curves/<dataset>-<model>-seed<k>.json`` (DVC plots) and final metrics in
 ``metrics/train/<dataset>-<model>-seed<k>.json`` (DVC metrics): the test metric of the best checkpoint on
 the real test split, in physical units, with each test sample's error, their standard error and count
 (``test_<metric>_se``, ``test_samples``), the parameter count and the equivariance error of the prediction
@@ -37,34 +40,44 @@ from pipelines.run_config import (
     check_models_declared,
     hparams_of,
     optimiser_config,
+    run_id,
     run_identity,
     run_key,
+    run_levels,
     split_spec,
     task_of,
 )
 from train.data import build, load_splits, output_scale
 from train.device import device_info, prepare, task_on, to_device
 from train.loop import load_checkpoint, train, write_curves
-from train.runs import RunId, metric_key
+from train.runs import metric_key
 from train.tasks import score
 
 
 def run_training(
-    dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path
-) -> dict[str, Any]:
+    dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path,
+    level: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One run; ``level`` (a dataset with levels, as smoke) defaults to the first of its ``levels``."""
     spec = dataset_spec(dataset, params)  # a dask worker resolves a dataset of its own here
     section: TaskTrainParams = getattr(params.train, dataset)
     if model_name not in section.models:
         raise ValueError(f"train.{dataset}.models does not list {model_name!r}: {section.models}")
     spec.check_trainable(params)
     device = prepare(params.compute.device)  # a GPU that is not there fails here, before any work
-    run = RunId(dataset, model_name, seed)
-    splits = load_splits(dataset, data, split_spec(section))
+    run = run_id(dataset, model_name, seed, section, level)
+    if run.level not in run_levels(dataset, section, model_name):
+        raise ValueError(
+            f"train.{dataset}.levels / sweep_models do not train {model_name!r} at level {level}"
+        )
+    splits = load_splits(dataset, data, split_spec(section, run.level))
     task = task_on(task_of(dataset, section, splits["train"]), device)
     hparams = hparams_of(dataset, model_name, section)
     model = build(dataset, model_name, seed, hparams).to(device)  # initial weights drawn on the CPU
     run_dir = run.run_dir(runs)
-    identity = run_identity(dataset, model_name, seed, section, hparams, Path(data), params.compute.device)
+    identity = run_identity(
+        dataset, model_name, seed, section, hparams, Path(data), params.compute.device, run.level
+    )
     settings = optimiser_config(section, model_name)
     result = train(
         model, task, splits["train"], splits["valid"], settings, run_dir, seed, identity, device=device
@@ -87,8 +100,11 @@ def run_training(
         f"{key}_se": test["se"],  # standard error of the per-sample mean over the test samples
         f"{key}_sample_mean": test["sample_mean"],
         "test_samples": test["n"],
+        # rotated copies of one simulation count once (docs/study.md, effective sample size)
+        **{f"test_distinct_{k}": v for k, v in getattr(splits["test"], "effective_size", dict)().items()},
         f"{key}_per_sample": test["per_sample"],  # same order for every run: paired comparisons
         "residual": section.residual,
+        **({"level": run.level} if run.level is not None else {}),
         metric_key(name, "best_valid"): result["best_valid"] * scale,
         "best_epoch": result["best_epoch"],
         "epochs_run": len(result["history"]["epoch"]),
@@ -105,29 +121,34 @@ def run_training(
     }
     history = dict(result["history"])
     history["valid_metric"] = [v * scale for v in history["valid_metric"]]
-    write_curves(run.curves(metrics_dir), history, {"model": model_name, "seed": seed})
+    write_curves(
+        run.curves(metrics_dir),
+        history,
+        {"model": model_name, "seed": seed} | ({"level": run.level} if run.level is not None else {}),
+    )
     write_json_atomic(run.train_metrics(metrics_dir), metrics)
     return metrics
 
 
 def training_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> list[Job]:
-    """Every (dataset, model, seed) of ``train``, with absolute paths (a worker has its own directory),
-    stamped with the run's key (pipelines/run_config.py): the same identity its checkpoints record."""
+    """Every (dataset, [level,] model, seed) of ``train``, with absolute paths (a worker has its own
+    directory), stamped with the run's key (pipelines/run_config.py): the same identity its checkpoints
+    record."""
     jobs = []
     for dataset, data in stores.items():
         section: TaskTrainParams = getattr(params.train, dataset)
-        for model_name in section.models:
-            for seed in section.seeds:
-                run = RunId(dataset, model_name, seed)
-                hparams = hparams_of(dataset, model_name, section)
-                device = params.compute.device
-                stamp = run_key(dataset, model_name, seed, section, hparams, Path(data), device)
-                args = (dataset, model_name, seed, params, Path(data).resolve(), runs.resolve(),
-                        metrics_dir.resolve())  # fmt: skip
-                # every checkpoint is an output: the landscape stage reads early.pt and best.pt
-                ckpts = tuple(run.run_dir(args[5]) / name for name in ("early.pt", "best.pt", "last.pt"))
-                outputs = (run.train_metrics(args[6]), run.curves(args[6]), *ckpts)
-                jobs.append(Job(run.name, "pipelines.fit:run_training", args, stamp, outputs))
+        runs_of = [(m, lv) for m in section.models for lv in run_levels(dataset, section, m)]
+        for (model_name, level), seed in ((r, s) for r in runs_of for s in section.seeds):
+            run = run_id(dataset, model_name, seed, section, level)
+            hparams = hparams_of(dataset, model_name, section)
+            device = params.compute.device
+            stamp = run_key(dataset, model_name, seed, section, hparams, Path(data), device, level)
+            args = (dataset, model_name, seed, params, Path(data).resolve(), runs.resolve(),
+                    metrics_dir.resolve(), level)  # fmt: skip
+            # every checkpoint is an output: the landscape stage reads early.pt and best.pt
+            ckpts = tuple(run.run_dir(args[5]) / name for name in ("early.pt", "best.pt", "last.pt"))
+            outputs = (run.train_metrics(args[6]), run.curves(args[6]), *ckpts)
+            jobs.append(Job(run.name, "pipelines.fit:run_training", args, stamp, outputs))
     return jobs
 
 
@@ -159,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             return {k: ("skipped" if v == "skipped" else "trained") for k, v in results.items()
                     if k != "placement"}  # fmt: skip
         data = args.data or listed_spec(args.dataset, params).store_path
-        return run_training(args.dataset, args.model, args.seed, params, data, args.runs, args.metrics_dir)
+        return run_training(
+            args.dataset, args.model, args.seed, params, data, args.runs, args.metrics_dir, args.level
+        )
 
     return run_stage("train", body)
 

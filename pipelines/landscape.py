@@ -45,6 +45,7 @@ from pipelines.run_config import (
     check_models_declared,
     code_digest,
     hparams_of,
+    run_id,
     run_identity,
     run_key,
     split_spec,
@@ -61,7 +62,6 @@ from train.curvature import (
 from train.data import build, load_splits
 from train.device import device_info, prepare, task_on
 from train.flatness import INVARIANCE, batch_loss_stderr, invariant_measures, shared_form
-from train.runs import RunId
 from train.tasks import SuperResolutionTask
 
 
@@ -173,7 +173,7 @@ def run_landscape(
 ) -> dict[str, Any]:  # fmt: skip
     dataset_spec(dataset, params)  # a dask worker resolves a dataset of its own here
     section = getattr(params.train, dataset)
-    run = RunId(dataset, model_name, seed)
+    run = run_id(dataset, model_name, seed, section)  # the first level
     path = run.checkpoint(runs, checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}; run the train stage first (dvc repro)")
@@ -232,7 +232,7 @@ def landscape_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, met
         for model_name in models:
             hparams = hparams_of(dataset, model_name, section)
             for seed in section.seeds:
-                run = RunId(dataset, model_name, seed)
+                run = run_id(dataset, model_name, seed, section)  # the first level
                 key = run_key(dataset, model_name, seed, section, hparams, data, params.compute.device)
                 for checkpoint in params.landscape.checkpoints:
                     ckpt = run.checkpoint(runs, checkpoint)

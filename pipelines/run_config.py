@@ -26,10 +26,30 @@ from pipelines.user_code import check_declared, installed, module_file
 from train.data import SplitSpec, model_hparams
 from train.kinds import task_for, train_kind
 from train.loop import OptimiserConfig
+from train.runs import RunId
 
 
-def split_spec(section: TaskTrainParams) -> SplitSpec:
-    return SplitSpec(normalise=section.normalise, level=section.level, window_stride=section.window_stride)
+def split_spec(section: TaskTrainParams, level: int | None = None) -> SplitSpec:
+    """How a run's data is cut; ``level`` (smoke) defaults to the first of ``section.levels``."""
+    level = section.levels[0] if level is None else level
+    return SplitSpec(normalise=section.normalise, level=level, window_stride=section.window_stride)
+
+
+def run_levels(dataset: str, section: TaskTrainParams, model_name: str) -> list[int | None]:
+    """The levels ``model_name`` is trained at: smoke's ``levels`` it is listed for (all of them at the
+    first, ``sweep_models`` at the others); ``[None]`` for a dataset without levels."""
+    if not has_levels(dataset):
+        return [None]
+    return [lv for lv in section.levels if model_name in section.models_at(lv)]
+
+
+def run_id(
+    dataset: str, model_name: str, seed: int, section: TaskTrainParams, level: int | None = None
+) -> RunId:
+    """The run's files (train/runs.py); a smoke run without ``level`` is the first level's."""
+    if has_levels(dataset):
+        return RunId(dataset, model_name, seed, section.levels[0] if level is None else level)
+    return RunId(dataset, model_name, seed)
 
 
 def optimiser_config(section: TaskTrainParams, model_name: str | None = None) -> OptimiserConfig:
@@ -61,6 +81,11 @@ def layout_fields(dataset: str) -> tuple[str, ...]:
     """The fields of train.<dataset> that shape the task a run trains on (its spec's ``run_fields``; the
     others are unused)."""
     return dataset_spec(dataset).run_fields
+
+
+def has_levels(dataset: str) -> bool:
+    """Whether ``dataset`` is trained per symmetry level (``train.<dataset>.levels``, as smoke is)."""
+    return "levels" in layout_fields(dataset)
 
 
 def run_params(dataset: str) -> tuple[str, ...]:
@@ -104,14 +129,18 @@ def check_models_declared(models: dict[str, list[str]], key_pattern: str) -> Non
 
 def run_identity(
     dataset: str, model_name: str, seed: int, section: TaskTrainParams, hparams: dict[str, Any], data: Path,
-    device: str = "auto",
+    device: str = "auto", level: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """What a run's checkpoints and metrics depend on, and nothing else (``run_params`` names the params):
     the data's content, this model and its hparams, its optimiser (overrides applied), the seed, the task
-    layout, the device and the code (a dataset of your own: its module's too). Another model's hparams or
-    another seed in the list are not in it, so those runs are left alone; a rebuilt store with other
-    content or an edited model is."""
+    layout (for smoke the run's own level, default the first: not the list, so adding a level leaves the
+    others' runs alone), the device and the code. Another model's hparams or another seed in the list are
+    not in it, so those runs are left alone; a rebuilt store with other content or an edited model is (a
+    dataset of your own: its module's too)."""
     own_code = code_of(dataset_spec(dataset))  # a dataset of your own: its module's source
+    layout = section.model_dump(mode="json", include=set(layout_fields(dataset)) - {"levels"})
+    if has_levels(dataset):
+        layout["level"] = section.levels[0] if level is None else level
     return {
         **({"dataset_code": own_code} if own_code else {}),
         "data": store_digest(data),
@@ -120,7 +149,7 @@ def run_identity(
         "hp": hparams,
         "optimiser": section.optimiser_for(model_name).model_dump(mode="json"),
         "seed": seed,
-        "layout": section.model_dump(mode="json", include=set(layout_fields(dataset))),
+        "layout": layout,
         "device": device,
         "code": code_digest(TRAIN_CODE, model_code(dataset, model_name)),
     }
@@ -128,7 +157,7 @@ def run_identity(
 
 def run_key(
     dataset: str, model_name: str, seed: int, section: TaskTrainParams, hparams: dict[str, Any], data: Path,
-    device: str = "auto",
+    device: str = "auto", level: int | None = None,
 ) -> str:  # fmt: skip
     """The identity as a short hash: the train stage's stamp of the run."""
-    return params_key(run_identity(dataset, model_name, seed, section, hparams, data, device))
+    return params_key(run_identity(dataset, model_name, seed, section, hparams, data, device, level))

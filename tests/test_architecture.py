@@ -96,9 +96,10 @@ def test_run_path_pattern_matches_dvc_yaml():
         return {next(iter(o)) if isinstance(o, dict) else o: (next(iter(o.values())) if isinstance(o, dict)
                 else {}) for o in spec[stage]["outs"]}  # fmt: skip
 
-    run = RunId("smoke", "cnn", 0)
-    assert run.name == "smoke-cnn-seed0"
-    assert run.run_dir("runs").as_posix() == "runs/smoke/cnn/seed0"
+    run = RunId("smoke", "cnn", 0, level=5)
+    assert run.name == "smoke-E5-cnn-seed0"
+    assert run.run_dir("runs").as_posix() == "runs/smoke/E5/cnn/seed0"
+    assert RunId("smoke", "cnn", 0, level=0).run_dir("runs").as_posix() == "runs/smoke/cnn/seed0"
     train, landscape = outs("train"), outs("landscape")
     for path, stage_outs in (
         (run.checkpoint("runs", "best"), train),

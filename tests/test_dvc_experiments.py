@@ -40,7 +40,7 @@ TINY_STUDY = {
     "turbulence": TINY_TURBULENCE,
     "publish": {"mini_frames": 2},
     "train": {
-        "smoke": {"models": ["cnn"], "seeds": [0], "hparams": {"cnn": {"hidden": 4}},
+        "smoke": {"models": ["cnn"], "seeds": [0], "levels": [0], "hparams": {"cnn": {"hidden": 4}},
                   "optimiser": {"max_epochs": 2, "early_epoch": 1, "batch_size": 4, "max_train_batches": 1}},
         "turbulence": {"models": ["cnn"], "seeds": [0], "hparams": {"cnn": {"hidden": 2, "enc_layers": 1}},
                        "optimiser": {"max_epochs": 2, "early_epoch": 1, "batch_size": 2}},

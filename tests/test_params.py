@@ -99,7 +99,7 @@ def test_study_preset_is_valid_and_at_the_published_scale() -> None:
         ({"landscape": {"displacements": [0.1, float("inf")]}}, "landscape.displacements.1"),
         ({"train": {"smoke": {"models": ["cnn"], "hparams": {"cnn": {"hidden": True}}}}}, "cnn.hidden"),
         ({"train": {"smoke": {"models": ["cnn"], "hparams": {"rgcnn": {"alpha": 1e999}}}}}, "rgcnn.alpha"),
-        ({"smoke": {"levels": [5]}}, "train.smoke.level=0 is not among smoke.levels=[5]"),
+        ({"smoke": {"levels": [5]}}, "train.smoke.levels: [0] are not among the stored smoke.levels=[5]"),
         ({"compute": {"scheduler_address": "localhost:8786"}}, "compute.scheduler_address: must be tcp://"),
         ({"compute": {"scheduler_address": "tcp://host:99999"}}, "compute.scheduler_address"),
         ({"compute": {"n_workers": 100000}}, "exceeds 4 x CPU count"),

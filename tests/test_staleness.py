@@ -184,7 +184,7 @@ def test_train_stage_declares_its_matrix_but_no_whole_section() -> None:
     train = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["params"])
     assert not {"train", "train.smoke", "train.turbulence"} & train, train
     assert {"train.smoke.seeds", "train.smoke.models", "train.turbulence.seeds"} <= train
-    assert {"train.smoke.optimiser", "train.smoke.level", "train.turbulence.optimiser"} <= keys
+    assert {"train.smoke.optimiser", "train.smoke.levels", "train.turbulence.optimiser"} <= keys
     assert SMALL_SMOKE["output_frames"] == 2  # the small config the scratch test relies on
 
 
@@ -219,9 +219,12 @@ def test_the_identity_reads_only_the_keys_it_names() -> None:
     with mock.patch.object(run_config, "store_digest", lambda _: "data"):
         base = identity()
         named = {k.split(".")[-1] for k in run_config.run_params("smoke") if k.startswith("train.smoke.")}
-        others = {"upsampler": "trilinear", "seeds": [0, 1], "models": ["cnn"]}
-        assert not named & set(others)
+        # another level in the sweep (or a model trained at the others) leaves the first level's runs alone
+        others = {"upsampler": "trilinear", "seeds": [0, 1], "models": ["cnn"], "levels": [0, 5],
+                  "sweep_models": ["cnn"]}  # fmt: skip
+        assert not named & (set(others) - {"levels"})
         for field, value in others.items():
             assert identity(**{field: value}) == base, field
-        for field, value in {"level": 5, "residual": False, "window_stride": 2, "train_rollout": 1}.items():
+        changed = {"levels": [5], "residual": False, "window_stride": 2, "train_rollout": 1}
+        for field, value in changed.items():
             assert field in named and identity(**{field: value}) != base, field

@@ -47,6 +47,8 @@ def check_section(dataset: str, task: str, section: Any) -> None:
         _model_spec(f"{dataset}.models", task, model)
     # overrides and hparams: of a known model, listed or not, so `-S train.smoke.models=[cnn]` keeps the
     # file valid
+    for model in section.sweep_models or []:
+        _model_spec(f"{dataset}.sweep_models", task, model)
     for model in section.optimiser_overrides:
         _model_spec(f"{dataset}.optimiser_overrides.{model}", task, model)
     for model, overrides in section.hparams.items():

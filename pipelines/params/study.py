@@ -81,7 +81,16 @@ class TaskTrainParams(Strict):
     )
     optimiser: OptimiserParams = OptimiserParams()
     normalise: Literal["standard", "scale"] | None = "scale"
-    level: NonNegativeInt = Field(0, description="smoke only: the symmetry level trained on")
+    levels: list[NonNegativeInt] = Field(
+        [0],
+        description="smoke only: the symmetry levels trained on, one run per (level, model, seed); the first"
+        " is the study's level (tables, cards, landscapes), the others form the level sweep",
+    )
+    sweep_models: list[str] | None = Field(
+        None,
+        description="smoke only: which of `models` are trained at the levels after the first (None: every"
+        " one); known model names, listed in `models` or not, so `-S train.smoke.models=[cnn]` stays valid",
+    )
     train_rollout: PositiveInt | None = Field(
         None,
         description="smoke only: autoregressive steps in the training loss (None: the data's output_frames);"
@@ -102,12 +111,26 @@ class TaskTrainParams(Strict):
         " key only",
     )
 
-    @field_validator("models", "seeds")
+    @field_validator("models", "seeds", "levels")
     @classmethod
     def _non_empty_unique(cls, values: list) -> list:
         if not values or len(set(values)) != len(values):
             raise ValueError(f"must be a non-empty list without repeats, got {short_repr(values)}")
         return values
+
+    @field_validator("sweep_models")
+    @classmethod
+    def _distinct(cls, values: list[str] | None) -> list[str] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError(f"must be a list without repeats, got {short_repr(values)}")
+        return values
+
+    def models_at(self, level: int) -> list[str]:
+        """The models trained at ``level``: all of ``models`` at the first level, those of them in
+        ``sweep_models`` at the others."""
+        if level == self.levels[0] or self.sweep_models is None:
+            return list(self.models)
+        return [m for m in self.models if m in self.sweep_models]
 
     @model_validator(mode="after")
     def _overrides_valid(self) -> TaskTrainParams:
@@ -263,9 +286,10 @@ class StudyParams(Strict):
             untrained = sorted(set(models) - set(section.models))
             if untrained:
                 raise ValueError(f"landscape.models.{dataset}: {untrained} are not in train.{dataset}.models")
-        if self.train.smoke.level not in self.smoke.levels:
+        missing = [lv for lv in self.train.smoke.levels if lv not in self.smoke.levels]
+        if missing:
             raise ValueError(
-                f"train.smoke.level={self.train.smoke.level} is not among smoke.levels={self.smoke.levels}"
+                f"train.smoke.levels: {missing} are not among the stored smoke.levels={self.smoke.levels}"
             )
         self._check_landscape_budget()
         return self

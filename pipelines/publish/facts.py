@@ -1,8 +1,9 @@
 """What a dataset card states beyond the store: build cost, baseline and model scores, citations, install.
 
 The publish stage reads the stage metrics optionally (``<metrics>/<dataset>.json``,
-``<metrics>/baselines/<dataset>.json``, ``<metrics>/train/<dataset>-<model>-seed<n>.json``); whatever is
-absent is left out of the card, which then says so, rather than inventing numbers.
+``<metrics>/baselines/<dataset>.json``, ``<metrics>/train/<dataset>-<model>-seed<n>.json``: the lowest trained
+smoke level's, E_0's, whose files name no level); whatever is
+absent is left out of the card, which then says where the numbers will be, rather than inventing them.
 Only the fields a card prints are kept (:func:`read_metrics`), and they enter the repo's build key, so a
 card is rebuilt exactly when what it shows changed.
 """
@@ -107,15 +108,18 @@ def read_metrics(
         }
     models: dict[str, list[float]] = {}
     network: dict[str, list[float]] = {}  # equivariance error of the network alone, per seed
-    for path in sorted((root / "train").glob(f"{dataset}-*-seed*.json")):
-        found = re.fullmatch(rf"{re.escape(dataset)}-(.+)-seed(\d+)\.json", path.name)
+    pattern = rf"{re.escape(dataset)}-(?:E(\d+)-)?(.+)-seed(\d+)\.json"  # E<level>: smoke's level runs
+    named = [(m, p) for p in sorted((root / "train").glob(f"{dataset}-*-seed*.json"))
+             if (m := re.fullmatch(pattern, p.name))]  # fmt: skip
+    level = [int(m.group(1) or 0) for m, _ in named]  # no E<level>: E_0 (train/runs.py)
+    for found, path in (n for n, lv in zip(named, level, strict=True) if lv == min(level)):  # the study's
         data = _load(path) or {}
         # the fit stage writes test_<metric> with its standard error test_<metric>_se
         score = [k[: -len("_se")] for k in data if k.startswith("test_") and k.endswith("_se")]
-        if found and len(score) == 1 and score[0] in data:
-            models.setdefault(f"{found.group(1)}|{score[0][5:]}", []).append(float(data[score[0]]))
+        if len(score) == 1 and score[0] in data:
+            models.setdefault(f"{found.group(2)}|{score[0][5:]}", []).append(float(data[score[0]]))
             if "equivariance_error_network" in data:
-                network.setdefault(found.group(1), []).append(float(data["equivariance_error_network"]))
+                network.setdefault(found.group(2), []).append(float(data["equivariance_error_network"]))
     if models:
         out["models"] = models
     if network:

@@ -12,6 +12,8 @@ figure, and the report names every model that does not beat the strongest. A cla
 when the models involved beat the strongest baseline and the difference is significant over seeds at a
 Holm-adjusted p < 0.05 over every test of the report, with at least 3 seeds per model
 (pipelines/report/verdicts.py); otherwise "not significant", "not reproduced" or "inconclusive".
+With more than one smoke level trained, a section plots and tests the level sweep
+(pipelines/report/levels.py); its claims join the same family.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pipelines.params import StudyParams, load_params
 from pipelines.report.curvature import invariance_notes
 from pipelines.report.figures import mean_std as _mean_std
 from pipelines.report.figures import plot_bars, plot_curves, plot_spectra
+from pipelines.report.levels import level_section
 from pipelines.report.summary import plot_rows, summary_metrics, test_samples, write_summaries
 from pipelines.report.verdicts import (
     Claim,
@@ -43,7 +46,8 @@ from pipelines.report.verdicts import (
     render_claims,
     verdict,
 )
-from train.runs import RunId, baseline_metrics, metric_key
+from pipelines.run_config import run_id
+from train.runs import baseline_metrics, metric_key
 
 FAMILY_NOTE = (
     "Every tested claim of this report (both datasets) is one family: each verdict is worded by its "
@@ -52,6 +56,8 @@ FAMILY_NOTE = (
     "ran the same seeds (a seed fixes the order of the training batches); the effect is the "
     "difference of the means with its 95% confidence interval."
 )
+
+LEVELS = "smoke levels"  # the level sweep's section
 
 __all__ = ["collect", "findings", "read_baselines", "render", "report_findings", "verdict"]
 
@@ -84,7 +90,7 @@ def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[
         section = getattr(params.train, dataset)
         for model in section.models:
             for seed in section.seeds:
-                run = RunId(dataset, model, seed)
+                run = run_id(dataset, model, seed, section)  # a dataset with levels: its first level
                 ckpts = params.landscape.checkpoints
                 entry = {
                     "train": _read(run.train_metrics(metrics_dir)),
@@ -113,9 +119,13 @@ def findings(dataset: str, runs: dict, checkpoints: list[str], baselines: dict |
     return report_findings({dataset: (runs, checkpoints, baselines or {})})[dataset]
 
 
-def report_findings(per_dataset: dict[str, tuple[dict, list[str], dict]]) -> dict[str, list[str]]:
+def report_findings(
+    per_dataset: dict[str, tuple[dict, list[str], dict]], extra: dict[str, list[Claim]] | None = None
+) -> dict[str, list[str]]:
     """Markdown lines per dataset: every tested claim of the report in one family, worded by its
-    Holm-adjusted p (pipelines/report/verdicts.py); ``per_dataset``: (runs, checkpoints, baselines)."""
+    Holm-adjusted p (pipelines/report/verdicts.py); ``per_dataset``: (runs, checkpoints, baselines);
+    ``extra``: further sections' claims (the level sweep), in the same family, rendered under their key."""
+    extra = extra or {}
     head: dict[str, list[str]] = {d: [] for d in per_dataset}  # why a dataset has no or gated claims
     claims: dict[str, list[Claim]] = {d: [] for d in per_dataset}
     tail: dict[str, list[str]] = {d: [] for d in per_dataset}  # descriptive, untested lines
@@ -133,10 +143,9 @@ def report_findings(per_dataset: dict[str, tuple[dict, list[str], dict]]) -> dic
         valid_base = best_baseline(baselines, "valid", metric)
         claims[dataset] = dataset_claims(dataset, runs, checkpoints, test_base, valid_base)
         tail[dataset] = negative_eigenvalue_lines(dataset, runs, checkpoints, test_base)
-    adjusted = adjust([c for cs in claims.values() for c in cs])
-    return {
-        d: head[d] + render_claims(claims[d], len(adjusted), adjusted) + tail[d] for d in per_dataset
-    }
+    adjusted = adjust([c for cs in (*claims.values(), *extra.values()) for c in cs])
+    out = {d: head[d] + render_claims(claims[d], len(adjusted), adjusted) + tail[d] for d in per_dataset}
+    return out | {key: render_claims(cs, len(adjusted), adjusted) for key, cs in extra.items()}
 
 
 def plateau_note(runs: dict[str, dict[int, dict[str, Any]]], params: StudyParams, dataset: str) -> str:
@@ -167,9 +176,10 @@ def _cell(values: list[float], fmt: str) -> str:
 
 def render(
     params: StudyParams, metrics_dir: Path, out: Path, sources: dict[str, tuple[str, str]],
-    summary_dir: Path | None = None, plots_dir: Path | None = None,
+    summary_dir: Path | None = None, plots_dir: Path | None = None, stores: dict[str, Path] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Write ``out/report.md`` + PNGs and, when given, the DVC summary metrics and plot data."""
+    """Write ``out/report.md`` + PNGs and, when given, the DVC summary metrics and plot data; ``stores``
+    (default: the data stages' outputs) give the smoke levels' data equivariance errors."""
     plt.switch_backend("Agg")  # files only, never a window
     out.mkdir(parents=True, exist_ok=True)
     results = collect(params, metrics_dir)
@@ -281,7 +291,13 @@ def render(
             summary_metrics(runs, metric, ckpts, base),
             plot_rows(runs, metric, ckpts, baselines),
         )
-    worded = report_findings(claims)
+    level_claims, summary_levels = [], None
+    smoke_store = (stores or {}).get("smoke")
+    if "smoke" in params.datasets and smoke_store:  # the smoke level sweep
+        sections[LEVELS], level_claims, summary_levels = level_section(params, metrics_dir, smoke_store, out)
+    if summary_levels:
+        summary["smoke_levels"] = summary_levels
+    worded = report_findings(claims, {LEVELS: level_claims} if level_claims else None)
     for dataset, lines in worded.items():
         sections[dataset] += ["", "### The study's findings, checked", "", FAMILY_NOTE, ""] + lines + [""]
     md = head + [line for section in sections.values() for line in section]
@@ -321,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         given = dict(item.partition("=")[::2] for item in args.store)
         paths = {d: Path(given.get(d) or dataset_spec(d, params).store_path) for d in params.datasets}
         sources = dataset_sources(paths)
-        return render(params, args.metrics_dir, args.out, sources, args.summary_dir, args.plots_dir)
+        return render(params, args.metrics_dir, args.out, sources, args.summary_dir, args.plots_dir, paths)
 
     return run_stage("report", body)
 
