@@ -46,8 +46,7 @@ from pipelines.report.verdicts import (
     render_claims,
     verdict,
 )
-from pipelines.run_config import run_id
-from train.runs import baseline_metrics, metric_key
+from train.runs import RunId, baseline_metrics, metric_key
 
 FAMILY_NOTE = (
     "Every tested claim of this report (both datasets) is one family: each verdict is worded by its "
@@ -90,7 +89,8 @@ def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[
         section = getattr(params.train, dataset)
         for model in section.models:
             for seed in section.seeds:
-                run = run_id(dataset, model, seed, section)  # a dataset with levels: its first level
+                level = section.levels[0] if "levels" in dataset_spec(dataset).run_fields else None
+                run = RunId(dataset, model, seed, level)
                 ckpts = params.landscape.checkpoints
                 entry = {
                     "train": _read(run.train_metrics(metrics_dir)),
