@@ -121,6 +121,25 @@ def measure(
         dirs = random_directions(flat, p.directions, p.direction_seed, filter_normalised=True)
         with _progress(flat, "sharpness, filter-normalised", sharp_evals):
             out["sharpness_filter_normalised"] = sharpness(flat, dirs, p.displacements)["sharpness"]
+    with flat.resident_graphs():  # every HVP is at w0: each batch's gradient graph is built once
+        hessian, density = _hessian_measures(flat, p)
+    out.update(hessian)
+    if mse is not None:
+        out.update(_mse_curvature(mse, p))
+    out["invariance"] = {k: v for k, v in INVARIANCE.items() if k in out}
+    out["seconds"] = time.perf_counter() - t0
+    out["slq_nodes"], out["slq_weights"] = density["nodes"].tolist(), density["weights"].tolist()
+    spectrum = [
+        {"eigenvalue": float(g), "density": float(d)}
+        for g, d in zip(density["grid"], density["density"], strict=True)
+    ]
+    return out, spectrum
+
+
+def _hessian_measures(flat: FlatLoss, p: LandscapeParams) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The raw Hessian's spectrum and trace and the adaptive measures, and the SLQ density."""
+    out: dict[str, Any] = {}
+    sharp_evals = 1 + p.directions * len(p.displacements)
     # one set of Lanczos runs gives both the density (SLQ) and, from the first run, the top eigenvalues
     with _progress(flat, "Lanczos / SLQ probes (HVPs)", p.slq_probes * min(p.lanczos_steps, flat.dim)):
         density = spectral_density(flat, p.slq_probes, p.lanczos_steps, seed=p.direction_seed)
@@ -138,23 +157,15 @@ def measure(
     with _progress(flat, "adaptive Hessian and sharpness", adaptive_hvps + sharp_evals):
         out.update(invariant_measures(flat, p.top_k, p.lanczos_steps, p.hutchinson_probes, p.directions,
                                       p.displacements, p.direction_seed))  # fmt: skip
-    if mse is not None:
-        out.update(_mse_curvature(mse, p))
-    out["invariance"] = {k: v for k, v in INVARIANCE.items() if k in out}
-    out["seconds"] = time.perf_counter() - t0
-    out["slq_nodes"], out["slq_weights"] = nodes.tolist(), weights.tolist()
-    spectrum = [
-        {"eigenvalue": float(g), "density": float(d)}
-        for g, d in zip(density["grid"], density["density"], strict=True)
-    ]
-    return out, spectrum
+    return out, density
 
 
 def _mse_curvature(mse: FlatLoss, p: LandscapeParams) -> dict[str, Any]:
     """The MSE Hessian at the L1-trained weights: L1 has no Gauss-Newton term and a ReLU net is piecewise
     linear in each weight, so L1's Hessian has a zero diagonal (trace 0, a spectrum symmetric about 0) and
     cannot show convexity; the MSE's Gauss-Newton part can."""
-    with _progress(mse, "MSE Hessian (SLQ and trace)", p.slq_probes * min(p.lanczos_steps, mse.dim)):
+    mse_hvps = p.slq_probes * min(p.lanczos_steps, mse.dim) + p.hutchinson_probes
+    with mse.resident_graphs(), _progress(mse, "MSE Hessian (SLQ and trace)", mse_hvps):
         density = spectral_density(mse, p.slq_probes, p.lanczos_steps, seed=p.direction_seed)
         trace, trace_err = hutchinson_trace(mse, p.hutchinson_probes, seed=p.direction_seed + 2)
     nodes, weights = density["nodes"], density["weights"]

@@ -6,10 +6,13 @@ convolutions cache their expanded filters in eval mode: :func:`deterministic` ke
 train mode (they re-expand from the weights on every call) while normalisation layers use their running
 statistics, so the loss is a deterministic function of ``w``.
 
-Hessian-vector products use double backward. Spectra come from Lanczos with full re-orthogonalisation:
-its extreme Ritz values give the top eigenvalues, and stochastic Lanczos quadrature (SLQ, several random
-start vectors) gives the spectral density. The trace is Hutchinson's estimator. Plain power iteration
-(the original study's method) is kept as the baseline for ``benchmarks/hessian_top_eig.py``.
+Hessian-vector products use double backward; every product a measurement takes is at the same point
+``w0``, so within :meth:`FlatLoss.resident_graphs` each batch's gradient graph is built once and only the
+second backward runs per product (the same arithmetic, bit for bit). Spectra come from Lanczos with full
+re-orthogonalisation: its extreme Ritz values give the top eigenvalues, and stochastic Lanczos quadrature
+(SLQ, several random start vectors) gives the spectral density. The trace is Hutchinson's estimator.
+Plain power iteration (the original study's method) is kept as the baseline for
+``benchmarks/hessian_top_eig.py``.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ class FlatLoss:
         counts = [len(b[0]) for b in self.batches]
         self.samples = sum(counts)
         self.weights = [c / self.samples for c in counts]  # batch share of the per-sample mean
+        self._graphs: list[tuple[Tensor, Tensor]] | None = None  # resident gradient graphs at w0, if kept
+        self._keep_graphs = False
 
     @property
     def dim(self) -> int:
@@ -102,12 +107,15 @@ class FlatLoss:
                 self._regulariser(w)
             )
 
+    def _pieces(self) -> list[Callable[[Tensor], Tensor]]:
+        """The batches' weighted losses, then the regulariser: the terms of ``L``, in summation order."""
+        pieces = [lambda x, i=i: self._batch_loss(x, i) for i in range(len(self.batches))]
+        return [*pieces, self._regulariser]
+
     def _accumulate(self, w: Tensor, term: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         """Sum over the batches and the regulariser of ``term(w_leaf, piece)``, one graph at a time."""
         total = torch.zeros_like(w)
-        pieces = [lambda x, i=i: self._batch_loss(x, i) for i in range(len(self.batches))]
-        pieces.append(self._regulariser)
-        for piece in pieces:
+        for piece in self._pieces():
             leaf = w.detach().requires_grad_(True)
             value = piece(leaf)
             if value.requires_grad:  # a model without a regulariser gives a constant zero
@@ -119,7 +127,10 @@ class FlatLoss:
         return self._accumulate(w, lambda leaf, loss: torch.autograd.grad(loss, leaf)[0].detach())
 
     def hvp(self, w: Tensor, v: Tensor) -> Tensor:
-        """Hessian-vector product at ``w`` by double backward, one batch's graph at a time."""
+        """Hessian-vector product at ``w`` by double backward, one batch's graph at a time (at ``w0``
+        inside :meth:`resident_graphs`: each batch's gradient graph built once, then reused)."""
+        if self._keep_graphs and torch.equal(w, self.w0):
+            return self._resident_hvp(v)
 
         def term(leaf: Tensor, loss: Tensor) -> Tensor:
             (g,) = torch.autograd.grad(loss, leaf, create_graph=True)
@@ -127,6 +138,34 @@ class FlatLoss:
             return torch.zeros_like(leaf) if hv is None else hv.detach()
 
         return self._accumulate(w, term)
+
+    @contextlib.contextmanager
+    def resident_graphs(self) -> Iterator[FlatLoss]:
+        """Within: Hessian-vector products at ``w0`` keep every batch's gradient graph (built on the first
+        product) and run only the second backward through it: the forward and first backward, a third to
+        half of a product, are paid once per measurement instead of once per product. The products are
+        those of :meth:`hvp`, bit for bit (the same graphs, the same order). Memory: every batch's
+        double-backward graph at once (a subset's, not one batch's); freed on exit."""
+        self._keep_graphs = True
+        try:
+            yield self
+        finally:
+            self._keep_graphs, self._graphs = False, None
+
+    def _resident_hvp(self, v: Tensor) -> Tensor:
+        if self._graphs is None:
+            self._graphs = []
+            for piece in self._pieces():
+                leaf = self.w0.detach().requires_grad_(True)
+                value = piece(leaf)
+                if value.requires_grad:  # a model without a regulariser gives a constant zero
+                    (g,) = torch.autograd.grad(value, leaf, create_graph=True)
+                    self._graphs.append((leaf, g))
+        total = torch.zeros_like(self.w0)
+        for leaf, g in self._graphs:
+            (hv,) = torch.autograd.grad(g @ v, leaf, retain_graph=True, allow_unused=True)
+            total += torch.zeros_like(leaf) if hv is None else hv.detach()
+        return total
 
     def hvp_single_graph(self, w: Tensor, v: Tensor) -> Tensor:
         """The same product through one double-backward graph over every batch (memory grows with the
