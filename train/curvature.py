@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from models.expansion import filters_along
+from train.resident import ResidentGraphs, graph_budget
 
 Tensor = torch.Tensor
 LossOfBatch = Callable[[nn.Module, tuple[Tensor, ...]], Tensor]
@@ -78,8 +79,7 @@ class FlatLoss:
         counts = [len(b[0]) for b in self.batches]
         self.samples = sum(counts)
         self.weights = [c / self.samples for c in counts]  # batch share of the per-sample mean
-        self._graphs: list[tuple[Tensor, Tensor]] | None = None  # resident gradient graphs at w0, if kept
-        self._keep_graphs = False
+        self._resident: ResidentGraphs | None = None  # gradient graphs at w0, kept during a measurement
 
     @property
     def dim(self) -> int:
@@ -129,8 +129,8 @@ class FlatLoss:
     def hvp(self, w: Tensor, v: Tensor) -> Tensor:
         """Hessian-vector product at ``w`` by double backward, one batch's graph at a time (at ``w0``
         inside :meth:`resident_graphs`: each batch's gradient graph built once, then reused)."""
-        if self._keep_graphs and torch.equal(w, self.w0):
-            return self._resident_hvp(v)
+        if self._resident is not None and torch.equal(w, self.w0):
+            return self._resident.hvp(v)
 
         def term(leaf: Tensor, loss: Tensor) -> Tensor:
             (g,) = torch.autograd.grad(loss, leaf, create_graph=True)
@@ -140,32 +140,19 @@ class FlatLoss:
         return self._accumulate(w, term)
 
     @contextlib.contextmanager
-    def resident_graphs(self) -> Iterator[FlatLoss]:
-        """Within: Hessian-vector products at ``w0`` keep every batch's gradient graph (built on the first
+    def resident_graphs(self, max_bytes: int | None = None) -> Iterator[FlatLoss]:
+        """Within: Hessian-vector products at ``w0`` keep each batch's gradient graph (built on the first
         product) and run only the second backward through it: the forward and first backward, a third to
         half of a product, are paid once per measurement instead of once per product. The products are
-        those of :meth:`hvp`, bit for bit (the same graphs, the same order). Memory: every batch's
-        double-backward graph at once (a subset's, not one batch's); freed on exit."""
-        self._keep_graphs = True
+        those of :meth:`hvp`, bit for bit (the same graphs, the same order). Graphs are kept while they fit
+        ``max_bytes`` (default: :func:`train.resident.graph_budget`); the rest are rebuilt per product.
+        Freed on exit."""
+        budget = graph_budget(self.w0.device) if max_bytes is None else max_bytes
+        self._resident = ResidentGraphs(self._pieces(), self.w0, budget)
         try:
             yield self
         finally:
-            self._keep_graphs, self._graphs = False, None
-
-    def _resident_hvp(self, v: Tensor) -> Tensor:
-        if self._graphs is None:
-            self._graphs = []
-            for piece in self._pieces():
-                leaf = self.w0.detach().requires_grad_(True)
-                value = piece(leaf)
-                if value.requires_grad:  # a model without a regulariser gives a constant zero
-                    (g,) = torch.autograd.grad(value, leaf, create_graph=True)
-                    self._graphs.append((leaf, g))
-        total = torch.zeros_like(self.w0)
-        for leaf, g in self._graphs:
-            (hv,) = torch.autograd.grad(g @ v, leaf, retain_graph=True, allow_unused=True)
-            total += torch.zeros_like(leaf) if hv is None else hv.detach()
-        return total
+            self._resident = None
 
     def hvp_single_graph(self, w: Tensor, v: Tensor) -> Tensor:
         """The same product through one double-backward graph over every batch (memory grows with the
