@@ -3,8 +3,8 @@
     python -m pipelines.landscape --dataset smoke --model e2cnn --seed 0 --checkpoint best   # one
     python -m pipelines.landscape      # every landscape.models x seeds x landscape.checkpoints (DVC)
 
-The whole matrix runs through pipelines/matrix.py (unchanged ones skipped; in parallel on the dask
-cluster with ``compute.scheduler_address``).
+The whole matrix runs through pipelines/matrix.py (unchanged ones skipped; in parallel on a LocalCluster of
+``compute.n_workers`` single-threaded workers, or on the dask cluster at ``compute.scheduler_address``).
 
 On a fixed subset of the training set (``landscape.subset_fraction``: the study's 20%; the loss's standard
 error from its batch-to-batch spread), with the training loss (plus the model's regulariser) and the model
@@ -13,8 +13,10 @@ accumulated batch by batch), every model written in its family's shared coordina
 train/flatness.py): sharpness over shared random unit directions (and filter-normalised ones), the top
 Hessian eigenvalues by Lanczos, the spectral density by stochastic Lanczos quadrature, the trace by
 Hutchinson, and the adaptive (|w|-scaled) Hessian and sharpness, invariant to rescalings (``invariance``
-says per number what it is invariant to). With an L1 training loss (super-resolution) the MSE Hessian at
-the same weights is measured beside it (``mse_*``): L1's Hessian has no Gauss-Newton term. Writes
+says per number what it is invariant to). Every Hessian-vector product is at the checkpoint's weights, so
+each batch's gradient graph is built once per measurement (``FlatLoss.resident_graphs``). With an L1
+training loss (super-resolution) the MSE Hessian at the same weights is measured beside it (``mse_*``):
+L1's Hessian has no Gauss-Newton term. Writes
 ``metrics/landscape/<run>-<checkpoint>.json`` (with the device, ``compute.device``, and library versions)
 and the density as plot data in ``metrics/spectra/<run>-<checkpoint>.json``.
 """

@@ -59,8 +59,9 @@ class FlatLoss:
     parameter vector ``w``. ``w0`` holds the model's current parameters.
 
     Values, gradients and Hessian-vector products are accumulated batch by batch (all three are linear in
-    the per-batch losses), so memory scales with one batch, not with the whole subset. Everything runs on
-    the model's device: the batches are moved there once, here.
+    the per-batch losses), so memory scales with one batch, not with the whole subset (within
+    :meth:`resident_graphs`, with the graphs it keeps). Everything runs on the model's device: the batches
+    are moved there once, here.
     """
 
     def __init__(self, model: nn.Module, batches: Sequence[tuple[Tensor, ...]], loss_of_batch: LossOfBatch):
