@@ -3,8 +3,8 @@
     python -m pipelines.landscape --dataset smoke --model e2cnn --seed 0 --checkpoint best   # one
     python -m pipelines.landscape      # every landscape.models x seeds x landscape.checkpoints (DVC)
 
-The whole matrix runs through pipelines/matrix.py (unchanged ones skipped; in parallel on the dask
-cluster with ``compute.scheduler_address``).
+The whole matrix runs through pipelines/matrix.py (unchanged ones skipped; in parallel on a LocalCluster of
+``compute.n_workers`` single-threaded workers, or on the dask cluster at ``compute.scheduler_address``).
 
 On a fixed subset of the training set (``landscape.subset_fraction``: the study's 20%; the loss's standard
 error from its batch-to-batch spread), with the training loss (plus the model's regulariser) and the model
@@ -13,8 +13,10 @@ accumulated batch by batch), every model written in its family's shared coordina
 train/flatness.py): sharpness over shared random unit directions (and filter-normalised ones), the top
 Hessian eigenvalues by Lanczos, the spectral density by stochastic Lanczos quadrature, the trace by
 Hutchinson, and the adaptive (|w|-scaled) Hessian and sharpness, invariant to rescalings (``invariance``
-says per number what it is invariant to). With an L1 training loss (super-resolution) the MSE Hessian at
-the same weights is measured beside it (``mse_*``): L1's Hessian has no Gauss-Newton term. Writes
+says per number what it is invariant to). Every Hessian-vector product is at the checkpoint's weights, so
+each batch's gradient graph is built once per measurement (``FlatLoss.resident_graphs``). With an L1
+training loss (super-resolution) the MSE Hessian at the same weights is measured beside it (``mse_*``):
+L1's Hessian has no Gauss-Newton term. Writes
 ``metrics/landscape/<run>-<checkpoint>.json`` (with the device, ``compute.device``, and library versions)
 and the density as plot data in ``metrics/spectra/<run>-<checkpoint>.json``.
 """
@@ -123,6 +125,25 @@ def measure(
         dirs = random_directions(flat, p.directions, p.direction_seed, filter_normalised=True)
         with _progress(flat, "sharpness, filter-normalised", sharp_evals):
             out["sharpness_filter_normalised"] = sharpness(flat, dirs, p.displacements)["sharpness"]
+    with flat.resident_graphs():  # every HVP is at w0: each batch's gradient graph is built once
+        hessian, density = _hessian_measures(flat, p)
+    out.update(hessian)
+    if mse is not None:
+        out.update(_mse_curvature(mse, p))
+    out["invariance"] = {k: v for k, v in INVARIANCE.items() if k in out}
+    out["seconds"] = time.perf_counter() - t0
+    out["slq_nodes"], out["slq_weights"] = density["nodes"].tolist(), density["weights"].tolist()
+    spectrum = [
+        {"eigenvalue": float(g), "density": float(d)}
+        for g, d in zip(density["grid"], density["density"], strict=True)
+    ]
+    return out, spectrum
+
+
+def _hessian_measures(flat: FlatLoss, p: LandscapeParams) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The raw Hessian's spectrum and trace and the adaptive measures, and the SLQ density."""
+    out: dict[str, Any] = {}
+    sharp_evals = 1 + p.directions * len(p.displacements)
     # one set of Lanczos runs gives both the density (SLQ) and, from the first run, the top eigenvalues
     with _progress(flat, "Lanczos / SLQ probes (HVPs)", p.slq_probes * min(p.lanczos_steps, flat.dim)):
         density = spectral_density(flat, p.slq_probes, p.lanczos_steps, seed=p.direction_seed)
@@ -140,23 +161,15 @@ def measure(
     with _progress(flat, "adaptive Hessian and sharpness", adaptive_hvps + sharp_evals):
         out.update(invariant_measures(flat, p.top_k, p.lanczos_steps, p.hutchinson_probes, p.directions,
                                       p.displacements, p.direction_seed))  # fmt: skip
-    if mse is not None:
-        out.update(_mse_curvature(mse, p))
-    out["invariance"] = {k: v for k, v in INVARIANCE.items() if k in out}
-    out["seconds"] = time.perf_counter() - t0
-    out["slq_nodes"], out["slq_weights"] = nodes.tolist(), weights.tolist()
-    spectrum = [
-        {"eigenvalue": float(g), "density": float(d)}
-        for g, d in zip(density["grid"], density["density"], strict=True)
-    ]
-    return out, spectrum
+    return out, density
 
 
 def _mse_curvature(mse: FlatLoss, p: LandscapeParams) -> dict[str, Any]:
     """The MSE Hessian at the L1-trained weights: L1 has no Gauss-Newton term and a ReLU net is piecewise
     linear in each weight, so L1's Hessian has a zero diagonal (trace 0, a spectrum symmetric about 0) and
     cannot show convexity; the MSE's Gauss-Newton part can."""
-    with _progress(mse, "MSE Hessian (SLQ and trace)", p.slq_probes * min(p.lanczos_steps, mse.dim)):
+    mse_hvps = p.slq_probes * min(p.lanczos_steps, mse.dim) + p.hutchinson_probes
+    with mse.resident_graphs(), _progress(mse, "MSE Hessian (SLQ and trace)", mse_hvps):
         density = spectral_density(mse, p.slq_probes, p.lanczos_steps, seed=p.direction_seed)
         trace, trace_err = hutchinson_trace(mse, p.hutchinson_probes, seed=p.direction_seed + 2)
     nodes, weights = density["nodes"], density["weights"]

@@ -323,3 +323,32 @@ def test_loss_standard_error_is_the_spread_of_equal_batches() -> None:
     per_batch = [FlatLoss(flat.model, [b], flat.loss_of_batch).value(flat.w0) for b in flat.batches]
     assert batch_loss_stderr(flat) == pytest.approx(np.std(per_batch, ddof=1) / np.sqrt(2), rel=1e-9)
     assert np.isnan(batch_loss_stderr(FlatLoss(flat.model, flat.batches[:1], flat.loss_of_batch)))
+
+
+def test_resident_graphs_give_the_same_products_bit_for_bit_from_one_forward_per_batch() -> None:
+    """Every product of a measurement is at w0: within resident_graphs each batch's gradient graph is built
+    once and reused, with the products of the rebuilding path exactly; elsewhere, and for the batches over
+    the memory budget, hvp rebuilds as before."""
+    flat, _ = uneven_losses()  # three batches and a regulariser
+    forwards = []
+    loss_of_batch = flat.loss_of_batch
+    flat.loss_of_batch = lambda m, b: forwards.append(1) or loss_of_batch(m, b)
+    gen = torch.Generator().manual_seed(6)
+    vs = [torch.randn(flat.dim, generator=gen) for _ in range(3)]
+    rebuilt = [flat.hvp(flat.w0, v) for v in vs]
+    assert len(forwards) == 3 * len(flat.batches)
+    away = flat.w0 + 0.1 * vs[0]
+    for max_bytes, forwards_per_product in ((None, 0), (0, len(flat.batches))):
+        forwards.clear()
+        with flat.resident_graphs(max_bytes):
+            kept = [flat.hvp(flat.w0, v) for v in vs]
+            # kept: one forward per batch for all three products; over the budget: each product rebuilds
+            assert len(forwards) == 3 * forwards_per_product + (len(flat.batches) if max_bytes is None else 1)
+            elsewhere = FlatLoss(flat.model, flat.batches, mse_of).hvp(away, vs[1])
+            assert torch.equal(flat.hvp(away, vs[1]), elsewhere)
+        assert all(torch.equal(a, b) for a, b in zip(rebuilt, kept, strict=True))
+        assert flat._resident is None  # freed on exit
+
+
+def mse_of(m: nn.Module, b: tuple) -> torch.Tensor:
+    return ((m(b[0]) - b[1]) ** 2).mean()

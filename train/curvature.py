@@ -6,10 +6,13 @@ convolutions cache their expanded filters in eval mode: :func:`deterministic` ke
 train mode (they re-expand from the weights on every call) while normalisation layers use their running
 statistics, so the loss is a deterministic function of ``w``.
 
-Hessian-vector products use double backward. Spectra come from Lanczos with full re-orthogonalisation:
-its extreme Ritz values give the top eigenvalues, and stochastic Lanczos quadrature (SLQ, several random
-start vectors) gives the spectral density. The trace is Hutchinson's estimator. Plain power iteration
-(the original study's method) is kept as the baseline for ``benchmarks/hessian_top_eig.py``.
+Hessian-vector products use double backward; every product a measurement takes is at the same point
+``w0``, so within :meth:`FlatLoss.resident_graphs` each batch's gradient graph is built once and only the
+second backward runs per product (the same arithmetic, bit for bit). Spectra come from Lanczos with full
+re-orthogonalisation: its extreme Ritz values give the top eigenvalues, and stochastic Lanczos quadrature
+(SLQ, several random start vectors) gives the spectral density. The trace is Hutchinson's estimator.
+Plain power iteration (the original study's method) is kept as the baseline for
+``benchmarks/hessian_top_eig.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from models.expansion import filters_along
+from train.resident import ResidentGraphs, graph_budget
 
 Tensor = torch.Tensor
 LossOfBatch = Callable[[nn.Module, tuple[Tensor, ...]], Tensor]
@@ -55,8 +59,9 @@ class FlatLoss:
     parameter vector ``w``. ``w0`` holds the model's current parameters.
 
     Values, gradients and Hessian-vector products are accumulated batch by batch (all three are linear in
-    the per-batch losses), so memory scales with one batch, not with the whole subset. Everything runs on
-    the model's device: the batches are moved there once, here.
+    the per-batch losses), so memory scales with one batch, not with the whole subset (within
+    :meth:`resident_graphs`, with the graphs it keeps). Everything runs on the model's device: the batches
+    are moved there once, here.
     """
 
     def __init__(self, model: nn.Module, batches: Sequence[tuple[Tensor, ...]], loss_of_batch: LossOfBatch):
@@ -75,6 +80,7 @@ class FlatLoss:
         counts = [len(b[0]) for b in self.batches]
         self.samples = sum(counts)
         self.weights = [c / self.samples for c in counts]  # batch share of the per-sample mean
+        self._resident: ResidentGraphs | None = None  # gradient graphs at w0, kept during a measurement
 
     @property
     def dim(self) -> int:
@@ -102,12 +108,15 @@ class FlatLoss:
                 self._regulariser(w)
             )
 
+    def _pieces(self) -> list[Callable[[Tensor], Tensor]]:
+        """The batches' weighted losses, then the regulariser: the terms of ``L``, in summation order."""
+        pieces = [lambda x, i=i: self._batch_loss(x, i) for i in range(len(self.batches))]
+        return [*pieces, self._regulariser]
+
     def _accumulate(self, w: Tensor, term: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         """Sum over the batches and the regulariser of ``term(w_leaf, piece)``, one graph at a time."""
         total = torch.zeros_like(w)
-        pieces = [lambda x, i=i: self._batch_loss(x, i) for i in range(len(self.batches))]
-        pieces.append(self._regulariser)
-        for piece in pieces:
+        for piece in self._pieces():
             leaf = w.detach().requires_grad_(True)
             value = piece(leaf)
             if value.requires_grad:  # a model without a regulariser gives a constant zero
@@ -119,7 +128,10 @@ class FlatLoss:
         return self._accumulate(w, lambda leaf, loss: torch.autograd.grad(loss, leaf)[0].detach())
 
     def hvp(self, w: Tensor, v: Tensor) -> Tensor:
-        """Hessian-vector product at ``w`` by double backward, one batch's graph at a time."""
+        """Hessian-vector product at ``w`` by double backward, one batch's graph at a time (at ``w0``
+        inside :meth:`resident_graphs`: each batch's gradient graph built once, then reused)."""
+        if self._resident is not None and torch.equal(w, self.w0):
+            return self._resident.hvp(v)
 
         def term(leaf: Tensor, loss: Tensor) -> Tensor:
             (g,) = torch.autograd.grad(loss, leaf, create_graph=True)
@@ -127,6 +139,21 @@ class FlatLoss:
             return torch.zeros_like(leaf) if hv is None else hv.detach()
 
         return self._accumulate(w, term)
+
+    @contextlib.contextmanager
+    def resident_graphs(self, max_bytes: int | None = None) -> Iterator[FlatLoss]:
+        """Within: Hessian-vector products at ``w0`` keep each batch's gradient graph (built on the first
+        product) and run only the second backward through it: the forward and first backward, a third to
+        half of a product, are paid once per measurement instead of once per product. The products are
+        those of :meth:`hvp`, bit for bit (the same graphs, the same order). Graphs are kept while they fit
+        ``max_bytes`` (default: :func:`train.resident.graph_budget`); the rest are rebuilt per product.
+        Freed on exit."""
+        budget = graph_budget(self.w0.device) if max_bytes is None else max_bytes
+        self._resident = ResidentGraphs(self._pieces(), self.w0, budget)
+        try:
+            yield self
+        finally:
+            self._resident = None
 
     def hvp_single_graph(self, w: Tensor, v: Tensor) -> Tensor:
         """The same product through one double-backward graph over every batch (memory grows with the
