@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from loaders.storage import write_json_atomic
+from models.expansion import expanded_once
 from train.checkpoints import CheckpointError, load_checkpoint, remove_dead_temporaries, save_checkpoint
 from train.device import loader_options, to_device
 
@@ -120,10 +121,12 @@ class History:
 
 
 def evaluate(model: nn.Module, task: Any, loader: DataLoader, device: torch.device | None = None) -> float:
-    """The task's metric over a whole split, with the model in eval mode and no gradients."""
+    """The task's metric over a whole split, with the model in eval mode and no gradients; each kernel is
+    expanded once for the pass (the weights do not change in it; a smoke rollout calls the model 6 times a
+    batch)."""
     model.eval()
     sums, count = None, 0
-    with torch.no_grad():
+    with torch.no_grad(), expanded_once(model):
         for batch in loader:
             s, n = task.errors(model, to_device(batch, device))
             sums = s if sums is None else sums + s
