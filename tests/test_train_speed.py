@@ -3,6 +3,9 @@ pass expands each kernel once (benchmarks/train_step.py times them)."""
 
 from __future__ import annotations
 
+import platform
+import sys
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -11,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models.fastops import circular_pad
 from models.gconv import GroupConv, upsample_nearest
 from models.registry import build_model
-from train.loop import evaluate
+from train.loop import evaluate, keep_freed_memory
 from train.tasks import SmokeTask
 
 
@@ -60,3 +63,11 @@ def test_a_validation_pass_expands_each_kernel_once(monkeypatch: pytest.MonkeyPa
                            for i in (0, 2)]).sum(0))  # fmt: skip
     assert metric == SmokeTask.reduce(sq, 2 * (2 * 2 * 8 * 8))  # two batches of 2 x 2 x 8 x 8 values
     assert len(calls) == 2 * 6 * len(layers)
+
+
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_training_keeps_freed_memory_on_glibc() -> None:
+    assert keep_freed_memory() is True  # mallopt accepted both settings (values unchanged: train_step.py)

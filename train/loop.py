@@ -9,8 +9,11 @@ The wall-clock time is the one thing kept outside the checkpoints: ``train_secon
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +54,29 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+# glibc's mallopt parameters and the largest mmap threshold it accepts on 64-bit Linux
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX = -1, -3, 32 * 1024 * 1024
+TRIM_THRESHOLD = 1024**3
+
+
+def keep_freed_memory() -> bool:
+    """Let this process's malloc keep freed blocks (up to 32 MiB each, 1 GiB at the heap's top) for reuse.
+
+    A training step allocates and frees the same activation buffers every time; glibc's defaults hand the
+    large ones back to the kernel and take them again page by page (a 3D SR step's 12 MB buffers cost
+    ~12,000 page faults: a transposed convolution's step took 46 ms of CPU, 27 ms with this). Only where
+    memory comes from changes, not any value. Linux/glibc only; elsewhere a no-op (returns False)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mmap = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+    return bool(mmap) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 SECONDS_FILE = "train_seconds.json"
@@ -154,6 +180,7 @@ def train(
     checkpoint; a checkpoint of another identity is never resumed."""
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_dead_temporaries(run_dir)
+    keep_freed_memory()
     identity = dict(config_key) if isinstance(config_key, Mapping) else {"config_key": config_key}
     gen = seed_everything(seed)
     if device is not None:
