@@ -207,7 +207,7 @@ def upsample_nearest(x: torch.Tensor, dim: int) -> torch.Tensor:
     """x2 nearest upsampling of the last ``dim`` axes (exactly commutes with the grid rotations).
 
     A broadcast and a reshape per axis rather than ``repeat_interleave``, whose index-based backward
-    zero-fills and scatters: the same two-term sums, so the same bits (benchmarks/train_step.py)."""
+    zero-fills and scatters: the same two-term sums, so the same bits (tests/test_train_speed.py)."""
     for ax in range(x.dim() - dim, x.dim()):
         shape = list(x.shape)
         x = x.unsqueeze(ax + 1).expand(*shape[: ax + 1], 2, *shape[ax + 1 :])
