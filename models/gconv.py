@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import fastops
 from models import groups as G
 from models.expansion import ExpandedKernel, filters_along
 
@@ -151,7 +152,7 @@ class GroupConv(ExpandedKernel):
         conv = F.conv2d if self.dim == 2 else F.conv3d
         pad = self.kernel_size // 2
         if self.padding_mode == "circular":
-            return conv(F.pad(x, (pad,) * (2 * self.dim), mode="circular"), weight, bias)
+            return conv(fastops.circular_pad(x, pad, self.dim), weight, bias)
         return conv(x, weight, bias, padding=pad)
 
     def output_filter_index(self, name: str) -> torch.Tensor | None:
@@ -203,7 +204,13 @@ class FieldNorm(nn.Module):
 
 
 def upsample_nearest(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """x2 nearest upsampling of the last ``dim`` axes (exactly commutes with the grid rotations)."""
-    for ax in range(-dim, 0):
-        x = x.repeat_interleave(2, dim=ax)
+    """x2 nearest upsampling of the last ``dim`` axes (exactly commutes with the grid rotations).
+
+    A broadcast and a reshape per axis rather than ``repeat_interleave``, whose index-based backward
+    zero-fills and scatters: the same two-term sums, so the same bits (tests/test_train_speed.py)."""
+    for ax in range(x.dim() - dim, x.dim()):
+        shape = list(x.shape)
+        x = x.unsqueeze(ax + 1).expand(*shape[: ax + 1], 2, *shape[ax + 1 :])
+        shape[ax] *= 2
+        x = x.reshape(shape)
     return x

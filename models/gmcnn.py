@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import fastops
 from models import groups as G
 from models.expansion import filters_along
 
@@ -152,7 +153,7 @@ class GMConv(nn.Module):
                 raise ValueError(f"the error vector is sized for a {self.grid}^2 grid, got {h}x{w}")
             weight = torch.cat([weight, self._place(self.error, self.map_rot)])
         if self.padding == "circular":
-            out = F.conv2d(F.pad(xf, (r,) * 4, mode="circular"), weight.to(x.dtype))
+            out = F.conv2d(fastops.circular_pad(xf, r, 2), weight.to(x.dtype))
         else:
             out = F.conv2d(xf, weight.to(x.dtype), padding=r)
         out = out.reshape(b, -1, four, h, w)
