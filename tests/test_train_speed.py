@@ -15,7 +15,7 @@ from models.fastops import circular_pad
 from models.gconv import GroupConv, upsample_nearest
 from models.registry import build_model
 from train.loop import evaluate, keep_freed_memory
-from train.tasks import SmokeTask
+from train.tasks import SmokeTask, score
 
 
 @pytest.mark.parametrize("shape,dim,pad", [((2, 3, 5, 6, 7), 3, 1), ((2, 3, 6, 7), 2, 2)])
@@ -71,3 +71,30 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_training_keeps_freed_memory_on_glibc() -> None:
     assert keep_freed_memory() is True  # mallopt accepted both settings (values unchanged: train_step.py)
+
+
+class _TwoPassTask:
+    """The task's two methods only: score() falls back to one prediction for each."""
+
+    def __init__(self, task: object) -> None:
+        self._task = task
+
+    def __getattr__(self, name: str) -> object:
+        if name == "errors_and_samples":
+            raise AttributeError(name)
+        return getattr(self._task, name)
+
+
+def test_score_predicts_once_per_batch_with_the_bits_of_two_passes() -> None:
+    torch.manual_seed(0)
+    model = build_model("smoke", "gcnn", hidden=2, layers=3)
+    data = TensorDataset(torch.randn(5, 1, 2, 8, 8), torch.randn(5, 6, 2, 8, 8))  # a short last batch
+    task = SmokeTask(residual=True, step_scale=0.3)
+    calls = []
+    forward = model.forward
+    model.forward = lambda x: calls.append(1) or forward(x)  # type: ignore[method-assign]
+    one = score(model, task, data, batch_size=2, scale=2.0)
+    assert len(calls) == 3 * 6  # 3 batches x 6 rollout steps, one rollout each
+    two = score(model, _TwoPassTask(task), data, batch_size=2, scale=2.0)  # type: ignore[arg-type]
+    assert len(calls) == 3 * 6 * 3  # the fallback rolls out twice per batch
+    assert one == two  # every number, per-sample values included, has the same bits

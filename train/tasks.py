@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from models.expansion import expanded_once
 from train.baselines import UpsampleMiddle, lr_to_hr_units, sr_factor
 from train.kinds import MAE, RMSE
 
@@ -62,17 +63,24 @@ class SmokeTask:
         y = y[:, : self.train_rollout] if self.train_rollout else y
         return F.mse_loss(rollout(model, x, y.shape[1], self.residual, self.step_scale), y)
 
+    def _squared(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y = batch
+        return (rollout(model, x, y.shape[1], self.residual, self.step_scale) - y) ** 2
+
     def errors(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
         """Sum of squared errors per rollout step, and the number of values per step."""
-        x, y = batch
-        sq = (rollout(model, x, y.shape[1], self.residual, self.step_scale) - y) ** 2
+        sq = self._squared(model, batch)
         return sq.transpose(0, 1).flatten(1).sum(dim=1), int(sq[:, 0].numel())
 
     def sample_errors(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The metric of each sample on its own: [B] (RMSE per rollout step, averaged over the steps)."""
-        x, y = batch
-        sq = (rollout(model, x, y.shape[1], self.residual, self.step_scale) - y) ** 2
-        return torch.sqrt(sq.flatten(2).mean(dim=2)).mean(dim=1)
+        return torch.sqrt(self._squared(model, batch).flatten(2).mean(dim=2)).mean(dim=1)
+
+    def errors_and_samples(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """:meth:`errors` and :meth:`sample_errors` from one rollout (the same bits as each alone)."""
+        sq = self._squared(model, batch)
+        sums = sq.transpose(0, 1).flatten(1).sum(dim=1)
+        return sums, int(sq[:, 0].numel()), torch.sqrt(sq.flatten(2).mean(dim=2)).mean(dim=1)
 
     def as_module(self, model: nn.Module) -> nn.Module:
         """One step of the prediction as a module (for equivariance checks)."""
@@ -112,6 +120,12 @@ class SuperResolutionTask:
         """The MAE of each sample on its own: [B]."""
         x, y = batch
         return (self.predict(model, x) - y).abs().flatten(1).mean(dim=1)
+
+    def errors_and_samples(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """:meth:`errors` and :meth:`sample_errors` from one prediction (the same bits as each alone)."""
+        x, y = batch
+        err = (self.predict(model, x) - y).abs()
+        return err.sum().reshape(1), int(err.numel()), err.flatten(1).mean(dim=1)
 
     def as_module(self, model: nn.Module) -> nn.Module:
         return model if self.reference is None else _Residual(model, self.reference, self.step_scale)
@@ -186,12 +200,15 @@ def score(
     ``device`` (None: left on the CPU)."""
     model.eval()
     sums, count, per_sample = None, 0, []
-    with torch.no_grad():
+    with torch.no_grad(), expanded_once(model):  # the weights are fixed: each kernel expanded once
         for batch in DataLoader(dataset, batch_size=batch_size):
             batch = batch if device is None else tuple(t.to(device) for t in batch)
-            s, n = task.errors(model, batch)
+            if hasattr(task, "errors_and_samples"):  # one prediction per batch, not two
+                s, n, samples = task.errors_and_samples(model, batch)
+            else:  # a task of one's own with the two methods only
+                (s, n), samples = task.errors(model, batch), task.sample_errors(model, batch)
             sums, count = (s if sums is None else sums + s), count + n
-            per_sample.append(task.sample_errors(model, batch))
+            per_sample.append(samples)
     values = torch.cat(per_sample).double().cpu() * scale
     n = int(values.numel())
     se = float(values.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
