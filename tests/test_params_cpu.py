@@ -36,6 +36,9 @@ INTENDED = {
     # the default measures best only, on 5 SR samples (21%), to keep its landscape stage to minutes
     "landscape.checkpoints": ["early", "best"],
     "landscape.subset_min_samples": 8,
+    # the level sweep is the default's; the CPU preset spends its 3 hours on E_0's longer runs
+    "train.smoke.levels": [0],
+    "train.smoke.sweep_models": None,
 }
 
 
