@@ -15,6 +15,9 @@ from loaders.storage import read_provenance
 from pipelines.baselines import run_baselines
 from pipelines.fit import train_matrix, training_jobs
 from pipelines.params import parse_params
+from pipelines.report import LEVELS, report_findings
+from pipelines.report.domain import domain_claims, domain_section
+from pipelines.report.levels import level_claims
 from pipelines.smoke.domain import build_domain_stores
 from pipelines.smoke.levels import max_c4_violation
 from pipelines.smoke.stage import scratch_key
@@ -114,3 +117,32 @@ def test_new_held_out_data_restamps_every_run(domain_study: tuple[Path, object],
     (tmp_path / "smoke_domain" / "b002.zarr").symlink_to(root / "smoke_domain" / "b002.zarr")
     after = {j.name: j for j in training_jobs(params, {"smoke": tmp_path / "smoke.zarr"}, root, root)}
     assert all(after[name].stamp != stamp for name, stamp in before.items())
+
+
+def test_the_report_shows_both_protocols_and_the_published_rows(domain_study: tuple[Path, object]) -> None:
+    root, params = domain_study
+    md, claims, summary = domain_section(params, root / "metrics")
+    rows = [line for line in md if line.startswith("| E_")]
+    assert [r.split(" | ")[1] for r in rows] == ["Future", "Domain"] * 2  # per level, both protocols
+    assert rows[1].split(" | ")[2] == "2 / " + rows[1].split(" | ")[2].split(" / ")[1]  # 2 ladders at E_0
+    domain = json.loads(RunId("smoke", "cnn", 0, 3).train_metrics(root / "metrics").read_text())
+    assert summary["E3"]["Domain"]["cnn"] == domain["test_domain_rmse"]
+    assert any("| 0.73 | 0.82 |" in line for line in md) and any("| 0.67 | 0.80 |" in line for line in md)
+    assert [c.word for c in claims] == ["not measured"] * 4  # no relaxed/strict pair trained here
+
+
+def _domain_runs(values: dict[str, list[float]]) -> dict:
+    return {m: {s: {"train": {"test_domain_rmse": v}} for s, v in enumerate(vs)} for m, vs in values.items()}
+
+
+def test_domain_verdicts_join_the_reports_one_holm_family() -> None:
+    clear = {"rgcnn": [0.50, 0.51, 0.49], "gcnn": [0.70, 0.71, 0.69], "rsteer": [0.5, 0.52, 0.49],
+             "e2cnn": [0.71, 0.69, 0.70]}  # fmt: skip
+    claims = domain_claims({0: _domain_runs(clear)}, {0: {"domain": {"persistence": {"rmse": 1.0}}}})
+    assert [c.text.split(":")[0] for c in claims] == ["E_0 Domain"] * 2 and all(c.comparison for c in claims)
+    gated = domain_claims({0: _domain_runs(clear)}, {0: {"domain": {"persistence": {"rmse": 0.6}}}})
+    assert all(c.word.startswith("not reproduced") for c in gated)  # gcnn / e2cnn do not beat persistence
+    worded = report_findings({}, {"smoke protocols": claims, LEVELS: level_claims(
+        {0: {m: {s: {"train": {"test_rmse": v}} for s, v in enumerate(vs)} for m, vs in clear.items()}},
+        {0: {"test": {"persistence": {"rmse": 1.0}}}}, first_level=0)})  # fmt: skip
+    assert all("over 3 tests" in line for lines in worded.values() for line in lines)
