@@ -22,19 +22,18 @@ from pipelines.report.verdicts import Claim, claim, seed_values
 PROTOCOLS = {"Future": ("test", "test_rmse"), "Domain": ("domain", "test_domain_rmse")}  # baseline split, key
 # Wang et al. 2022 (ICML), rotation smoke plumes, RMSE Future / Domain, as the authors' blog reports them
 PUBLISHED = {"rgcnn": ("RGroup", 0.73, 0.82), "rsteer": ("RSteer", 0.67, 0.80)}
-DIFFERENCES = (
-    "resolution: published 64 x 64 crops of a 128 x 128 box; ours smoke.resolution cells",
-    "frames: published tasks of 250 frames (train 0-159, valid 160-199, Future 200-249; Domain frames 0-99 "
-    "of 10 held-out tasks); ours smoke.keep_start..keep_stop split 70 / 15 / 15 % in time, Domain every "
-    "window of each held-out ladder's kept frames",
-    "input / output lengths: published 10 input frames and a 6 step rollout (RMSE over the rollout); ours "
-    "smoke.input_frames / output_frames",
-    "normalisation: published raw velocities; ours train.smoke.normalise with the training store's "
-    "statistics (RMSE reported in physical units)",
-    "training size: published 25 tasks (buoyancy x rotation) per model; ours one ladder: 4 directions of "
-    "one level, 1 distinct simulation at E_0",
-    "symmetry breaking: published one dataset with buoyancy-dependent rotation; ours the levels E_i of a "
-    "buoyancy ladder (the closest is the level the published data-equivariance error matches)",
+DIFFERENCES = (  # from the authors' run_model.py (Rose-STL-Lab/Approximately-Equivariant-Nets)
+    "resolution: published 64 x 64 model input; ours smoke.resolution cells per axis",
+    "frames: published tasks (buoyancy, rotation) of 250 frames: train 0-159, valid 160-199, Future "
+    "200-249, Domain frames 0-99 of 10 held-out tasks; ours smoke.keep_start..keep_stop split 70 / 15 / 15 % "
+    "in time, Domain every window of each held-out ladder's kept frames",
+    "input / output lengths: published 10 input frames, trained on 6-step rollouts and tested on 20-step "
+    "rollouts; ours smoke.input_frames in, smoke.output_frames out for valid and both tests",
+    "normalisation: ours train.smoke.normalise with the training store's statistics, RMSE in physical "
+    "units (the published RMSE's units were not checked here)",
+    "training size: published 25 tasks (buoyancy x rotation) per model; ours the 4 directions of one "
+    "level's ladder (1 distinct simulation at E_0)",
+    "symmetry breaking: published one rotation dataset; ours the levels E_i of a buoyancy ladder",
 )
 
 
