@@ -18,6 +18,11 @@ the real test split, in physical units, with each test sample's error, their sta
 (``test_<metric>_se``, ``test_samples``), the parameter count and the equivariance error of the prediction
 (the residual form included) and of the network alone, and the device it ran on (``compute.device``) with
 library versions.
+A dataset with held-out stores (smoke: ``data/smoke_domain/``, Wang et al. 2022's *Domain* protocol) is also
+scored on every window of them in the training split's normalisation: ``test_domain_<metric>`` with its
+standard error, per-sample errors, sample count, distinct simulations / windows and the held-out data's
+digest, which is part of the run's train stamp (not of its checkpoints' identity: new held-out data
+re-scores a finished run without retraining it).
 """
 
 from __future__ import annotations
