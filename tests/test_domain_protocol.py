@@ -46,16 +46,39 @@ def _params(ladders: list[int] = LADDERS):
 
 @pytest.fixture(scope="module")
 def domain_study(smoke_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    """The session's training store with two held-out ladders beside it; one tiny run and the baselines."""
+    """The session's training store; one tiny run per level trained before the held-out ladders exist,
+    then two ladders built beside the store, the train stage run again and the baselines scored."""
     root = tmp_path_factory.mktemp("domain")
     (root / "smoke.zarr").symlink_to(smoke_store)
     params = _params()
+    train_matrix(params, {"smoke": root / "smoke.zarr"}, root / "runs", root / "metrics")
+    before = {p: p.read_bytes() for p in sorted((root / "runs").rglob("*.pt"))}
+    (root / "before").mkdir()
+    for path in (root / "metrics" / "train").glob("smoke-*.json"):
+        (root / "before" / path.name).write_text(path.read_text())
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         compute = params.compute.model_copy(update={"scheduler_address": cluster.scheduler_address})
         build_domain_stores(params.smoke, compute, root / "smoke_domain", root / "scratch")
-    train_matrix(params, {"smoke": root / "smoke.zarr"}, root / "runs", root / "metrics")
+    rerun = train_matrix(params, {"smoke": root / "smoke.zarr"}, root / "runs", root / "metrics")
+    assert {k: v for k, v in rerun.items() if k != "placement"} and all(
+        v != "skipped" for k, v in rerun.items() if k != "placement"
+    )  # new held-out data: every run's job re-runs
+    assert before == {p: p.read_bytes() for p in sorted((root / "runs").rglob("*.pt"))}  # not retrained
     run_baselines("smoke", params, root / "smoke.zarr", root / "metrics")
     return root, params
+
+
+def test_a_finished_run_is_rescored_on_new_held_out_data_without_retraining(
+    domain_study: tuple[Path, object],
+) -> None:
+    root, _ = domain_study
+    for path in sorted((root / "before").glob("smoke-*.json")):
+        old, new = (
+            json.loads(path.read_text()),
+            json.loads((root / "metrics" / "train" / path.name).read_text()),
+        )
+        assert "test_domain_rmse" not in old and new["test_domain_rmse"] > 0
+        assert new["test_rmse"] == old["test_rmse"] and new["best_epoch"] == old["best_epoch"]
 
 
 def test_held_out_ladders_are_unseen_and_exactly_c4_at_e0(domain_study: tuple[Path, object]) -> None:
