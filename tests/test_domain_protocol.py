@@ -152,6 +152,8 @@ def test_the_report_shows_both_protocols_and_the_published_rows(domain_study: tu
     assert summary["E3"]["Domain"]["cnn"] == domain["test_domain_rmse"]
     assert any("| 0.73 | 0.82 |" in line for line in md) and any("| 0.67 | 0.80 |" in line for line in md)
     assert [c.word for c in claims] == ["not measured"] * 4  # no relaxed/strict pair trained here
+    notes = [line for line in md if line.startswith("- E_3 Domain: strongest baseline: ")]
+    assert len(notes) == 1 and "cnn (" in notes[0]  # the one model named beside the Domain baseline
 
 
 def _domain_runs(values: dict[str, list[float]]) -> dict:
