@@ -154,7 +154,8 @@ def domain_section(params: StudyParams, metrics_dir: Path) -> tuple[list[str], l
     md += published_table(runs) + ["", "What differs:", ""] + [f"- {d}" for d in DIFFERENCES] + [""]
     summary = {
         f"E{level}": {
-            protocol: {model: mean_std(_values(seeds, key))[0] for model, seeds in runs[level].items()}
+            protocol: {model: mean_std(values)[0] for model, seeds in runs[level].items()
+                       if (values := _values(seeds, key))}  # no NaN in summary.json
             for protocol, (_, key) in PROTOCOLS.items()
         }
         for level in sorted(runs)
