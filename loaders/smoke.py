@@ -88,6 +88,7 @@ class SmokePlumeWindows(Dataset):
         stride: int = 1,
         cache_chunks: int = 4,
         keep_in_memory: bool | None = None,
+        stats: dict[str, Any] | None = None,
     ):
         level = parse_level(level)  # bad input fails before any read
         meta = open_dataset(source.zarr_url, cache_dir=source.cache_dir)  # metadata and coordinates only
@@ -139,7 +140,7 @@ class SmokePlumeWindows(Dataset):
         self.resident: Resident[torch.Tensor] = Resident(keep_resident(nbytes, keep_in_memory))
         self.normalisers: dict[str, Normaliser] = {}
         if normalise is not None:
-            stats = (source.stats or {}).get("configs", {}).get(config_name(level))
+            stats = stats or (source.stats or {}).get("configs", {}).get(config_name(level))
             if stats is None:  # a bare store: compute them the same way the publish stage does
                 stats = compute_stats(group)[config_name(level)]
             self.stats = stats
@@ -210,6 +211,7 @@ def smoke_plume(
     cache_chunks: int = 4,
     cache_dir: str | Path | None = None,
     keep_in_memory: bool | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> SmokePlumeWindows:
     """The smoke-plume windows of one symmetry level from a local store, a local repo folder or a Hub repo.
 
@@ -221,6 +223,8 @@ def smoke_plume(
     huggingface_hub's cache), so only the first epoch downloads. ``keep_in_memory`` (default: when the
     split's frames fit :data:`loaders.resident.RESIDENT_BYTES`) keeps each series' frames after its first
     read, so every chunk is decoded once; ``False`` reads each window through an LRU of ``cache_chunks``.
+    ``stats`` (a level's ``{"velocity": ..., "smoke": ...}``, as another dataset's ``.stats``) normalises
+    with those instead: a held-out store scored with the statistics its model was trained with.
     """
     level = parse_level(level)
     resolved = resolve_source(source, STORE_NAME, revision, cache_dir)
@@ -236,4 +240,5 @@ def smoke_plume(
         stride,
         cache_chunks,
         keep_in_memory,
+        stats,
     )

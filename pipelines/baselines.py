@@ -6,7 +6,9 @@ Each dataset's kind names its predictors (train/kinds.py): smoke: persistence (r
 over the rollout) and zero; turbulence: trilinear and spectral upsampling of the middle low-res frame and
 a learned linear reference (:mod:`train.baselines`). Scored by the task's own metric
 code on the valid and test splits the fit stage uses (same windows, normalisation and units), with each
-sample's error, the standard error and the count. Writes ``metrics/baselines/<dataset>.json``.
+sample's error, the standard error and the count; smoke also on the held-out Domain stores
+(``domain``, all their windows, in the training split's normalisation). Writes
+``metrics/baselines/<dataset>.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from loaders.storage import write_json_atomic
 from pipelines.cli import run_stage
 from pipelines.datasets import listed_spec
 from pipelines.params import StudyParams, TaskTrainParams, load_params
-from pipelines.run_config import has_levels, split_spec
+from pipelines.run_config import has_levels, held_out_digest, split_spec
 from train.data import load_splits, output_scale
 from train.device import prepare
 from train.kinds import task_for
@@ -38,6 +40,9 @@ def run_baselines(dataset: str, params: StudyParams, data: Path, metrics_dir: Pa
     out: dict[str, Any] = {"dataset": dataset, "metric": task.metric_name}
     levels: list[int | None] = list(section.levels) if has_levels(dataset) else [None]
     scored = {lv: _score_level(spec, dataset, section, data, device, lv) for lv in levels}
+    held_out = held_out_digest(spec.held_out_stores(Path(data)))
+    if held_out is not None:  # which Domain stores the "domain" scores are of
+        out["domain_data_digest"] = held_out
     out["splits"] = next(iter(scored.values()))
     if has_levels(dataset):
         out["levels"] = {f"E{lv}": splits for lv, splits in scored.items()}
@@ -53,11 +58,15 @@ def _score_level(
     modules = spec.train.make_baselines(splits)
     batch = section.optimiser.batch_size
     modules = {name: module.to(device) for name, module in modules.items()}
+    scored = {"valid": splits["valid"], "test": splits["test"]}
+    held_out = spec.held_out_stores(Path(data))
+    if held_out:  # the Domain test, in the training split's normalisation like every run's
+        scored["domain"] = spec.train.load_held_out(held_out, split_spec(section, level), splits["train"])
     out = {}
-    for split in ("valid", "test"):
-        scale = output_scale(splits[split])
+    for split in scored:
+        scale = output_scale(scored[split])
         out[split] = {
-            name: score(module, task, splits[split], batch, scale, device) for name, module in modules.items()
+            name: score(module, task, scored[split], batch, scale, device) for name, module in modules.items()
         }
     return out
 

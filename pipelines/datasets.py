@@ -53,6 +53,9 @@ class DatasetSpec:
     )
     grid_cells: Callable[[Any], int] = lambda params: 0  # cells per sample (landscape time budget)
     check_trainable: Callable[[Any], None] = lambda params: None  # raise ValueError if it cannot be trained
+    # folder of held-out stores beside the training store (smoke: the Domain test, data/smoke_domain/), each
+    # scored by every run through its train kind's ``held_out``; None: no held-out test
+    held_out_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.store.name == self.train.name == self.name):
@@ -64,6 +67,13 @@ class DatasetSpec:
     @property
     def metric(self) -> str:
         return self.train.metric
+
+    def held_out_stores(self, store: Path) -> list[Path]:
+        """The held-out stores beside training store ``store`` (none when the folder is absent)."""
+        if self.held_out_dir is None:
+            return []
+        folder = Path(store).parent / self.held_out_dir
+        return sorted(folder.glob("*.zarr")) if folder.is_dir() else []
 
     @property
     def store_path(self) -> Path:
@@ -96,6 +106,7 @@ SMOKE = DatasetSpec(
     publish="pipelines.publish.smoke_kind:SmokeKind",
     describe=_describe_smoke,
     grid_cells=lambda params: params.smoke.resolution**2,
+    held_out_dir="smoke_domain",
 )
 TURBULENCE = DatasetSpec(
     name="turbulence",

@@ -18,6 +18,11 @@ the real test split, in physical units, with each test sample's error, their sta
 (``test_<metric>_se``, ``test_samples``), the parameter count and the equivariance error of the prediction
 (the residual form included) and of the network alone, and the device it ran on (``compute.device``) with
 library versions.
+A dataset with held-out stores (smoke: ``data/smoke_domain/``, Wang et al. 2022's *Domain* protocol) is also
+scored on every window of them in the training split's normalisation: ``test_domain_<metric>`` with its
+standard error, per-sample errors, sample count, distinct simulations / windows and the held-out data's
+digest, which is part of the run's train stamp (not of its checkpoints' identity: new held-out data
+re-scores a finished run without retraining it).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from loaders.scratch import params_key
 from loaders.storage import write_json_atomic
 from models.equivariance import equivariance_error
 from models.registry import count_parameters
@@ -38,6 +44,7 @@ from pipelines.matrix import Job, prune, run_matrix
 from pipelines.params import StudyParams, TaskTrainParams, load_params
 from pipelines.run_config import (
     check_models_declared,
+    held_out_digest,
     hparams_of,
     optimiser_config,
     run_id,
@@ -56,9 +63,11 @@ from train.tasks import score
 
 def run_training(
     dataset: str, model_name: str, seed: int, params: StudyParams, data: Path, runs: Path, metrics_dir: Path,
-    level: int | None = None,
+    level: int | None = None, held_out: list[Path] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """One run; ``level`` (a dataset with levels, as smoke) defaults to the first of its ``levels``."""
+    """One run; ``level`` (a dataset with levels, as smoke) defaults to the first of its ``levels``. A
+    dataset with held-out stores (``held_out``, default: those beside ``data``; smoke: the Domain test)
+    is scored on them too."""
     spec = dataset_spec(dataset, params)  # a dask worker resolves a dataset of its own here
     section: TaskTrainParams = getattr(params.train, dataset)
     if model_name not in section.models:
@@ -87,6 +96,12 @@ def run_training(
     model.load_state_dict(best["model"])
     scale = output_scale(splits["test"])
     test = score(model, task, splits["test"], settings.batch_size, scale, device=device)
+    held_out = spec.held_out_stores(Path(data)) if held_out is None else held_out
+    domain = {}
+    if held_out:  # simulations never trained on, in the training split's units and normalisation
+        domain_set = spec.train.load_held_out(held_out, split_spec(section, run.level), splits["train"])
+        scored = score(model, task, domain_set, settings.batch_size, scale, device=device)
+        domain = domain_metrics(scored, task.metric_name, domain_set, held_out)
     model.eval()
     probe = task.equivariance_probe(to_device(next(iter(DataLoader(splits["valid"], batch_size=2))), device))
     with torch.no_grad():
@@ -103,6 +118,7 @@ def run_training(
         # rotated copies of one simulation count once (docs/study.md, effective sample size)
         **{f"test_distinct_{k}": v for k, v in getattr(splits["test"], "effective_size", dict)().items()},
         f"{key}_per_sample": test["per_sample"],  # same order for every run: paired comparisons
+        **domain,
         "residual": section.residual,
         **({"level": run.level} if run.level is not None else {}),
         metric_key(name, "best_valid"): result["best_valid"] * scale,
@@ -130,6 +146,21 @@ def run_training(
     return metrics
 
 
+def domain_metrics(scored: dict[str, Any], metric: str, dataset: Any, stores: list[Path]) -> dict[str, Any]:
+    """A held-out test's metrics (``test_domain_<metric>``): its value, standard error, count, per-sample
+    errors, the distinct simulations and windows behind it and the held-out data's digest."""
+    key, size = metric_key(metric, "test_domain"), dataset.effective_size()
+    return {
+        key: scored[metric],
+        f"{key}_se": scored["se"],
+        f"{key}_per_sample": scored["per_sample"],
+        "domain_samples": scored["n"],
+        "domain_distinct_simulations": size["simulations"],
+        "domain_distinct_windows": size["windows"],
+        "domain_data_digest": held_out_digest(stores),
+    }
+
+
 def training_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metrics_dir: Path) -> list[Job]:
     """Every (dataset, [level,] model, seed) of ``train``, with absolute paths (a worker has its own
     directory), stamped with the run's key (pipelines/run_config.py): the same identity its checkpoints
@@ -137,14 +168,18 @@ def training_jobs(params: StudyParams, stores: dict[str, Path], runs: Path, metr
     jobs = []
     for dataset, data in stores.items():
         section: TaskTrainParams = getattr(params.train, dataset)
+        spec = dataset_spec(dataset, params)
         runs_of = [(m, lv) for m in section.models for lv in run_levels(dataset, section, m)]
         for (model_name, level), seed in ((r, s) for r in runs_of for s in section.seeds):
             run = run_id(dataset, model_name, seed, section, level)
             hparams = hparams_of(dataset, model_name, section)
             device = params.compute.device
             stamp = run_key(dataset, model_name, seed, section, hparams, Path(data), device, level)
+            held_out = [p.resolve() for p in spec.held_out_stores(Path(data))]
+            if held_out:  # new held-out data re-scores the run (its checkpoints stay valid)
+                stamp = params_key({"run": stamp, "held_out": held_out_digest(held_out)})
             args = (dataset, model_name, seed, params, Path(data).resolve(), runs.resolve(),
-                    metrics_dir.resolve(), level)  # fmt: skip
+                    metrics_dir.resolve(), level, held_out)  # fmt: skip
             # every checkpoint is an output: the landscape stage reads early.pt and best.pt
             ckpts = tuple(run.run_dir(args[5]) / name for name in ("early.pt", "best.pt", "last.pt"))
             outputs = (run.train_metrics(args[6]), run.curves(args[6]), *ckpts)

@@ -155,6 +155,14 @@ def run_identity(
     }
 
 
+def held_out_digest(stores: Iterable[Path]) -> str | None:
+    """Content address of a run's held-out test stores (smoke's Domain test), None without any. Not part of
+    the identity its checkpoints record (the weights do not depend on it) but of its train stamp and
+    metrics: new held-out data re-scores a finished run without retraining it, and never keeps old scores."""
+    digests = {Path(s).name: store_digest(s) for s in stores}
+    return params_key(digests) if digests else None
+
+
 def run_key(
     dataset: str, model_name: str, seed: int, section: TaskTrainParams, hparams: dict[str, Any], data: Path,
     device: str = "auto", level: int | None = None,

@@ -40,7 +40,7 @@ def test_one_run_per_level_model_seed_and_a_new_level_leaves_the_others_alone(tm
     assert sorted(jobs) == sorted(
         f"smoke-{run}-seed{s}" for run in ("cnn", "gcnn", "E3-gcnn") for s in (0, 1)
     )
-    assert jobs["smoke-E3-gcnn-seed0"].args[-1] == 3 and jobs["smoke-gcnn-seed0"].args[-1] == 0
+    assert jobs["smoke-E3-gcnn-seed0"].args[7] == 3 and jobs["smoke-gcnn-seed0"].args[7] == 0  # the level
     assert jobs["smoke-E3-gcnn-seed0"].stamp != jobs["smoke-gcnn-seed0"].stamp
     assert all(jobs[name].stamp == stamp for name, stamp in before.items())  # E_0 runs are not retrained
 

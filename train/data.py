@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from loaders.smoke import smoke_plume
 from loaders.turbulence import turbulence_sr
@@ -33,6 +33,32 @@ def smoke_splits(data: Path, spec: SplitSpec) -> dict[str, Dataset]:
                            stride=spec.window_stride if split == "train" else 1)
         for split in SPLITS
     }  # fmt: skip
+
+
+class HeldOut(ConcatDataset):
+    """Every window of every split of held-out stores (simulations no run trains on), normalised like the
+    training split; ``effective_size`` counts each store's simulations once, whatever its splits."""
+
+    def __init__(self, parts: list[list[Dataset]], train_set: Dataset):
+        super().__init__([part for store in parts for part in store])
+        self.normalisers = getattr(train_set, "normalisers", {})  # output_scale: the training units
+        self._parts = parts
+
+    def effective_size(self) -> dict[str, int]:
+        sizes = [[part.effective_size() for part in store] for store in self._parts]
+        return {
+            "simulations": sum(store[0]["simulations"] for store in sizes),
+            "windows": sum(s["windows"] for store in sizes for s in store),
+        }
+
+
+def smoke_held_out(stores: list[Path], spec: SplitSpec, train_set: Dataset) -> HeldOut:
+    """The smoke *Domain* test set: all windows of the held-out stores at ``spec.level``, normalised with
+    the training split's statistics (``train_set.stats``), not each store's own."""
+    stats = getattr(train_set, "stats", None) if spec.normalise else None
+    parts = [[smoke_plume(store, level=spec.level, split=split, normalise=spec.normalise, stats=stats)
+              for split in SPLITS] for store in stores]  # fmt: skip
+    return HeldOut(parts, train_set)
 
 
 def turbulence_splits(data: Path, spec: SplitSpec) -> dict[str, Dataset]:

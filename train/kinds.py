@@ -70,6 +70,9 @@ class TrainKind:
     splits: Callable[[Path, SplitSpec], dict[str, Dataset]] | Ref
     task: Callable[..., Any] | Ref
     baselines: Callable[[dict[str, Dataset]], dict[str, nn.Module]] | Ref
+    # held_out(stores, spec, train_set): one test set over held-out stores (simulations never trained on),
+    # normalised with ``train_set``'s statistics; None: the kind has no held-out test
+    held_out: Callable[[list[Path], SplitSpec, Dataset], Dataset] | Ref | None = None
 
     def _function(self, field: str) -> Callable[..., Any]:
         value = getattr(self, field)
@@ -77,6 +80,11 @@ class TrainKind:
 
     def load_splits(self, data: Path, spec: SplitSpec) -> dict[str, Dataset]:
         return self._function("splits")(data, spec)
+
+    def load_held_out(self, stores: list[Path], spec: SplitSpec, train_set: Dataset) -> Dataset:
+        if self.held_out is None:
+            raise ValueError(f"dataset {self.name!r} has no held-out test set")
+        return self._function("held_out")(stores, spec, train_set)
 
     def make_task(self, **options: Any) -> Any:
         task = self._function("task")(**options)
@@ -91,7 +99,7 @@ class TrainKind:
 
 # the built-in kinds: their functions live beside the code they call (torch, loaders)
 SMOKE = TrainKind("smoke", "smoke", RMSE, "train.data:smoke_splits", "train.tasks:smoke_task",
-                  "train.baselines:smoke_predictors")  # fmt: skip
+                  "train.baselines:smoke_predictors", "train.data:smoke_held_out")  # fmt: skip
 TURBULENCE = TrainKind("turbulence", "sr", MAE, "train.data:turbulence_splits", "train.tasks:sr_task",
                        "train.baselines:sr_predictors")  # fmt: skip
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -51,6 +52,28 @@ class PressureSolverParams(Strict):
     method: Literal["dct", "scipy-direct", "CG"] = "dct"
     rel_tol: PositiveFloat = 1e-8
     abs_tol: PositiveFloat = 1e-8
+
+
+class SmokeDomainParams(Strict):
+    """The *Domain* test protocol (Wang et al. 2022): held-out buoyancy ladders, simulated like the training
+    ladder and never trained on. Each start ``b`` gives a full set of levels with directions (b, b+i, b+2i,
+    b+3i) (E_0 stays exactly C4), written as its own store under ``data/smoke_domain/``."""
+
+    ladder_starts: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list,
+        description="first buoyancy index of each held-out ladder (the training ladder starts at 1); empty: "
+        "no Domain protocol. Their indices must be disjoint from the training ladder's",
+    )
+
+    @field_validator("ladder_starts")
+    @classmethod
+    def _unique_starts(cls, starts: list[int]) -> list[int]:
+        if len(set(starts)) != len(starts):
+            raise ValueError(f"domain.ladder_starts must be unique, got {starts}")
+        return starts
+
+
+TRAINING_LADDER_START = 1  # the published ladder: direction k of E_i is simulation 1 + k * i
 
 
 class SmokeParams(Strict):
@@ -101,6 +124,10 @@ class SmokeParams(Strict):
     output_frames: PositiveInt = 6
     splits: SplitFractions = SplitFractions()
     seed: Seed = 0
+    domain: SmokeDomainParams = SmokeDomainParams()
+    # the ladder this store is built from: the training one, or a held-out one (``ladder``); not a params
+    # key, so the training store's bytes and scratch are what they were before the Domain protocol
+    _ladder_start: int = PrivateAttr(TRAINING_LADDER_START)
 
     @field_validator("levels")
     @classmethod
@@ -132,6 +159,25 @@ class SmokeParams(Strict):
             raise ValueError(
                 f"levels {self.levels} need buoyancy index {top} but n_simulations={self.n_simulations}"
             )
+        trained = set(self.buoyancy_indices)
+        for start in self.domain.ladder_starts:
+            held_out = set(self.ladder(start).buoyancy_indices)
+            if max(held_out) >= self.n_simulations:
+                raise ValueError(
+                    f"domain.ladder_starts: {start} needs buoyancy index {max(held_out)} but "
+                    f"n_simulations={self.n_simulations}"
+                )
+            if held_out & trained:
+                raise ValueError(
+                    f"domain.ladder_starts: ladder {start} shares buoyancy indices "
+                    f"{sorted(held_out & trained)} with the training ladder (the Domain test must be unseen)"
+                )
+        for level in self.levels:  # a simulation in two ladders of one level would be counted twice
+            sets = [set(self.ladder(b).level_indices(level)) for b in self.domain.ladder_starts]
+            if sum(map(len, sets)) != len(set().union(*sets)):
+                raise ValueError(
+                    f"domain.ladder_starts {self.domain.ladder_starts} share a simulation at level E_{level}"
+                )
         self._check_budget()
         window = self.input_frames + self.output_frames
         for split, count in self.split_frame_counts().items():
@@ -144,7 +190,8 @@ class SmokeParams(Strict):
 
     def _check_budget(self) -> None:
         # jobs: the buoyancy rungs (x4 directions when simulated) plus the symmetry check's three turns
-        jobs = len(self.buoyancy_indices) * (4 if self.symmetrisation == "simulate" else 1) + 3
+        rungs = len(self.buoyancy_indices) * (1 + len(self.domain.ladder_starts))
+        jobs = rungs * (4 if self.symmetrisation == "simulate" else 1) + 3
         cells = self.resolution**2
         scratch = jobs * self.n_frames * 3 * cells * 8  # float64 velocity (2) + smoke (1) per kept frame
         store = len(self.levels) * 4 * self.n_frames * 3 * cells * (4 if self.dtype == "float32" else 8)
@@ -155,15 +202,31 @@ class SmokeParams(Strict):
     def physics(self) -> dict[str, Any]:
         """The keys that decide which simulations run and what they produce (the scratch key): not the
         store's layout (dtype, windows, splits), which is applied afterwards and never re-simulates."""
-        return self.model_dump(mode="json", exclude={"dtype", "input_frames", "output_frames", "splits"})
+        physics = self.model_dump(
+            mode="json", exclude={"dtype", "input_frames", "output_frames", "splits", "domain"}
+        )
+        if self._ladder_start != TRAINING_LADDER_START:
+            physics["ladder_start"] = self._ladder_start
+        return physics
+
+    @property
+    def ladder_start(self) -> int:
+        return self._ladder_start
+
+    def ladder(self, start: int) -> SmokeParams:
+        """These params on the buoyancy ladder starting at ``start`` (a held-out Domain ladder)."""
+        copy = self.model_copy()
+        copy._ladder_start = start
+        return copy
 
     @property
     def n_frames(self) -> int:
         return self.keep_stop - self.keep_start
 
     def level_indices(self, level: int) -> tuple[int, int, int, int]:
-        """Buoyancy indices of the four directions of level E_i: (1, 1+i, 1+2i, 1+3i)."""
-        return tuple(1 + k * level for k in range(4))  # type: ignore[return-value]
+        """Buoyancy indices of the four directions of level E_i: (b, b+i, b+2i, b+3i), b the ladder's start
+        (1 for the training ladder, as published)."""
+        return tuple(self._ladder_start + k * level for k in range(4))  # type: ignore[return-value]
 
     @property
     def buoyancy_indices(self) -> list[int]:

@@ -33,6 +33,7 @@ from pipelines.cli import run_stage
 from pipelines.datasets import dataset_spec
 from pipelines.params import StudyParams, load_params
 from pipelines.report.curvature import invariance_notes
+from pipelines.report.domain import domain_section
 from pipelines.report.figures import mean_std as _mean_std
 from pipelines.report.figures import plot_bars, plot_curves, plot_spectra
 from pipelines.report.levels import level_section
@@ -57,6 +58,7 @@ FAMILY_NOTE = (
 )
 
 LEVELS = "smoke levels"  # the level sweep's section
+DOMAIN = "smoke protocols"  # the Future / Domain test protocols' section
 
 __all__ = ["collect", "findings", "read_baselines", "render", "report_findings", "verdict"]
 
@@ -297,7 +299,11 @@ def render(
         sections[LEVELS], level_claims, summary_levels = level_section(params, metrics_dir, smoke_store, out)
     if summary_levels:
         summary["smoke_levels"] = summary_levels
-    worded = report_findings(claims, {LEVELS: level_claims} if level_claims else None)
+    extra = {LEVELS: level_claims} if level_claims else {}
+    if "smoke" in params.datasets:  # Wang 2022's Future and Domain protocols, one Holm family with the rest
+        sections[DOMAIN], extra[DOMAIN], protocols = domain_section(params, metrics_dir)
+        summary.update({"smoke_protocols": protocols} if protocols else {})
+    worded = report_findings(claims, {k: v for k, v in extra.items() if v} or None)
     for dataset, lines in worded.items():
         sections[dataset] += ["", "### The study's findings, checked", "", FAMILY_NOTE, ""] + lines + [""]
     md = head + [line for section in sections.values() for line in section]

@@ -2,6 +2,6 @@
 
 import sys
 
-from pipelines.smoke.stage import main
+from pipelines.smoke.domain import main
 
 sys.exit(main())

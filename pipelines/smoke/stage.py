@@ -1,6 +1,9 @@
 """Stage: simulate buoyant smoke plumes, build the C4 symmetry levels, write and validate the zarr store.
 
-    python -m pipelines.smoke --params params.yaml --out data/smoke.zarr
+    python -m pipelines.smoke --params params.yaml --out data/smoke.zarr --domain-out data/smoke_domain
+
+It also writes the *Domain* test stores (held-out buoyancy ladders, ``smoke.domain``), one per ladder in
+``--domain-out``, with the same code, checks and provenance (:func:`build_domain_stores`).
 
 Simulations run in batches along a PhiFlow batch dimension, one batch per dask task. Each finished
 batch is saved to a scratch folder keyed by the physics params and the simulating code (:func:`scratch_key`),
@@ -14,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +37,9 @@ from loaders.storage import (
     to_json,
     write_json_atomic,
 )
-from pipelines.cli import dataset_stage_parser, run_stage
 from pipelines.compute import dask_client
-from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams, load_params
+from pipelines.params import PUBLISHED_LEVEL_ERRORS, ComputeParams, SmokeParams
+from pipelines.params.smoke import TRAINING_LADDER_START
 from pipelines.smoke.code import check_dvc_dependencies, simulation_code
 from pipelines.smoke.levels import (
     c4_round_off,
@@ -103,6 +106,17 @@ def scratch_key(p: SmokeParams) -> str:
     the scenario or the solver never resumes batches the old code simulated."""
     code = simulation_code(resolve_scenario(p.scenario))
     return "smoke-" + params_key({"physics": p.physics(), "code": code})
+
+
+def domain_params(p: SmokeParams, start: int) -> SmokeParams:
+    """The params a held-out Domain ladder is simulated with: ``p`` on the ladder starting at ``start``
+    (its own scratch key); the solver check is the training store's."""
+    return p.model_copy(update={"solver_symmetry_check": False}).ladder(start)
+
+
+def scratch_keys(p: SmokeParams) -> set[str]:
+    """The scratch keys a build of ``p`` keeps: its training ladder's and every Domain ladder's."""
+    return {scratch_key(p), *(scratch_key(domain_params(p, b)) for b in p.domain.ladder_starts)}
 
 
 def batches_of(jobs: list[Job], size: int) -> list[list[Job]]:
@@ -315,6 +329,7 @@ def build_smoke_dataset(
     metrics: Path | None = None,
     scratch_root: Path = Path("data/.scratch"),
     overwrite: bool = False,
+    keep_scratch: Collection[str] = (),
 ) -> dict:
     """Simulate, symmetrise, write and validate the smoke-plume store; returns the metrics."""
     out = Path(out)
@@ -345,7 +360,11 @@ def build_smoke_dataset(
     # content-derived metrics only: the speed, the run facts and the solver check below go to the metrics
     # file, not the store, and so does the check's switch (toggling it leaves the store's bytes alone)
     # "simulations" counts the check's extra runs too: a run fact, so it stays out of the store as well
-    content_params = params.model_dump(mode="json", exclude={"solver_symmetry_check"})
+    # "domain" lists the held-out ladders, which are not in this store: left out so that their list does not
+    # change the training store's bytes; a held-out store records the ladder it holds instead
+    content_params = params.model_dump(mode="json", exclude={"solver_symmetry_check", "domain"})
+    if params.ladder_start != TRAINING_LADDER_START:
+        content_params["ladder_start"] = params.ladder_start
     content = {k: v for k, v in result.items() if k != "simulations"}
     ds.attrs["provenance"] = to_json(provenance(content_params, metrics=content))
     if params.solver_symmetry_check:
@@ -371,28 +390,10 @@ def build_smoke_dataset(
     result["run"] = run_info()  # commit, time and host of this build: facts about the run, not the data
     if metrics is not None:
         write_json_atomic(Path(metrics), result)
-    # keep this physics' simulations (a later change of dtype, windows or splits reuses them); drop others
+    # keep this physics' simulations (a later change of dtype, windows or splits reuses them) and the
+    # Domain ladders' (``keep_scratch``); drop others
+    keep = {scratch_key(params), *keep_scratch, *scratch_keys(params)}
     for old in Path(scratch_root).glob("smoke-*"):
-        if old.name != scratch_key(params):
+        if old.name not in keep:
             ResumableBatches(scratch_root, old.name).clear()
     return result
-
-
-NOT_PRINTED = ("level_equivariance_error_all", "simulation_code")  # in the metrics file only
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = dataset_stage_parser(__doc__.splitlines()[0], "data/smoke.zarr", "metrics/smoke.json")
-    args = parser.parse_args(argv)
-
-    def body() -> dict:
-        params = load_params(args.params)
-        return build_smoke_dataset(
-            params.smoke, params.compute, args.out, args.metrics, args.scratch, args.overwrite
-        )
-
-    return run_stage(
-        "smoke",
-        body,
-        lambda r: {k: v for k, v in r.items() if k not in NOT_PRINTED},
-    )
