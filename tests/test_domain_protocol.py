@@ -171,3 +171,18 @@ def test_domain_verdicts_join_the_reports_one_holm_family() -> None:
         {0: {m: {s: {"train": {"test_rmse": v}} for s, v in enumerate(vs)} for m, vs in clear.items()}},
         {0: {"test": {"persistence": {"rmse": 1.0}}}}, first_level=0)})  # fmt: skip
     assert all("over 3 tests" in line for lines in worded.values() for line in lines)
+
+
+def test_domain_windows_share_no_frame(domain_study: tuple[Path, object]) -> None:
+    root, _ = domain_study
+    spec = SplitSpec(normalise="scale", level=3)
+    train = smoke_splits(root / "smoke.zarr", spec)["train"]
+    held = smoke_held_out(sorted((root / "smoke_domain").glob("*.zarr")), spec, train)
+    pairs = 0
+    for part in held.datasets:  # consecutive windows of a series start one window length apart
+        starts = [part.index[i] for i in range(len(part))]
+        for (s0, t0), (s1, t1) in zip(starts, starts[1:], strict=False):
+            if s0 == s1:
+                pairs += 1
+                assert t1 - t0 >= part.index.length
+    assert pairs > 0  # some series holds more than one window: the check above checked something
