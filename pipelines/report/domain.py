@@ -26,7 +26,7 @@ DIFFERENCES = (  # from the authors' run_model.py (Rose-STL-Lab/Approximately-Eq
     "resolution: published 64 x 64 model input; ours smoke.resolution cells per axis",
     "frames: published tasks (buoyancy, rotation) of 250 frames: train 0-159, valid 160-199, Future "
     "200-249, Domain frames 0-99 of 10 held-out tasks; ours smoke.keep_start..keep_stop split 70 / 15 / 15 % "
-    "in time, Domain every window of each held-out ladder's kept frames",
+    "in time, Domain the non-overlapping windows of each held-out ladder's kept frames",
     "input / output lengths: published 10 input frames, trained on 6-step rollouts and tested on 20-step "
     "rollouts; ours smoke.input_frames in, smoke.output_frames out for valid and both tests",
     "normalisation: ours train.smoke.normalise with the training store's statistics, RMSE in physical "
@@ -142,9 +142,9 @@ def domain_section(params: StudyParams, metrics_dir: Path) -> tuple[list[str], l
         return [], [], {}
     runs, baselines = level_runs(params, metrics_dir), level_baselines(metrics_dir)
     md = ["## smoke — Future and Domain test protocols (Wang et al. 2022)", "",
-          "Future: the later frames of the training simulations (the test split). Domain: every window of "
-          f"the held-out buoyancy ladders {params.smoke.domain.ladder_starts} (smoke.domain), simulations no "
-          "run trained on, normalised with the training store's statistics. Cells: RMSE mean ± sd over "
+          "Future: the later frames of the training simulations (the test split). Domain: the windows that "
+          f"share no frame of the held-out buoyancy ladders {params.smoke.domain.ladder_starts} (smoke.domain), "
+          "simulations no run trained on, normalised with the training store's statistics. Cells: RMSE mean ± sd over "
           "seeds (n seeds); distinct simulations count a simulation's rotated copies once, distinct windows "
           "likewise (they still overlap in time).", ""]  # fmt: skip
     if not runs:
