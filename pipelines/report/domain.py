@@ -142,11 +142,11 @@ def domain_section(params: StudyParams, metrics_dir: Path) -> tuple[list[str], l
         return [], [], {}
     runs, baselines = level_runs(params, metrics_dir), level_baselines(metrics_dir)
     md = ["## smoke — Future and Domain test protocols (Wang et al. 2022)", "",
-          "Future: the later frames of the training simulations (the test split). Domain: the windows that "
-          f"share no frame of the held-out buoyancy ladders {params.smoke.domain.ladder_starts} (smoke.domain), "
-          "simulations no run trained on, normalised with the training store's statistics. Cells: RMSE mean ± sd over "
-          "seeds (n seeds); distinct simulations count a simulation's rotated copies once, distinct windows "
-          "likewise (they still overlap in time).", ""]  # fmt: skip
+          "Future: the later frames of the training simulations (the test split). Domain: the windows "
+          f"that share no frame of the held-out buoyancy ladders {params.smoke.domain.ladder_starts} "
+          "(smoke.domain), simulations no run trained on, normalised with the training store's statistics. "
+          "Cells: RMSE mean ± sd over seeds (n seeds); distinct simulations count a simulation's rotated "
+          "copies once, distinct windows likewise (Future windows overlap in time).", ""]  # fmt: skip
     if not runs:
         return md + ["No smoke run has finished (stage `train`)."], [], {}
     md += protocol_table(runs, baselines) + [""] + domain_notes(runs, baselines)
