@@ -50,10 +50,11 @@ class ModelSpec:
 
     def builder(self) -> Callable[..., Any]:
         """``build`` as a callable (an import path is imported now)."""
-        return _import_attr(self.build) if isinstance(self.build, str) else self.build
+        return import_attr(self.build) if isinstance(self.build, str) else self.build
 
 
-def _import_attr(path: str) -> Any:
+def import_attr(path: str) -> Any:
+    """The object ``package.module:name`` names (ValueError saying what to do when it cannot be imported)."""
     module_name, _, attr = path.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attr)
@@ -66,7 +67,7 @@ def _import_attr(path: str) -> Any:
 
 def import_spec(name: str) -> ModelSpec:
     """The spec at import path ``package.module:NAME``; ValueError naming the path if there is none."""
-    spec = _import_attr(name)
+    spec = import_attr(name)
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"{name!r} is a {type(spec).__name__}, not a models.spec.ModelSpec")
     return spec

@@ -11,11 +11,12 @@ depend on the training code, validate their params with it.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from models.spec import import_attr
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,12 +48,9 @@ def load_ref(ref: str, what: str) -> Any:
     if not sep or not module_name or not attr:
         raise ValueError(f"{what}={ref!r} is not of the form package.module:name")
     try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(
-            f"{what}={ref!r} cannot be imported ({err}); the module must be importable on every dask worker "
-            "(installed, or on PYTHONPATH)"
-        ) from None
+        return import_attr(ref)
+    except ValueError as err:
+        raise ValueError(f"{what}={err}") from None
 
 
 @dataclass(frozen=True)

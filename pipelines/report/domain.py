@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines.params import StudyParams
 from pipelines.report.figures import mean_std
-from pipelines.report.levels import PAIRS, level_baselines, level_runs
+from pipelines.report.levels import PAIRS, level_baselines, level_runs, strongest_baseline
 from pipelines.report.verdicts import Claim, baseline_note, claim, seed_values
 
 PROTOCOLS = {"Future": ("test", "test_rmse"), "Domain": ("domain", "test_domain_rmse")}  # baseline split, key
@@ -36,13 +36,6 @@ DIFFERENCES = (  # from the authors' run_model.py (Rose-STL-Lab/Approximately-Eq
     "symmetry breaking: published one rotation dataset; ours the levels E_i of a buoyancy ladder",
 )
 
-
-def _best(baselines: dict, split: str) -> tuple[str, float] | None:
-    scores = baselines.get(split) or {}
-    if not scores:
-        return None
-    name = min(scores, key=lambda k: scores[k]["rmse"])
-    return name, float(scores[name]["rmse"])
 
 
 def _values(seeds: dict[int, dict], key: str) -> list[float]:
@@ -67,7 +60,7 @@ def domain_claims(runs: dict[int, dict], baselines: dict[int, dict]) -> list[Cla
     Domain baseline and the seeds, like every claim."""
     out = []
     for level in sorted(runs):
-        models, base = runs[level], _best(baselines.get(level, {}), "domain")
+        models, base = runs[level], strongest_baseline(baselines.get(level, {}), "domain")
         for relaxed, strict in PAIRS:
             text = f"E_{level} Domain: {relaxed} has lower RMSE on unseen simulations than {strict}"
             values = [seed_values(models, m, lambda s: s["train"].get("test_domain_rmse"))
@@ -91,7 +84,8 @@ def domain_notes(runs: dict[int, dict], baselines: dict[int, dict]) -> list[str]
                   for m, seeds in runs[level].items()}  # fmt: skip
         scored = {m: seeds for m, seeds in scored.items() if seeds}
         if scored:  # the Domain score is test_domain_rmse: metric "domain_rmse" under the "test" prefix
-            note = baseline_note(scored, "domain_rmse", _best(baselines.get(level, {}), "domain"))
+            base = strongest_baseline(baselines.get(level, {}), "domain")
+            note = baseline_note(scored, "domain_rmse", base)
             lines.append(
                 f"- E_{level} Domain: " + note.replace("Strongest test baseline", "strongest baseline")
             )

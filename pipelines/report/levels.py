@@ -64,7 +64,8 @@ def data_errors(store: Path) -> dict[int, float]:
     return {int(name.removeprefix("E")): float(v) for name, v in values.items()}
 
 
-def _best(baselines: dict, split: str) -> tuple[str, float] | None:
+def strongest_baseline(baselines: dict, split: str) -> tuple[str, float] | None:
+    """(name, RMSE) of the lowest-RMSE baseline of ``split`` (None without one)."""
     scores = baselines.get(split) or {}
     if not scores:
         return None
@@ -78,7 +79,7 @@ def level_claims(runs: dict[int, dict], baselines: dict[int, dict], first_level:
     out = []
     for level in sorted(runs):
         models = runs[level]
-        base = _best(baselines.get(level, {}), "test")
+        base = strongest_baseline(baselines.get(level, {}), "test")
         for relaxed, strict in PAIRS:
             if level == first_level and (relaxed, strict) == ("rsteer", "e2cnn"):
                 continue
@@ -204,7 +205,8 @@ def level_section(
     )
     md += ["![level sweep](smoke_levels.png)", ""] + level_table(runs, baselines, errors) + [""]
     md += [
-        f"- E_{lv}: " + baseline_note(runs[lv], "rmse", _best(baselines.get(lv, {}), "test")).rstrip()
+        f"- E_{lv}: " + baseline_note(runs[lv], "rmse", strongest_baseline(baselines.get(lv, {}), "test"))
+        .rstrip()
         for lv in sorted(runs)
     ]
     return md, level_claims(runs, baselines, section.levels[0]), level_summary(runs, baselines, errors)
