@@ -57,6 +57,11 @@ class DatasetSpec:
     # scored by every run through its train kind's ``held_out``; None: no held-out test
     held_out_dir: str | None = None
 
+    @property
+    def has_levels(self) -> bool:
+        """Whether its runs are trained per symmetry level (``train.<name>.levels``, as smoke's are)."""
+        return "levels" in self.run_fields
+
     def __post_init__(self) -> None:
         if not (self.store.name == self.train.name == self.name):
             raise ValueError(

@@ -85,7 +85,7 @@ def layout_fields(dataset: str) -> tuple[str, ...]:
 
 def has_levels(dataset: str) -> bool:
     """Whether ``dataset`` is trained per symmetry level (``train.<dataset>.levels``, as smoke is)."""
-    return "levels" in layout_fields(dataset)
+    return dataset_spec(dataset).has_levels
 
 
 def run_params(dataset: str) -> tuple[str, ...]:

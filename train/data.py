@@ -59,8 +59,10 @@ def smoke_held_out(stores: list[Path], spec: SplitSpec, train_set: Dataset) -> H
     options = {"level": spec.level, "normalise": spec.normalise, "stats": stats}
     # windows that share no frame (stride = window length): overlapping ones cost a rollout each and add
     # little (their errors are nearly the same), and the per-window standard error assumes independence
-    parts = [[smoke_plume(store, split=split, stride=smoke_plume(store, split=split, **options).index.length,
-                          **options) for split in SPLITS] for store in stores]  # fmt: skip
+    parts = []
+    for store in stores:
+        length = smoke_plume(store, split="test", **options).index.length  # the store's window length
+        parts.append([smoke_plume(store, split=split, stride=length, **options) for split in SPLITS])
     return HeldOut(parts, train_set)
 
 

@@ -91,7 +91,7 @@ def collect(params: StudyParams, metrics_dir: Path) -> dict[str, dict[str, dict[
         section = getattr(params.train, dataset)
         for model in section.models:
             for seed in section.seeds:
-                level = section.levels[0] if "levels" in dataset_spec(dataset).run_fields else None
+                level = section.levels[0] if dataset_spec(dataset).has_levels else None
                 run = RunId(dataset, model, seed, level)
                 ckpts = params.landscape.checkpoints
                 entry = {
