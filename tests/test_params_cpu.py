@@ -1,5 +1,6 @@
-"""The CPU preset (params.cpu.yaml): valid, the whole comparison at >= 3 seeds, different from the embedded
-default only in the training budget it exists for; benchmarks/study_cost.py projects it with its own sizes."""
+"""The CPU preset (params.cpu.yaml): valid, the whole comparison at the blog's seed counts, different from
+the embedded default only in the training budget it exists for; benchmarks/study_cost.py projects it with its
+own sizes."""
 
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ INTENDED = {
     "landscape.lanczos_steps": 20,
     "landscape.slq_probes": 2,
     "landscape.hutchinson_probes": 4,
-    # the default measures best only, on 5 SR samples (21%), to keep its landscape stage to minutes
-    "landscape.checkpoints": ["early", "best"],
-    "landscape.subset_min_samples": 8,
+    # 26 of the 256 stride-1 smoke windows, the default's count (the default's 20% of 128 windows)
+    "landscape.subset_fraction": 0.1,
+    # the blog's seed counts (docs/study.md's power calculation)
+    "train.smoke.seeds": [0, 1, 2, 3, 4],
+    "train.turbulence.seeds": [0, 1, 2, 3, 4, 5],
     # the level sweep is the default's; the CPU preset spends its 3 hours on E_0's longer runs
     "train.smoke.levels": [0],
     "train.smoke.sweep_models": None,
@@ -51,12 +54,12 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def test_cpu_preset_trains_every_compared_model_with_three_seeds() -> None:
+def test_cpu_preset_trains_every_compared_model_with_the_blogs_seeds() -> None:
     cpu = load_params(REPO / "params.cpu.yaml")
     assert set(cpu.train.smoke.models) == SMOKE_MODELS and len(cpu.train.smoke.models) == len(SMOKE_MODELS)
     assert set(cpu.train.turbulence.models) == SR_MODELS
+    assert (len(cpu.train.smoke.seeds), len(cpu.train.turbulence.seeds)) == (5, 6)
     for section in (cpu.train.smoke, cpu.train.turbulence):
-        assert len(section.seeds) >= 3
         opt = section.optimiser
         # a plateau can end the run: patience fits well inside the budget after the early checkpoint
         assert opt.early_epoch + 2 * opt.patience < opt.max_epochs
@@ -91,8 +94,8 @@ def test_study_cost_projects_the_cpu_preset_with_its_own_sizes() -> None:
         cost.Timing("turbulence", "cnn", 1, 1.0, 2.0, 1.0, 1.0),
     ]
     jobs = cost.project_jobs(params, unit)
-    assert jobs["train_smoke"] == [40 * (32 + 5) + 5.0] * 3  # 256 / 8 steps, 5 valid and 5 test batches
-    assert jobs["train_turbulence"] == [50 * (12 + 3 * 2) + 3 * 2.0] * 3  # 24 / 2 steps; 3 valid, 3 test
+    assert jobs["train_smoke"] == [40 * (32 + 5) + 5.0] * 5  # 256 / 8 steps, 5 valid and 5 test batches
+    assert jobs["train_turbulence"] == [50 * (12 + 3 * 2) + 3 * 2.0] * 6  # 24 / 2 steps; 3 valid, 3 test
     torch.set_num_threads(1)
     timing = cost.time_model(params, "turbulence", "cnn", torch.device("cpu"), 1, 1, 1)
     assert timing.parameters == 10_584  # the preset's hidden 8 / 3 layers, not the registry's 126,096
