@@ -34,8 +34,6 @@ INTENDED = {
     "landscape.lanczos_steps": 20,
     "landscape.slq_probes": 2,
     "landscape.hutchinson_probes": 4,
-    # 26 of the 256 stride-1 smoke windows, the default's count (the default's 20% of 128 windows)
-    "landscape.subset_fraction": 0.1,
     # the blog's seed counts (docs/study.md's power calculation)
     "train.smoke.seeds": [0, 1, 2, 3, 4],
     "train.turbulence.seeds": [0, 1, 2, 3, 4, 5],
