@@ -4,8 +4,9 @@
 ``SliceBackward`` nodes that each zero-fill a tensor of the padded size and add it whole. In the
 super-resolution models' training step (every 3D convolution pads circularly) that was about a third of the
 time. :func:`circular_pad` adds the wrapped slabs back into one clone of the gradient, in the order autograd
-did, each value the sum of the same two terms: the same bits (tests/test_models.py checks it). Its double
-backward (the landscape's Hessian-vector products) is built from the same differentiable slab additions.
+did, each value the sum of the same two terms: the same bits (tests/test_models.py checks it). The
+backward is itself a linear map whose adjoint is the pad, so its own backward (the landscape's
+Hessian-vector products) is one pad, not autograd's whole-tensor copies of every in-place slab addition.
 """
 
 from __future__ import annotations
@@ -37,7 +38,15 @@ class _CircularPad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
-        pad, dim = ctx.pad, ctx.dim
+        return _CircularFold.apply(grad, ctx.pad, ctx.dim), None, None
+
+
+class _CircularFold(torch.autograd.Function):
+    """The pad's adjoint: each wrapped slab added back onto the slab it copies, then the centre."""
+
+    @staticmethod
+    def forward(ctx, grad: torch.Tensor, pad: int, dim: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.pad, ctx.dim = pad, dim
         spatial = range(grad.dim() - dim, grad.dim())
         inner = torch.Size(s - 2 * pad if i in spatial else s for i, s in enumerate(grad.shape))
         g = grad.clone()
@@ -45,7 +54,11 @@ class _CircularPad(torch.autograd.Function):
             g[_along(ax, src)] += g[_along(ax, dest)]
             g[_along(ax, dest)] = 0  # as autograd: a copied-over slab sends nothing further back
         centre = tuple(slice(pad, s - pad) if i in spatial else slice(None) for i, s in enumerate(g.shape))
-        return g[centre], None, None
+        return g[centre]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        return _CircularPad.apply(grad, ctx.pad, ctx.dim), None, None
 
 
 def circular_pad(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:

@@ -35,7 +35,11 @@ def test_circular_pad_has_the_bits_of_f_pad(shape: tuple[int, ...], dim: int, pa
         (g,) = torch.autograd.grad((pad_fn(x * w, pad, dim) ** 2 * grad).sum(), x, create_graph=True)
         hvps.append(torch.autograd.grad(g.sum(), w)[0])
     assert torch.allclose(hvps[0], hvps[1], rtol=1e-6, atol=0)
-
+    # the backward's own backward is the pad: <P^T g, v> differentiated in g gives P v
+    g = grad.clone().requires_grad_(True)
+    (folded,) = torch.autograd.grad(circular_pad(x, pad, dim), x, g, create_graph=True)
+    v = torch.randn(shape, generator=gen)
+    assert torch.equal(torch.autograd.grad(folded, g, v)[0], F.pad(v, (pad,) * (2 * dim), mode="circular"))
 
 def test_upsample_nearest_has_the_bits_of_repeat_interleave() -> None:
     x = torch.randn(2, 3, 4, 5, 6, requires_grad=True)
