@@ -34,7 +34,8 @@ INTENDED = {
     "landscape.lanczos_steps": 20,
     "landscape.slq_probes": 2,
     "landscape.hutchinson_probes": 4,
-    # the blog's seed counts (docs/study.md's power calculation)
+    # the blog's seed counts (docs/study.md's power calculation), for the models of a comparison
+    "train.smoke.models": ["cnn", "gcnn", "rgcnn", "e2cnn", "rsteer"],
     "train.smoke.seeds": [0, 1, 2, 3, 4],
     "train.turbulence.seeds": [0, 1, 2, 3, 4, 5],
     # the level sweep is the default's; the CPU preset spends its 3 hours on E_0's longer runs
@@ -54,7 +55,8 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def test_cpu_preset_trains_every_compared_model_with_the_blogs_seeds() -> None:
     cpu = load_params(REPO / "params.cpu.yaml")
-    assert set(cpu.train.smoke.models) == SMOKE_MODELS and len(cpu.train.smoke.models) == len(SMOKE_MODELS)
+    # every built-in but gmcnn (in no comparison, ~40% of the training): the default trains it
+    assert set(cpu.train.smoke.models) == SMOKE_MODELS - {"gmcnn"}
     assert set(cpu.train.turbulence.models) == SR_MODELS
     assert (len(cpu.train.smoke.seeds), len(cpu.train.turbulence.seeds)) == (5, 6)
     for section in (cpu.train.smoke, cpu.train.turbulence):
