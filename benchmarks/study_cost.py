@@ -4,15 +4,17 @@ Per model, at the preset's sizes (its ``train.<dataset>.hparams`` over the regis
 stages build the models; its batch sizes, smoke training rollout, super-resolution grids and residual
 form; for the study preset: default sizes, 6-step rollout, 16^3 -> 64^3) and on ``--device`` (default:
 the stages' ``auto``), it times one training step (forward + backward + Adam step), one evaluation batch (no
-gradients, the full rollout: also the cost of one landscape loss evaluation) and one Hessian-vector
-product (double backward, ``train.curvature.FlatLoss``), after one warm-up forward pass. On a CPU the
+gradients, the full rollout: also the cost of one landscape loss evaluation) and a Hessian-vector product
+(double backward, ``train.curvature.FlatLoss``) both ways: rebuilt, and through a kept gradient graph (the
+landscape's path; the difference is the graph's build), after one warm-up forward pass. On a CPU the
 calls run on ``--time-batch`` / ``--hvp-batch`` samples (default 1) and are scaled linearly to the preset's
 batch sizes (a CPU's throughput per sample hardly depends on the batch); on a GPU the default is the
 preset's own batch sizes. It then projects each stage of the preset:
 
   training   (train batches x step + valid batches x eval) x max_epochs + test batches x eval, per run,
              for every model x seed (an upper bound: early stopping can end a run sooner)
-  landscape  (HVPs + sharpness loss evaluations) x subset batches, per model x seed x checkpoint
+  landscape  (HVPs through kept gradient graphs + one graph build per measurement + sharpness loss
+             evaluations) x subset batches, per model x seed x checkpoint
 
 and the total for 1 device and for N independent workers (each run on its own device; runs scheduled
 longest first, landscapes after all training). Dataset generation is not included. It ends with
@@ -60,8 +62,9 @@ class Timing:
     parameters: int
     step: float  # seconds per training step
     eval: float  # seconds per evaluation batch (training batch size)
-    hvp: float  # seconds per HVP over one landscape batch
+    hvp: float  # seconds per HVP over one landscape batch, its gradient graph kept (the second backward)
     loss: float  # seconds per loss evaluation over one landscape batch (the eval pass, rescaled)
+    graph: float = 0.0  # seconds to build one landscape batch's gradient graph (once per measurement)
 
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -148,11 +151,14 @@ def time_model(
     hvp_size = hvp_batch or params.landscape.subset_batch_size
     flat = FlatLoss(model, [to_device(random_batch(params, dataset, hvp_size), device)], task.loss)
     v = torch.randn(flat.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(flat.w0)
-    t_hvp = _timed(lambda: flat.hvp(flat.w0, v), repeats, device)
-    t_hvp *= params.landscape.subset_batch_size / hvp_size
+    t_rebuilt = _timed(lambda: flat.hvp(flat.w0, v), repeats, device)  # forward, backward, second backward
+    with flat.resident_graphs():  # the landscape's path: the graph built once, then second backwards only
+        flat.hvp(flat.w0, v)
+        t_hvp = _timed(lambda: flat.hvp(flat.w0, v), repeats, device)
+    scale = params.landscape.subset_batch_size / hvp_size
     return Timing(
-        dataset, name, count_parameters(model), t_step, t_eval * section.optimiser.batch_size, t_hvp,
-        t_eval * params.landscape.subset_batch_size,
+        dataset, name, count_parameters(model), t_step, t_eval * section.optimiser.batch_size, t_hvp * scale,
+        t_eval * params.landscape.subset_batch_size, max(t_rebuilt - t_hvp, 0.0) * scale,
     )  # fmt: skip
 
 
@@ -189,8 +195,10 @@ def project_jobs(params: StudyParams, timings: list[Timing]) -> dict[str, list[f
         run = section.optimiser.max_epochs * epoch_seconds(params, t) + test * t.eval
         jobs.setdefault(f"train_{t.dataset}", []).extend([run] * len(section.seeds))
         if t.model in lp.models.get(t.dataset, []):
-            extra = raw_hvps if t.dataset == "turbulence" else 0  # the MSE Hessian beside SR's L1 one
-            one = subset_batches * ((hvps + extra) * t.hvp + losses * t.loss)
+            mse = t.dataset == "turbulence"  # the MSE Hessian beside SR's L1 one, with graphs of its own
+            extra = raw_hvps if mse else 0
+            graphs = 2 if mse else 1  # each measurement builds each batch's gradient graph once
+            one = subset_batches * ((hvps + extra) * t.hvp + losses * t.loss + graphs * t.graph)
             count = len(section.seeds) * len(lp.checkpoints)
             jobs.setdefault(f"landscape_{t.dataset}", []).extend([one] * count)
     return jobs

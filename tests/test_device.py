@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -246,5 +247,10 @@ def test_study_cost_projection_counts_the_preset_jobs() -> None:
     # Hessian's 30 + 16, and 3 x (1 + 5 x 4) sharpness losses (unit, filter-normalised, adaptive)
     assert jobs["landscape_smoke"] == [3 * (106 + 46 + 63)] * 10
     assert len(jobs["landscape_turbulence"]) == 12
+    # a gradient graph is built once per batch and measurement: the training loss's, and SR's MSE's too
+    graphs = cost.project_jobs(params, [replace(t, graph=10.0) for t in unit])
+    assert graphs["landscape_smoke"] == [3 * (106 + 46 + 63 + 10)] * 10
+    # 20% of 40 = 8 samples, one batch of 8; two graphs (L1 and MSE)
+    assert graphs["landscape_turbulence"][0] == jobs["landscape_turbulence"][0] + 2 * 10.0
     assert cost.makespan([2, 3, 4, 3], 2) == 6  # longest first: 4 + 2 | 3 + 3
     assert cost.makespan([2, 3, 4, 3], 1) == 12 and cost.makespan([5, 1, 1, 1], 8) == 5
