@@ -212,6 +212,7 @@ def smoke_plume(
     cache_dir: str | Path | None = None,
     keep_in_memory: bool | None = None,
     stats: dict[str, Any] | None = None,
+    store: str | None = None,
 ) -> SmokePlumeWindows:
     """The smoke-plume windows of one symmetry level from a local store, a local repo folder or a Hub repo.
 
@@ -225,9 +226,14 @@ def smoke_plume(
     read, so every chunk is decoded once; ``False`` reads each window through an LRU of ``cache_chunks``.
     ``stats`` (a level's ``{"velocity": ..., "smoke": ...}``, as another dataset's ``.stats``) normalises
     with those instead: a held-out store scored with the statistics its model was trained with.
+    ``store`` reads another store of a repo (folder or Hub) than the training one, by its path under
+    ``zarr/``: ``"smoke_domain/b3.zarr"``, a held-out ladder of the Domain test, normalised with the repo's
+    training statistics.
     """
     level = parse_level(level)
-    resolved = resolve_source(source, STORE_NAME, revision, cache_dir)
+    if store is not None and Path(str(source)).expanduser().joinpath("zarr.json").is_file():
+        raise ValueError(f"store={store!r} names a store inside a repo, but {source} is a store itself")
+    resolved = resolve_source(source, store or STORE_NAME, revision, cache_dir)
     return SmokePlumeWindows(
         resolved,
         level,

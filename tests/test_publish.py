@@ -132,6 +132,62 @@ def test_local_repo_layout_card_and_idempotency(smoke_store: Path, turbulence_st
     assert not list((tmp_path / "hub").glob(".*staging*"))
 
 
+def test_domain_stores_travel_with_smoke_and_load_back_with_the_training_statistics(
+    smoke_store: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import torch
+    from distributed import LocalCluster
+
+    from loaders import smoke_plume
+    from loaders.storage import StoreError
+    from pipelines.params import ComputeParams, parse_params
+    from pipelines.smoke.domain import build_domain_stores
+    from tests.conftest import TINY_SMOKE
+
+    data, smoke_only = tmp_path / "data", _params(datasets=["smoke"])
+    shutil.copytree(smoke_store, data / "smoke.zarr")
+    out, receipt = tmp_path / "hub", tmp_path / "receipt.json"
+    alone = publish(smoke_only, {"smoke": data / "smoke.zarr"}, out, receipt)["repos"]["smoke"]
+    assert not any(f.startswith("zarr/smoke_domain") for f in alone["files"])
+    smoke = parse_params({"smoke": {**TINY_SMOKE, "domain": {"ladder_starts": [2]}}}).smoke
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        compute = ComputeParams().model_copy(update={"scheduler_address": cluster.scheduler_address})
+        build_domain_stores(smoke, compute, data / "smoke_domain", tmp_path / "scratch")
+    name = "smoke_domain/b002.zarr"
+    entry = publish(smoke_only, {"smoke": data / "smoke.zarr"}, out, receipt)["repos"]["smoke"]
+    folder = Path(entry["folder"])
+    held = [f for f in entry["files"] if f.startswith(f"zarr/{name}/")]
+    assert held and set(held) <= set(entry["changed_locally"])  # a new held-out store rebuilds the repo
+    assert verify_folder(folder) == [] and set(held) <= set(read_checksums(folder))
+    card = (folder / "README.md").read_text()
+    assert f"`zarr/{name}`" in card and f'store="{name}"' in card
+
+    # read back from the repo folder: the held-out windows, normalised with the training store's statistics
+    train = smoke_plume(folder, level=3, split="train", normalise="scale")
+    domain = smoke_plume(folder, level=3, split="test", store=name, normalise="scale")
+    direct = smoke_plume(data / name, level=3, split="test", normalise="scale", stats=train.stats)
+    own = smoke_plume(data / name, level=3, split="test", normalise="scale")  # its own statistics
+    assert domain.stats == train.stats != own.stats
+    assert len(domain) == len(direct) > 0
+    for i in range(len(domain)):
+        assert all(torch.equal(a, b) for a, b in zip(domain[i], direct[i], strict=True))
+    with pytest.raises(ValueError, match="is a store itself"):
+        smoke_plume(data / "smoke.zarr", store=name)
+
+    # a corrupt held-out store stops the publish before the folder is touched
+    chunk = max((p for p in (data / name).rglob("*") if p.is_file() and "c" in p.parts),
+                key=lambda p: p.stat().st_size)  # fmt: skip
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    with pytest.raises(StoreError):
+        publish(smoke_only, {"smoke": data / "smoke.zarr"}, out, receipt)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+
+
 def test_missing_store_and_missing_token_are_clear(smoke_store: Path, tmp_path: Path, monkeypatch):
     with pytest.raises(PublishError, match="--turbulence"):
         publish(_params(), {"smoke": smoke_store}, tmp_path / "hub")

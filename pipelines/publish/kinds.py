@@ -32,6 +32,8 @@ class CardContext:
     license: str
     # the card's share of the stage metrics (pipelines.publish.facts.read_metrics); empty when none were given
     metrics: dict[str, Any] = field(default_factory=dict)
+    # held-out stores published beside the main one (smoke: the Domain test), as paths under zarr/
+    held_out: tuple[str, ...] = ()
 
     @property
     def params(self) -> dict[str, Any]:

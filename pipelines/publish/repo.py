@@ -12,6 +12,7 @@ Layout::
     figures/...               the card's figure, and figures/preview/ (one picture per series or sample)
     data/<config>/<split>-00000-of-0000N.parquet
     zarr/<store_name>/        the store, zarr v3 sharded, consolidated metadata
+    zarr/<held-out>/...       held-out stores beside it (smoke: smoke_domain/b<start>.zarr, the Domain test)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,12 +139,15 @@ def sync_tree(src: Path, dst: Path) -> tuple[list[str], list[str]]:
 
 
 def build_key(
-    kind: DatasetKind, store: Path, repo_id: str, params: PublishParams, metrics: dict | None = None
-) -> str:
-    """Everything the repo's bytes depend on: store manifest, params, this code, library versions, and the
-    metrics the card quotes."""
+    kind: DatasetKind, store: Path, repo_id: str, params: PublishParams, metrics: dict | None = None,
+    held_out: Mapping[str, Path] | None = None,
+) -> str:  # fmt: skip
+    """Everything the repo's bytes depend on: the stores' manifests (held-out ones by their repo path),
+    params, this code, library versions, and the metrics the card quotes."""
     digest = hashlib.sha256()
     digest.update((store / COMPLETE_MARKER).read_bytes())
+    for name, path in sorted((held_out or {}).items()):
+        digest.update(name.encode() + b"\0" + (Path(path) / COMPLETE_MARKER).read_bytes())
     digest.update(json.dumps(metrics or {}, sort_keys=True).encode())
     content = params.model_dump(mode="json", include=CONTENT_PARAMS)  # not target, revision, timeout...
     digest.update(json.dumps([kind.name, repo_id, content], sort_keys=True).encode())
@@ -164,10 +169,13 @@ def build_repo(
     repo_id: str,
     params: PublishParams,
     metrics_dir: Path | None = None,
+    held_out: Mapping[str, Path] | None = None,
 ) -> BuiltRepo:
     """Build (or refresh) the repo folder ``out_dir`` for ``store``; the store itself is only read.
 
-    ``metrics_dir`` (optional) holds the stage metrics the card quotes (:mod:`.facts`).
+    ``metrics_dir`` (optional) holds the stage metrics the card quotes (:mod:`.facts`). ``held_out`` maps
+    a path under ``zarr/`` to a store of held-out simulations (smoke: the Domain test) that is verified,
+    checked against the kind's layout and copied there beside the main store, with no parquet configs.
 
     When nothing the folder depends on changed (:func:`build_key`) and its files still match their
     checksums, the build is skipped.
@@ -178,7 +186,13 @@ def build_repo(
     # catches it, and a published repo must never carry unverified data
     ds = open_store(store, verify=True)
     metrics = read_metrics(metrics_dir, kind.name, read_provenance(ds))
-    key = build_key(kind, store, repo_id, params, metrics)
+    held_out = {name: Path(path) for name, path in (held_out or {}).items()}
+    for name, path in held_out.items():  # every store is verified before any work, held-out ones too
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts or rel.parts[:1] == (kind.store_name,):
+            raise ValueError(f"held-out store name {name!r}: not a path inside zarr/ beside the main store")
+        kind.validate(open_store(path, verify=True))
+    key = build_key(kind, store, repo_id, params, metrics, held_out)
     key_file = _key_file(out_dir)
     if (
         key_file.is_file()
@@ -201,6 +215,9 @@ def build_repo(
         staging.mkdir()
         bar.set_postfix_str("zarr copy")
         write_sharded_copy(ds, staging / "zarr" / kind.store_name, kind.zarr_layout(ds))
+        for name, path in sorted(held_out.items()):
+            other = open_store(path, dask=False)
+            write_sharded_copy(other, staging / "zarr" / name, kind.zarr_layout(other))
         bar.update()
         configs = kind.configs(ds, params)
         bar.total += len(configs)
@@ -224,7 +241,10 @@ def build_repo(
         sizes = {
             p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()
         }
-        ctx = CardContext(ds, read_provenance(ds), repo_id, configs, stats, sizes, params.license, metrics)
+        ctx = CardContext(
+            ds, read_provenance(ds), repo_id, configs, stats, sizes, params.license, metrics,
+            tuple(sorted(held_out)),
+        )  # fmt: skip
         card = front_matter(
             pretty_name=kind.pretty_name,
             license=params.license,

@@ -78,6 +78,7 @@ class SmokeCard:
     height: int
     width: int
     store_name: str
+    held_out: tuple[str, ...]  # the Domain test's stores under zarr/ (none: not published)
     level0: int
     files_table: str
     built_from: str
@@ -293,7 +294,6 @@ class SmokeKind(DatasetKind):
             for s, (a, b) in ranges.items()
         ]
         prov_metrics = ctx.provenance.get("metrics", {})
-        # older stores name the orbit distance by its former name only
         # stores built before the rename call the orbit distance level_equivariance_error
         orbit = prov_metrics.get("orbit_distance") or prov_metrics.get("level_equivariance_error", {})
         recomputed = prov_metrics.get("published_definition_level_error", {})
@@ -368,6 +368,7 @@ class SmokeKind(DatasetKind):
             height=ds.sizes["y"],
             width=ds.sizes["x"],
             store_name=self.store_name,
+            held_out=ctx.held_out,
             level0=int(ds.level.values[0]),
             files_table=files_table(ctx.sizes),
             built_from=ctx.built_from,
@@ -385,10 +386,8 @@ def symmetry_statement(params: dict[str, Any], orbit: dict[str, float]) -> str:
         return "No level of this store is declared exactly C4-symmetric (E_0 is not among its levels)."
     measured = f"measured orbit distance to the nearest exactly C4-symmetric set: {fmt(orbit['E0'])}"
     if params.get("symmetrisation", "rotate") == "simulate":
-        return (
-            f"E_0's four directions are separate simulations of the turned setup; {measured} (the smoke "
-            "stage refuses a store whose E_0 is farther from C4 than round-off)."
-        )
+        return (f"E_0's four directions are separate simulations of the turned setup; {measured} (the smoke "
+                "stage refuses a store whose E_0 is farther from C4 than round-off).")  # fmt: skip
     return (
         f"E_0's four directions are one simulation turned by 0, 90, 180 and 270 degrees; {measured}. "
         "Whether the scenario's turned setups simulate to the turned flow is checked when the store is built "

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from loaders.storage import write_json_atomic
 from pipelines.cli import run_stage
 from pipelines.params import PublishParams, load_params
-from pipelines.publish.registry import get_kind
+from pipelines.publish.registry import get_kind, held_out_stores
 from pipelines.publish.repo import CHECKSUMS, build_repo, repo_folder
 from pipelines.publish.upload import PublishError, require_token, upload_repo
 
@@ -99,7 +99,8 @@ def _publish_locked(
         start = time.perf_counter()
         repo_id, folder = repo_ids[name], folders[name]
         store = Path(stores[name])  # type: ignore[arg-type]
-        built = build_repo(get_kind(name), store, folder, repo_id, params, metrics_dir)
+        held_out = held_out_stores(name, store)  # the Domain test's simulations travel with smoke
+        built = build_repo(get_kind(name), store, folder, repo_id, params, metrics_dir, held_out)
         if params.target == "hub":
             entry = upload_repo(folder, repo_id, params.revision, params.private, params.timeout_seconds)
         else:
