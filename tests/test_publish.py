@@ -132,29 +132,43 @@ def test_local_repo_layout_card_and_idempotency(smoke_store: Path, turbulence_st
     assert not list((tmp_path / "hub").glob(".*staging*"))
 
 
+def _with_domain(smoke_store: Path, data: Path) -> Path:
+    """``data/smoke.zarr`` (a copy of the session's store) and one held-out ladder, built by the smoke stage's
+    Domain code, at ``data/smoke_domain/b002.zarr``; returns the training store's path."""
+    import shutil
+
+    from distributed import LocalCluster
+
+    from pipelines.params import ComputeParams, parse_params
+    from pipelines.smoke.domain import build_domain_stores
+    from tests.conftest import TINY_SMOKE
+
+    shutil.copytree(smoke_store, data / "smoke.zarr")
+    smoke = parse_params({"smoke": {**TINY_SMOKE, "domain": {"ladder_starts": [2]}}}).smoke
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        compute = ComputeParams().model_copy(update={"scheduler_address": cluster.scheduler_address})
+        build_domain_stores(smoke, compute, data / "smoke_domain", data / "scratch")
+    return data / "smoke.zarr"
+
+
 def test_domain_stores_travel_with_smoke_and_load_back_with_the_training_statistics(
     smoke_store: Path, tmp_path: Path
 ) -> None:
     import shutil
 
     import torch
-    from distributed import LocalCluster
 
     from loaders import smoke_plume
     from loaders.storage import StoreError
-    from pipelines.params import ComputeParams, parse_params
-    from pipelines.smoke.domain import build_domain_stores
-    from tests.conftest import TINY_SMOKE
 
     data, smoke_only = tmp_path / "data", _params(datasets=["smoke"])
-    shutil.copytree(smoke_store, data / "smoke.zarr")
     out, receipt = tmp_path / "hub", tmp_path / "receipt.json"
+    _with_domain(smoke_store, data)
+    domain_dir = data / "smoke_domain"
+    shutil.move(domain_dir, tmp_path / "aside")  # first without the held-out folder, then with it
     alone = publish(smoke_only, {"smoke": data / "smoke.zarr"}, out, receipt)["repos"]["smoke"]
     assert not any(f.startswith("zarr/smoke_domain") for f in alone["files"])
-    smoke = parse_params({"smoke": {**TINY_SMOKE, "domain": {"ladder_starts": [2]}}}).smoke
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        compute = ComputeParams().model_copy(update={"scheduler_address": cluster.scheduler_address})
-        build_domain_stores(smoke, compute, data / "smoke_domain", tmp_path / "scratch")
+    shutil.move(tmp_path / "aside", domain_dir)
     name = "smoke_domain/b002.zarr"
     entry = publish(smoke_only, {"smoke": data / "smoke.zarr"}, out, receipt)["repos"]["smoke"]
     folder = Path(entry["folder"])
@@ -202,6 +216,7 @@ def test_missing_store_and_missing_token_are_clear(smoke_store: Path, tmp_path: 
 CLIENT_CHECKS = textwrap.dedent(
     """
     import json, sys
+    from pathlib import Path
     import numpy as np
     import xarray as xr
     from datasets import load_dataset
@@ -229,6 +244,12 @@ CLIENT_CHECKS = textwrap.dedent(
         cases = ({"level": 3, "split": "valid"}, {"level": 0, "directions": [90, 270], "split": "test",
                  "input_frames": 1, "output_frames": 1, "normalise": "standard"})
         pairs = [(smoke_plume(repo, **kw), smoke_plume(store, **kw)) for kw in cases]
+        train = smoke_plume(repo, level=3, split="train", normalise="scale")
+        ladders = sorted((Path(store).parent / "smoke_domain").glob("*.zarr"))  # the Domain test's
+        for path in ladders:
+            kw = {"level": 3, "split": "test", "normalise": "scale"}
+            pairs.append((smoke_plume(repo, store=f"smoke_domain/{path.name}", **kw),
+                          smoke_plume(path, stats=train.stats, **kw)))
     else:
         repo = "tester/turbulence-sr"
         rows = load_dataset(repo, "lr2_hr8", split="train").with_format("numpy")
@@ -249,6 +270,8 @@ CLIENT_CHECKS = textwrap.dedent(
             for a, b in zip(hub_ds[i], loc_ds[i]):
                 assert np.array_equal(a.numpy(), b.numpy())
     done.append("loader")
+    if which == "smoke" and ladders:
+        done.append(f"{len(ladders)} Domain ladder(s)")
     print(json.dumps(done))
     """
 )
@@ -275,11 +298,12 @@ def _round_trip(hub, stores: dict[str, Path], tmp_path: Path) -> None:
     for name, store in stores.items():
         checks = _run([sys.executable, str(script), str(store), name], env)
         assert checks.returncode == 0, checks.stderr[-4000:]
+        ladders = len(list((store.parent / "smoke_domain").glob("*.zarr"))) if name == "smoke" else 0
         assert json.loads(checks.stdout.strip().splitlines()[-1]) == [
             "load_dataset",
             "xarray hf://",
             "loader",
-        ]
+        ] + ([f"{ladders} Domain ladder(s)"] if ladders else [])
 
     uploads = hub.lfs_uploads
     again = _run(cmd, env)
@@ -293,8 +317,9 @@ def _round_trip(hub, stores: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_hub_round_trip_smoke(hub, smoke_store: Path, tmp_path: Path):
-    """Publish, read back three ways (bitwise equal), re-publish with no change: no commit."""
-    _round_trip(hub, {"smoke": smoke_store}, tmp_path)
+    """Publish, read back three ways (bitwise equal; a Domain ladder through the loader too), re-publish
+    with no change: no commit."""
+    _round_trip(hub, {"smoke": _with_domain(smoke_store, tmp_path / "data")}, tmp_path)
 
 
 @pytest.mark.slow
