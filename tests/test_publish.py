@@ -202,6 +202,20 @@ def test_domain_stores_travel_with_smoke_and_load_back_with_the_training_statist
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
 
 
+def test_an_edited_card_template_changes_the_build_key(smoke_store: Path, tmp_path: Path, monkeypatch):
+    import pipelines.publish.repo as repo
+    from pipelines.publish.registry import get_kind
+
+    code = tmp_path / "code"
+    (code / "templates").mkdir(parents=True)
+    (code / "kind.py").write_text("x = 1\n")
+    (code / "templates" / "card.md.j2").write_text("{{ a }}\n")
+    monkeypatch.setattr(repo, "CODE_DIRS", (code,))
+    key = repo.build_key(get_kind("smoke"), smoke_store, "tester/smoke-plume", _params())
+    (code / "templates" / "card.md.j2").write_text("{{ a }} and {{ b }}\n")  # a stale card otherwise
+    assert repo.build_key(get_kind("smoke"), smoke_store, "tester/smoke-plume", _params()) != key
+
+
 def test_missing_store_and_missing_token_are_clear(smoke_store: Path, tmp_path: Path, monkeypatch):
     with pytest.raises(PublishError, match="--turbulence"):
         publish(_params(), {"smoke": smoke_store}, tmp_path / "hub")

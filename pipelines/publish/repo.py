@@ -143,7 +143,7 @@ def build_key(
     held_out: Mapping[str, Path] | None = None,
 ) -> str:  # fmt: skip
     """Everything the repo's bytes depend on: the stores' manifests (held-out ones by their repo path),
-    params, this code, library versions, and the metrics the card quotes."""
+    params, this code and its card templates, library versions, and the metrics the card quotes."""
     digest = hashlib.sha256()
     digest.update((store / COMPLETE_MARKER).read_bytes())
     for name, path in sorted((held_out or {}).items()):
@@ -152,9 +152,9 @@ def build_key(
     content = params.model_dump(mode="json", include=CONTENT_PARAMS)  # not target, revision, timeout...
     digest.update(json.dumps([kind.name, repo_id, content], sort_keys=True).encode())
     digest.update(json.dumps(library_versions(OUTPUT_PACKAGES), sort_keys=True).encode())
-    for folder in CODE_DIRS:
-        for path in sorted(folder.glob("*.py")):
-            digest.update(path.name.encode() + path.read_bytes())
+    for folder in CODE_DIRS:  # the card templates too: an edited template rebuilds the card
+        for path in sorted(p for p in folder.rglob("*") if p.suffix in (".py", ".j2")):
+            digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()
 
 
