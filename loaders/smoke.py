@@ -227,7 +227,7 @@ def smoke_plume(
     ``stats`` (a level's ``{"velocity": ..., "smoke": ...}``, as another dataset's ``.stats``) normalises
     with those instead: a held-out store scored with the statistics its model was trained with.
     ``store`` reads another store of a repo (folder or Hub) than the training one, by its path under
-    ``zarr/``: ``"smoke_domain/b3.zarr"``, a held-out ladder of the Domain test, normalised with the repo's
+    ``zarr/``: ``"smoke_domain/b003.zarr"``, a held-out ladder of the Domain test, normalised with the repo's
     training statistics.
     """
     level = parse_level(level)
