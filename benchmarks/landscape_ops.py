@@ -39,16 +39,9 @@ HEADLINE = ("loss", "max_eigenvalue", "trace", "sharpness", "adaptive_max_eigenv
 
 
 def _slab_backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[no-untyped-def]
-    """The pad's backward before: the same additions, in place, differentiated by autograd."""
-    pad, dim = ctx.pad, ctx.dim
-    spatial = range(grad.dim() - dim, grad.dim())
-    inner = torch.Size(s - 2 * pad if i in spatial else s for i, s in enumerate(grad.shape))
-    g = grad.clone()
-    for ax, dest, src in reversed(fastops._wraps(inner, pad, dim)):
-        g[fastops._along(ax, src)] += g[fastops._along(ax, dest)]
-        g[fastops._along(ax, dest)] = 0
-    centre = tuple(slice(pad, s - pad) if i in spatial else slice(None) for i, s in enumerate(g.shape))
-    return g[centre], None, None
+    """The pad's backward before: the fold's in-place slab additions run under autograd, which builds
+    their double backward from whole-tensor copies."""
+    return fastops._CircularFold.forward(ctx, grad, ctx.pad, ctx.dim), None, None
 
 
 @contextlib.contextmanager

@@ -231,9 +231,9 @@ def smoke_plume(
     training statistics.
     """
     level = parse_level(level)
-    if store is not None and Path(str(source)).expanduser().joinpath("zarr.json").is_file():
-        raise ValueError(f"store={store!r} names a store inside a repo, but {source} is a store itself")
     resolved = resolve_source(source, store or STORE_NAME, revision, cache_dir)
+    if store is not None and resolved.kind == "store":
+        raise ValueError(f"store={store!r} names a store inside a repo, but {source} is a store itself")
     return SmokePlumeWindows(
         resolved,
         level,

@@ -67,20 +67,26 @@ class SmokeTask:
         x, y = batch
         return (rollout(model, x, y.shape[1], self.residual, self.step_scale) - y) ** 2
 
+    @staticmethod
+    def _sums(sq: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return sq.transpose(0, 1).flatten(1).sum(dim=1), int(sq[:, 0].numel())
+
+    @staticmethod
+    def _per_sample(sq: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(sq.flatten(2).mean(dim=2)).mean(dim=1)
+
     def errors(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
         """Sum of squared errors per rollout step, and the number of values per step."""
-        sq = self._squared(model, batch)
-        return sq.transpose(0, 1).flatten(1).sum(dim=1), int(sq[:, 0].numel())
+        return self._sums(self._squared(model, batch))
 
     def sample_errors(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The metric of each sample on its own: [B] (RMSE per rollout step, averaged over the steps)."""
-        return torch.sqrt(self._squared(model, batch).flatten(2).mean(dim=2)).mean(dim=1)
+        return self._per_sample(self._squared(model, batch))
 
     def errors_and_samples(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int, torch.Tensor]:
         """:meth:`errors` and :meth:`sample_errors` from one rollout (the same bits as each alone)."""
         sq = self._squared(model, batch)
-        sums = sq.transpose(0, 1).flatten(1).sum(dim=1)
-        return sums, int(sq[:, 0].numel()), torch.sqrt(sq.flatten(2).mean(dim=2)).mean(dim=1)
+        return (*self._sums(sq), self._per_sample(sq))
 
     def as_module(self, model: nn.Module) -> nn.Module:
         """One step of the prediction as a module (for equivariance checks)."""
@@ -111,20 +117,21 @@ class SuperResolutionTask:
         x, y = batch
         return F.l1_loss(self.predict(model, x), y)
 
-    def errors(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
+    def _absolute(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch
-        err = (self.predict(model, x) - y).abs()
+        return (self.predict(model, x) - y).abs()
+
+    def errors(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
+        err = self._absolute(model, batch)
         return err.sum().reshape(1), int(err.numel())
 
     def sample_errors(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The MAE of each sample on its own: [B]."""
-        x, y = batch
-        return (self.predict(model, x) - y).abs().flatten(1).mean(dim=1)
+        return self._absolute(model, batch).flatten(1).mean(dim=1)
 
     def errors_and_samples(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int, torch.Tensor]:
         """:meth:`errors` and :meth:`sample_errors` from one prediction (the same bits as each alone)."""
-        x, y = batch
-        err = (self.predict(model, x) - y).abs()
+        err = self._absolute(model, batch)
         return err.sum().reshape(1), int(err.numel()), err.flatten(1).mean(dim=1)
 
     def as_module(self, model: nn.Module) -> nn.Module:
