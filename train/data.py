@@ -28,11 +28,11 @@ def load_splits(dataset: str, data: Path, spec: SplitSpec) -> dict[str, Dataset]
 
 
 def smoke_splits(data: Path, spec: SplitSpec) -> dict[str, Dataset]:
+    strides = {"train": spec.window_stride, "valid": spec.valid_stride, "test": 1}
     return {
-        split: smoke_plume(data, level=spec.level, split=split, normalise=spec.normalise,
-                           stride=spec.window_stride if split == "train" else 1)
+        split: smoke_plume(data, level=spec.level, split=split, normalise=spec.normalise, stride=strides[split])
         for split in SPLITS
-    }  # fmt: skip
+    }
 
 
 class HeldOut(ConcatDataset):
