@@ -29,10 +29,8 @@ def load_splits(dataset: str, data: Path, spec: SplitSpec) -> dict[str, Dataset]
 
 def smoke_splits(data: Path, spec: SplitSpec) -> dict[str, Dataset]:
     strides = {"train": spec.window_stride, "valid": spec.valid_stride, "test": 1}
-    return {
-        split: smoke_plume(data, level=spec.level, split=split, normalise=spec.normalise, stride=strides[split])
-        for split in SPLITS
-    }
+    options = {"level": spec.level, "normalise": spec.normalise}
+    return {split: smoke_plume(data, split=split, stride=strides[split], **options) for split in SPLITS}
 
 
 class HeldOut(ConcatDataset):
