@@ -32,7 +32,10 @@ from train.runs import RunId
 def split_spec(section: TaskTrainParams, level: int | None = None) -> SplitSpec:
     """How a run's data is cut; ``level`` (smoke) defaults to the first of ``section.levels``."""
     level = section.levels[0] if level is None else level
-    return SplitSpec(normalise=section.normalise, level=level, window_stride=section.window_stride)
+    return SplitSpec(
+        normalise=section.normalise, level=level, window_stride=section.window_stride,
+        valid_stride=section.valid_stride,
+    )  # fmt: skip
 
 
 def run_levels(dataset: str, section: TaskTrainParams, model_name: str) -> list[int | None]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from distributed import LocalCluster
 
@@ -186,3 +187,18 @@ def test_domain_windows_share_no_frame(domain_study: tuple[Path, object]) -> Non
                 pairs += 1
                 assert t1 - t0 >= part.index.length
     assert pairs > 0  # some series holds more than one window: the check above checked something
+
+
+def test_validation_windows_that_share_no_frame(smoke_store: Path) -> None:
+    every = smoke_splits(smoke_store, SplitSpec(level=3))
+    length = every["valid"].index.length
+    apart = smoke_splits(smoke_store, SplitSpec(level=3, valid_stride=length, window_stride=2))
+    assert (every["valid"].index.stride, apart["valid"].index.stride) == (1, length)
+    assert (apart["train"].index.stride, apart["test"].index.stride) == (2, 1)  # test windows: always all
+    kept = apart["valid"].index.per_series
+    assert kept == (every["valid"].index.per_series - 1) // length + 1
+    for i in range(len(apart["valid"])):  # every length-th window of each direction, the same tensors
+        series, k = divmod(i, kept)
+        same = every["valid"][series * every["valid"].index.per_series + k * length]
+        assert all(torch.equal(a, b) for a, b in zip(apart["valid"][i], same, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(apart["test"][-1], every["test"][-1], strict=True))

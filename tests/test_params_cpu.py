@@ -21,6 +21,7 @@ INTENDED = {
     "turbulence.splits.valid": 6,
     "train.smoke.train_rollout": 3,
     "train.smoke.window_stride": 1,
+    "train.smoke.valid_stride": 1,
     "train.smoke.optimiser.lr": 2e-3,
     "train.smoke.optimiser.batch_size": 8,
     "train.smoke.optimiser.max_epochs": 40,

@@ -225,6 +225,7 @@ def test_the_identity_reads_only_the_keys_it_names() -> None:
         assert not named & (set(others) - {"levels"})
         for field, value in others.items():
             assert identity(**{field: value}) == base, field
-        changed = {"levels": [5], "residual": False, "window_stride": 2, "train_rollout": 1}
+        changed = {"levels": [5], "residual": False, "window_stride": 2, "valid_stride": 7,
+                   "train_rollout": 1}  # fmt: skip
         for field, value in changed.items():
             assert field in named and identity(**{field: value}) != base, field

@@ -28,11 +28,9 @@ def load_splits(dataset: str, data: Path, spec: SplitSpec) -> dict[str, Dataset]
 
 
 def smoke_splits(data: Path, spec: SplitSpec) -> dict[str, Dataset]:
-    return {
-        split: smoke_plume(data, level=spec.level, split=split, normalise=spec.normalise,
-                           stride=spec.window_stride if split == "train" else 1)
-        for split in SPLITS
-    }  # fmt: skip
+    strides = {"train": spec.window_stride, "valid": spec.valid_stride, "test": 1}
+    options = {"level": spec.level, "normalise": spec.normalise}
+    return {split: smoke_plume(data, split=split, stride=strides[split], **options) for split in SPLITS}
 
 
 class HeldOut(ConcatDataset):

@@ -37,6 +37,7 @@ class SplitSpec:
     normalise: str | None = "scale"
     level: int = 0  # smoke only: the symmetry level trained on
     window_stride: int = 1  # smoke only: spacing of training windows
+    valid_stride: int = 1  # smoke only: spacing of validation windows (test windows: always 1)
 
 
 Ref = str  # "package.module:name": imported when first used, so this module stays light

@@ -97,6 +97,11 @@ class TaskTrainParams(Strict):
         " validation and test always roll out over all output frames",
     )
     window_stride: PositiveInt = Field(1, description="smoke only: spacing of training windows")
+    valid_stride: PositiveInt = Field(
+        1,
+        description="smoke only: spacing of validation windows (model selection and early stopping);"
+        " the window length (input + output frames) gives windows that share no frame; test: always 1",
+    )
     residual: bool = Field(
         True,
         description="the network predicts a correction to the trivial prediction: the last input frame"
