@@ -243,6 +243,19 @@ def test_bounds_keep_the_shipped_presets_and_real_names_valid() -> None:
     assert ok.publish.revision == "feature/v1.2_x" and ok.landscape.direction_seed == 2**32 - 1
 
 
+@pytest.mark.parametrize("name", ["params.yaml", "params.cpu.yaml", "params.study.yaml"])
+def test_every_preset_measures_the_curvature_of_every_compared_pair(name: str) -> None:
+    """The report's flatness claims per pair (pipelines/datasets.py ``comparisons``) need both models'
+    landscapes: each preset lists every model of a pair it trains."""
+    from pipelines.datasets import dataset_spec
+
+    params = load_params(REPO / name)
+    for dataset in params.datasets:
+        trained = set(getattr(params.train, dataset).models)
+        paired = {m for pair in dataset_spec(dataset).comparisons if set(pair) <= trained for m in pair}
+        assert paired and paired <= set(params.landscape.models[dataset]), (dataset, paired)
+
+
 def test_duplicate_yaml_keys_are_refused_with_key_and_line(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("smoke:\n  resolution: 32\n  steps: 60\n  resolution: 64\n")

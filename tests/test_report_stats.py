@@ -85,6 +85,26 @@ def test_a_family_spans_both_datasets_of_the_report() -> None:
     assert all("over 4 tests" in line for d in lines.values() for line in d if "Holm p" in line)
 
 
+def test_smoke_tests_both_relaxed_pairs_in_one_family() -> None:
+    """Wang et al. 2022's two smoke pairs, rsteer vs e2cnn and rgcnn vs gcnn, each with its error and its
+    invariant curvature claims; the raw curvature numbers are described outside the family."""
+    strict = [0.60, 0.62, 0.58]
+    relaxed = [x - d for x, d in zip(strict, [0.010, 0.012, 0.008], strict=True)]
+    runs = _runs({"rsteer": relaxed, "e2cnn": strict, "rgcnn": relaxed, "gcnn": strict})
+    baselines = {split: {"persistence": {"rmse": 1.0}} for split in ("test", "valid")}
+    lines = report_findings({"smoke": (runs, ["best"], baselines)})["smoke"]
+    tested = [line for line in lines if "Holm p" in line]
+    assert len(tested) == 8 and all("over 8 tests" in line for line in tested)
+    for relaxed_model, strict_model in (("rsteer", "e2cnn"), ("rgcnn", "gcnn")):
+        pair = [line for line in tested if line.startswith(f"- {relaxed_model} has ")]
+        assert len(pair) == 4 and all(line.split(" than ")[1].startswith(strict_model) for line in pair)
+        assert any("adaptive sharpness at best" in line for line in pair)
+    raw = [line for line in lines if "not in the family" in line]
+    assert len(raw) == 4  # raw sharpness and top eigenvalue, per pair
+    negative = [line for line in lines if "negative eigenvalues" in line]
+    assert len(negative) == 1 and all(m in negative[0] for m in ("rsteer", "e2cnn", "rgcnn", "gcnn"))
+
+
 def test_the_report_names_a_model_that_does_not_beat_the_strongest_baseline() -> None:
     from pipelines.report.verdicts import baseline_note
 

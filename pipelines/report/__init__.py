@@ -45,6 +45,7 @@ from pipelines.report.verdicts import (
     dataset_claims,
     negative_eigenvalue_lines,
     render_claims,
+    trained_pairs,
     verdict,
 )
 from train.runs import RunId, baseline_metrics, metric_key
@@ -132,9 +133,9 @@ def report_findings(
     claims: dict[str, list[Claim]] = {d: [] for d in per_dataset}
     tail: dict[str, list[str]] = {d: [] for d in per_dataset}  # descriptive, untested lines
     for dataset, (runs, checkpoints, baselines) in per_dataset.items():
-        relaxed, full, _ = dataset_spec(dataset).comparisons
-        if relaxed not in runs or full not in runs:
-            head[dataset].append(f"- {dataset}: {relaxed} or {full} was not trained; no comparison made.")
+        untrained = [p for p in dataset_spec(dataset).comparisons if p not in trained_pairs(dataset, runs)]
+        head[dataset] += [f"- {dataset}: {a} or {b} was not trained; not compared." for a, b in untrained]
+        if not trained_pairs(dataset, runs):
             continue
         metric = dataset_spec(dataset).metric
         test_base = best_baseline(baselines, "test", metric)

@@ -22,8 +22,8 @@ from pipelines.report.figures import mean_std
 from pipelines.report.stats import ALPHA, Comparison, compare, holm
 from train.runs import metric_key
 
-# Which models the study compares (relaxed, fully equivariant, baseline or None) and by which metric: each
-# dataset's spec (pipelines/datasets.py, ``comparisons`` and ``metric``).
+# Which model pairs the study compares (relaxed, other) and by which metric: each dataset's spec
+# (pipelines/datasets.py, ``comparisons`` and ``metric``).
 MIN_SEEDS = 3  # fewer seeds per model: no verdict
 
 
@@ -114,14 +114,17 @@ def seed_values(runs: dict, model: str, fn: Callable[[dict], Any]) -> dict[int, 
     return {seed: v for seed, s in runs[model].items() if (v := fn(s)) is not None}
 
 
+def trained_pairs(dataset: str, runs: dict) -> list[tuple[str, str]]:
+    """The dataset's (relaxed, other) comparisons whose two models both have runs."""
+    return [pair for pair in dataset_spec(dataset).comparisons if all(m in runs for m in pair)]
+
+
 def dataset_claims(dataset: str, runs: dict, checkpoints: list[str], test_base: tuple | None,
                    valid_base: tuple | None) -> list[Claim]:  # fmt: skip
-    """The claims of one dataset: test and validation error, then per checkpoint sharpness and the top
-    Hessian eigenvalue (those gated on the test baseline: flatness of a model that learnt nothing is moot)."""
-    spec = dataset_spec(dataset)
-    relaxed, *rest = spec.comparisons
-    metric = spec.metric
-    others = [m for m in rest if m is not None and m in runs]
+    """The claims of one dataset, pair by pair: test and validation error, then per checkpoint sharpness
+    and the top Hessian eigenvalue (those gated on the test baseline: flatness of a model that learnt
+    nothing is moot)."""
+    metric = dataset_spec(dataset).metric
 
     def test_fn(s: dict) -> Any:
         return s["train"][metric_key(metric)]
@@ -133,8 +136,8 @@ def dataset_claims(dataset: str, runs: dict, checkpoints: list[str], test_base: 
     ]
     checks += landscape_checks(checkpoints)  # invariant measures decide; raw ones are described
     out = []
-    for text, fn, base in checks:
-        for other in others:
+    for relaxed, other in trained_pairs(dataset, runs):
+        for text, fn, base in checks:
             label = f"{relaxed} has {text} than {other}"
             a, b = seed_values(runs, relaxed, fn), seed_values(runs, other, fn)
             if not a or not b:
@@ -163,11 +166,9 @@ def negative_eigenvalue_lines(
     dataset: str, runs: dict, checkpoints: list[str], test_base: tuple | None
 ) -> list[str]:
     """"No (significant) negative eigenvalues": descriptive (no test, not in the family), read from the
-    Hessian that can show convexity (pipelines/report/curvature.py)."""
-    spec = dataset_spec(dataset)
-    relaxed, *rest = spec.comparisons
-    metric = spec.metric
-    models = [relaxed, *(m for m in rest if m is not None and m in runs)]
+    Hessian that can show convexity (pipelines/report/curvature.py), over the models of the compared pairs."""
+    metric = dataset_spec(dataset).metric
+    models = list(dict.fromkeys(m for pair in trained_pairs(dataset, runs) for m in pair))
     lines = []
     for ckpt in checkpoints:
         significant, parts = negative_curvature(runs, models, ckpt)
