@@ -13,8 +13,10 @@ accumulated batch by batch), every model written in its family's shared coordina
 train/flatness.py): sharpness over shared random unit directions (and filter-normalised ones), the top
 Hessian eigenvalues by Lanczos, the spectral density by stochastic Lanczos quadrature, the trace by
 Hutchinson, and the adaptive (|w|-scaled) Hessian and sharpness, invariant to rescalings (``invariance``
-says per number what it is invariant to). Every Hessian-vector product is at the checkpoint's weights, so
-each batch's gradient graph is built once per measurement (``FlatLoss.resident_graphs``). With an L1
+says per number what it is invariant to); with ``landscape.original_sharpness`` also the study code's
+sharpness (normal directions divided by the parameter count, on the whole training split). Every
+Hessian-vector product is at the checkpoint's weights, so each batch's gradient graph is built once per
+measurement (``FlatLoss.resident_graphs``). With an L1
 training loss (super-resolution) the MSE Hessian at the same weights is measured beside it (``mse_*``):
 L1's Hessian has no Gauss-Newton term. Writes
 ``metrics/landscape/<run>-<checkpoint>.json`` (with the device, ``compute.device``, and library versions)
@@ -57,6 +59,7 @@ from train.checkpoints import CheckpointError, load_checkpoint
 from train.curvature import (
     FlatLoss,
     hutchinson_trace,
+    original_directions,
     random_directions,
     sharpness,
     spectral_density,
@@ -205,10 +208,20 @@ def run_landscape(
     task = task_on(task_of(dataset, section, train_set), device)  # the loss the model was optimised on
     subset = fixed_subset(train_set, params.landscape)
     flat = FlatLoss(model, subset, task.loss)
+    if params.landscape.original_sharpness:  # the study code's variant, on the whole training split
+        whole = FlatLoss(model, list(DataLoader(train_set, batch_size=params.landscape.subset_batch_size)),
+                         task.loss)  # fmt: skip
+        directions = original_directions(whole, params.landscape.directions, params.landscape.direction_seed)
+        with _progress(whole, "sharpness, the study code's (whole training split)", len(directions) *
+                       len(params.landscape.displacements) + 1):  # fmt: skip
+            original = sharpness(whole, directions, params.landscape.displacements)["sharpness"]
     mse = None
     if isinstance(task, SuperResolutionTask):  # trained on L1: the MSE Hessian beside it
         mse = FlatLoss(model, subset, lambda m, b: F.mse_loss(task.predict(m, b[0]), b[1]))
     result, spectrum = measure(flat, params.landscape, mse)
+    if params.landscape.original_sharpness:
+        result["sharpness_original"], result["sharpness_original_samples"] = original, whole.samples
+        result["invariance"]["sharpness_original"] = INVARIANCE["sharpness_original"]
     result.update(
         {
             "epoch": int(state["epoch"]),

@@ -165,7 +165,7 @@ def test_sr_landscape_writes_the_mse_hessian_the_coordinates_and_the_invariance(
         "landscape": {"models": {"smoke": [], "turbulence": ["rgcnn"]}, "checkpoints": ["best"],
                       "subset_min_samples": 2, "subset_batch_size": 1, "directions": 1,
                       "displacements": [0.5], "top_k": 1, "lanczos_steps": 3, "slq_probes": 1,
-                      "hutchinson_probes": 2},
+                      "hutchinson_probes": 2, "original_sharpness": True},
     })  # fmt: skip
     runs, metrics = tmp_path / "runs", tmp_path / "metrics"
     run_training("turbulence", "rgcnn", 0, params, turbulence_store, runs, metrics)
@@ -176,3 +176,6 @@ def test_sr_landscape_writes_the_mse_hessian_the_coordinates_and_the_invariance(
     assert land["mse_max_eigenvalue"] >= land["mse_min_ritz_value"] and land["mse_loss"] > 0
     assert {"adaptive_max_eigenvalue", "mse_trace", "max_eigenvalue"} <= set(land["invariance"])
     assert "NOT" in land["invariance"]["max_eigenvalue"] and "NOT" not in land["invariance"]["adaptive_trace"]
+    # the study code's variant: on the whole training split (not the subset), labelled as not comparable
+    assert land["sharpness_original_samples"] == land["train_samples"] > land["samples"]
+    assert land["sharpness_original"] > 0 and "study code" in land["invariance"]["sharpness_original"]

@@ -9,6 +9,7 @@ from train.curvature import (
     FlatLoss,
     hutchinson_trace,
     lanczos,
+    original_directions,
     output_filter_index,
     power_iteration,
     random_directions,
@@ -108,6 +109,17 @@ def test_sharpness_of_a_quadratic_is_known_in_closed_form() -> None:
     assert out["sharpness"] == pytest.approx(expected, rel=1e-12)
     again = random_directions(flat, count=5, seed=3)
     assert all(torch.equal(d, e) for d, e in zip(dirs, again, strict=True))  # shared across checkpoints
+
+
+def test_the_study_codes_directions_are_the_same_draws_divided_by_the_parameter_count() -> None:
+    flat = tiny_net_loss()
+    unit, original = random_directions(flat, 3, seed=7), original_directions(flat, 3, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    for u, d in zip(unit, original, strict=True):
+        assert torch.equal(d, torch.randn(flat.dim, generator=gen, dtype=torch.float64) / flat.dim)
+        assert torch.allclose(d / d.norm(), u, rtol=1e-12, atol=0)  # the unit directions' own draws
+    ts = [0.1, 1.0]  # tiny steps: the loss barely moves, unlike along unit directions
+    assert sharpness(flat, original, ts)["sharpness"] < sharpness(flat, unit, ts)["sharpness"]
 
 
 def test_filter_normalised_directions_match_filter_norms() -> None:

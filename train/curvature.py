@@ -247,6 +247,14 @@ def random_directions(flat: FlatLoss, count: int, seed: int, filter_normalised: 
     return out
 
 
+def original_directions(flat: FlatLoss, count: int, seed: int) -> list[Tensor]:
+    """The study code's directions: standard normal vectors divided by the parameter count (length about
+    ``1 / sqrt(dim)``, so the perturbation shrinks with the model's size)."""
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(flat.dim, generator=gen, dtype=torch.float64).to(flat.w0) / flat.dim
+            for _ in range(count)]  # fmt: skip
+
+
 def sharpness(flat: FlatLoss, directions: Sequence[Tensor], displacements: Sequence[float]) -> dict:
     """phi(w, D, T) = 1/(|D||T|) sum_t sum_d |L(w + t d) - L(w)|, plus the individual losses."""
     base = flat.value(flat.w0)

@@ -42,6 +42,10 @@ _DIAGONAL = (
 INVARIANCE: dict[str, str] = {
     "sharpness": f"{_FORM}; NOT to rescalings (unit directions)",
     "sharpness_filter_normalised": f"{_FORM}; rescaling of a whole output filter; NOT layer-wise balance",
+    "sharpness_original": (
+        f"{_FORM}; NOT to rescalings, and its directions shrink with the parameter count (the study "
+        "code's variant, for comparison with its numbers only)"
+    ),
     "max_eigenvalue": f"{_FORM}; NOT to rescalings (raw Hessian)",
     "top_eigenvalues": f"{_FORM}; NOT to rescalings (raw Hessian)",
     "trace": f"{_FORM}; NOT to rescalings (raw Hessian)",

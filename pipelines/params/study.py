@@ -215,7 +215,8 @@ class LandscapeParams(Strict):
     and memory (every model, seed and checkpoint) are checked against the limits, like the data stages'."""
 
     models: dict[str, list[str]] = Field(
-        default_factory=lambda: {"smoke": ["e2cnn", "rsteer"], "turbulence": ["cnn", "gcnn", "rgcnn"]},
+        default_factory=lambda: {"smoke": ["e2cnn", "rsteer", "gcnn", "rgcnn"],
+                                 "turbulence": ["cnn", "gcnn", "rgcnn"]},  # fmt: skip
         description="models measured per dataset (each must also be trained)",
     )
     checkpoints: list[Literal["early", "best"]] = ["early", "best"]
@@ -235,6 +236,10 @@ class LandscapeParams(Strict):
     direction_seed: Seed = 0
     filter_normalised: bool = Field(
         True, description="also report Li et al. 2018 filter-normalised sharpness"
+    )
+    original_sharpness: bool = Field(
+        False, description="also the study code's sharpness (normal directions / parameter count, on the"
+        " whole training split): a labelled variant, not comparable across model sizes",
     )
     top_k: Annotated[int, Field(gt=0, le=MAX_LANCZOS_STEPS)] = 5
     lanczos_steps: Annotated[int, Field(gt=0, le=MAX_LANCZOS_STEPS)] = Field(
