@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 
+import dask
 from distributed import Client, LocalCluster
 
 from pipelines.params import ComputeParams
@@ -31,6 +33,7 @@ def dask_client(params: ComputeParams, one_task_per_worker: bool = False) -> Ite
             yield client
         return
     with (
+        _glibc_thresholds() if one_task_per_worker else contextlib.nullcontext(),
         LocalCluster(
             n_workers=params.n_workers,
             threads_per_worker=1 if one_task_per_worker else params.threads_per_worker,
@@ -42,3 +45,23 @@ def dask_client(params: ComputeParams, one_task_per_worker: bool = False) -> Ite
         Client(cluster) as client,
     ):
         yield client
+
+
+@contextlib.contextmanager
+def _glibc_thresholds() -> Iterator[None]:
+    """Workers spawned within start with glibc's own, adaptive malloc thresholds.
+
+    dask's nanny spawns each worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (and leaves it in this process's
+    environment, so a later cluster inherits it). Any fixed threshold turns off glibc's adaptive mmap
+    threshold: every large tensor is then mapped and unmapped anew, and a landscape measurement, which frees
+    and reallocates its large tensors on every Hessian-vector product, spends a third of its time in page
+    faults (benchmarks/worker_malloc.py). The matrices' workers have no memory limit for the trimming to
+    defend."""
+    key = "MALLOC_TRIM_THRESHOLD_"
+    inherited = os.environ.pop(key, None)
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": None}):  # None: not set
+            yield
+    finally:
+        if inherited is not None:
+            os.environ[key] = inherited

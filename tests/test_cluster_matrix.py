@@ -103,6 +103,25 @@ def test_where_the_runs_go_without_an_address() -> None:
     assert not in_process(cpu.model_copy(update={"scheduler_address": "tcp://127.0.0.1:8786"}), 1)
 
 
+def _malloc_env() -> str | None:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_matrix_workers_keep_glibcs_adaptive_malloc_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dask's nanny would start them with MALLOC_TRIM_THRESHOLD_=65536 (a landscape then pays ~1.5x in page
+    faults: benchmarks/worker_malloc.py); a value left in this process by an earlier cluster is not
+    inherited either, and comes back afterwards. Other dask clusters keep dask's setting."""
+    from pipelines.compute import dask_client
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as an earlier nanny leaves it
+    compute = ComputeParams(device="cpu", n_workers=1)
+    with dask_client(compute, one_task_per_worker=True) as client:
+        assert client.submit(_malloc_env, pure=False).result() is None
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
+    with dask_client(compute) as client:
+        assert client.submit(_malloc_env, pure=False).result() == "65536"
+
+
 def test_a_failure_on_the_local_cluster_names_the_run_and_keeps_the_others(tmp_path: Path) -> None:
     """json.loads as the run: the workers need not import torch for this."""
     jobs = [
