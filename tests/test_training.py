@@ -341,7 +341,8 @@ def test_report_findings_from_a_synthetic_metrics_dir(
     path = baseline_metrics(tmp_path, "smoke")
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"splits": {"valid": scores, "test": scores}}))
-    params = parse_params({"train": {"smoke": {"models": ["rsteer", "e2cnn"], "seeds": list(range(seeds))}}})
+    params = parse_params({"train": {"smoke": {"models": ["rsteer", "e2cnn"], "seeds": list(range(seeds))}},
+                           "landscape": {"models": {"smoke": ["rsteer", "e2cnn"]}}})  # fmt: skip
     runs = collect(params, tmp_path)["smoke"]
     lines = findings("smoke", runs, [], read_baselines(tmp_path, "smoke"))
     test_line = next(line for line in lines if "lower test RMSE" in line)
