@@ -113,9 +113,10 @@ def _progress(flat: FlatLoss, desc: str, total: int) -> Iterator[None]:
 
 
 def measure(
-    flat: FlatLoss, p: LandscapeParams, mse: FlatLoss | None = None
+    flat: FlatLoss, p: LandscapeParams, mse: FlatLoss | None = None, whole: FlatLoss | None = None
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """Every landscape number of ``flat`` (and, given ``mse``, the MSE Hessian at the same weights)."""
+    """Every landscape number of ``flat`` (and, given ``mse``, the MSE Hessian at the same weights; given
+    ``whole``, the loss on the whole training split, the study code's sharpness)."""
     out: dict[str, Any] = {"parameters": flat.dim}
     t0 = time.perf_counter()
     sharp_evals = 1 + p.directions * len(p.displacements)
@@ -133,6 +134,11 @@ def measure(
     out.update(hessian)
     if mse is not None:
         out.update(_mse_curvature(mse, p))
+    if whole is not None:  # the study code's variant: directions / parameter count, the whole split
+        directions = original_directions(whole, p.directions, p.direction_seed)
+        with _progress(whole, "sharpness, the study code's (whole training split)", sharp_evals):
+            out["sharpness_original"] = sharpness(whole, directions, p.displacements)["sharpness"]
+        out["sharpness_original_samples"] = whole.samples
     out["invariance"] = {k: v for k, v in INVARIANCE.items() if k in out}
     out["seconds"] = time.perf_counter() - t0
     out["slq_nodes"], out["slq_weights"] = density["nodes"].tolist(), density["weights"].tolist()
@@ -208,20 +214,14 @@ def run_landscape(
     task = task_on(task_of(dataset, section, train_set), device)  # the loss the model was optimised on
     subset = fixed_subset(train_set, params.landscape)
     flat = FlatLoss(model, subset, task.loss)
+    whole = None
     if params.landscape.original_sharpness:  # the study code's variant, on the whole training split
-        whole = FlatLoss(model, list(DataLoader(train_set, batch_size=params.landscape.subset_batch_size)),
-                         task.loss)  # fmt: skip
-        directions = original_directions(whole, params.landscape.directions, params.landscape.direction_seed)
-        with _progress(whole, "sharpness, the study code's (whole training split)", len(directions) *
-                       len(params.landscape.displacements) + 1):  # fmt: skip
-            original = sharpness(whole, directions, params.landscape.displacements)["sharpness"]
+        batches = list(DataLoader(train_set, batch_size=params.landscape.subset_batch_size))
+        whole = FlatLoss(model, batches, task.loss)
     mse = None
     if isinstance(task, SuperResolutionTask):  # trained on L1: the MSE Hessian beside it
         mse = FlatLoss(model, subset, lambda m, b: F.mse_loss(task.predict(m, b[0]), b[1]))
-    result, spectrum = measure(flat, params.landscape, mse)
-    if params.landscape.original_sharpness:
-        result["sharpness_original"], result["sharpness_original_samples"] = original, whole.samples
-        result["invariance"]["sharpness_original"] = INVARIANCE["sharpness_original"]
+    result, spectrum = measure(flat, params.landscape, mse, whole)
     result.update(
         {
             "epoch": int(state["epoch"]),

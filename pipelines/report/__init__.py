@@ -133,9 +133,10 @@ def report_findings(
     claims: dict[str, list[Claim]] = {d: [] for d in per_dataset}
     tail: dict[str, list[str]] = {d: [] for d in per_dataset}  # descriptive, untested lines
     for dataset, (runs, checkpoints, baselines) in per_dataset.items():
-        untrained = [p for p in dataset_spec(dataset).comparisons if p not in trained_pairs(dataset, runs)]
+        trained = trained_pairs(dataset, runs)
+        untrained = [p for p in dataset_spec(dataset).comparisons if p not in trained]
         head[dataset] += [f"- {dataset}: {a} or {b} was not trained; not compared." for a, b in untrained]
-        if not trained_pairs(dataset, runs):
+        if not trained:
             continue
         metric = dataset_spec(dataset).metric
         test_base = best_baseline(baselines, "test", metric)
